@@ -1,0 +1,73 @@
+"""Backend settings, read from environment variables (flags of `labelloop serve` override them)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass
+class Settings:
+    """Everything the backend process is configured with.
+
+    =====================  ==============================  =======================================
+    field                  environment variable            meaning
+    =====================  ==============================  =======================================
+    model_dir              LABELLOOP_MODEL_DIR             per-project model versions live here
+    model_name             LABELLOOP_MODEL_NAME            encoder: "default", a path or HF name
+    batch_size             LABELLOOP_BATCH_SIZE            texts per model call inside /predict
+    max_text_chars         LABELLOOP_MAX_TEXT_CHARS        longer task texts are truncated
+    basic_auth_user        BASIC_AUTH_USER                 protect the backend with basic auth
+    basic_auth_pass        BASIC_AUTH_PASS
+    label_studio_url       LABEL_STUDIO_URL                for training/refresh (SDK calls)
+    label_studio_api_key   LABEL_STUDIO_API_KEY
+    =====================  ==============================  =======================================
+    """
+
+    model_dir: str = "./models"
+    model_name: str = "default"
+    batch_size: int = 256
+    max_text_chars: int = 20_000
+    basic_auth_user: str | None = None
+    basic_auth_pass: str | None = field(default=None, repr=False)
+    label_studio_url: str | None = None
+    label_studio_api_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        values = dict(
+            model_dir=env.get("LABELLOOP_MODEL_DIR") or cls.model_dir,
+            model_name=env.get("LABELLOOP_MODEL_NAME") or cls.model_name,
+            batch_size=_env_int("LABELLOOP_BATCH_SIZE", cls.batch_size),
+            max_text_chars=_env_int("LABELLOOP_MAX_TEXT_CHARS", cls.max_text_chars),
+            basic_auth_user=env.get("BASIC_AUTH_USER") or None,
+            basic_auth_pass=env.get("BASIC_AUTH_PASS") or None,
+            label_studio_url=env.get("LABEL_STUDIO_URL") or None,
+            label_studio_api_key=env.get("LABEL_STUDIO_API_KEY") or None,
+        )
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.max_text_chars < 1:
+            raise ValueError("max_text_chars must be at least 1")
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
+            raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")

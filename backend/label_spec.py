@@ -1,0 +1,67 @@
+"""What the backend needs to know about a project's label config, parsed with the SDK's `label_interface`."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from labelloop.model.errors import LabelloopError
+
+_TEXT_OBJECTS = ("Text", "HyperText")
+
+
+class UnsupportedLabelConfig(LabelloopError):
+    """The label config has nothing labelloop can prelabel (or is not valid XML)."""
+
+
+@dataclass(frozen=True)
+class ClassificationSpec:
+    """A Choices control over a Text object.
+
+    ``from_name``/``to_name`` go into every result; ``value_key`` is the task data field
+    (``$text`` -> ``"text"``); ``labels`` are the Choice values in config order.
+    """
+
+    from_name: str
+    to_name: str
+    value_key: str
+    labels: tuple[str, ...]
+    multi_label: bool
+
+    @property
+    def kind(self) -> str:
+        return "multi_label" if self.multi_label else "single_label"
+
+
+@functools.lru_cache(maxsize=256)
+def parse_label_config(config: str) -> ClassificationSpec:
+    """Find the first Choices/Text pair in ``config``.
+
+    Raises `UnsupportedLabelConfig` with a message meant for the Label Studio user.
+    Cached: Label Studio sends the same config with every request.
+    """
+    from label_studio_sdk.label_interface import LabelInterface
+
+    if not isinstance(config, str) or not config.strip():
+        raise UnsupportedLabelConfig("the project has no label config")
+    try:
+        interface = LabelInterface(config)
+    except Exception as exc:  # the SDK raises several XML and validation error types
+        raise UnsupportedLabelConfig(f"the label config could not be parsed: {exc}") from exc
+    try:
+        from_name, to_name, value_key = interface.get_first_tag_occurence("Choices", _TEXT_OBJECTS)
+    except ValueError:
+        controls = sorted({c.tag for c in interface.controls}) or ["none"]
+        raise UnsupportedLabelConfig(
+            "labelloop prelabels text classification: the label config needs a <Choices> control "
+            f"with toName pointing at a <Text> object (found controls: {', '.join(controls)})"
+        ) from None
+    control = interface.get_control(from_name)
+    labels = tuple(str(label) for label in control.labels)
+    if not labels:
+        raise UnsupportedLabelConfig(f"<Choices name=\"{from_name}\"> has no <Choice> values")
+    if len(set(labels)) != len(labels):
+        raise UnsupportedLabelConfig(f"<Choices name=\"{from_name}\"> repeats a Choice value")
+    if not value_key:
+        raise UnsupportedLabelConfig(f"<Text name=\"{to_name}\"> has no value such as \"$text\"")
+    multi = str(control.attr.get("choice", "single")).lower() == "multiple"
+    return ClassificationSpec(from_name, to_name, value_key, labels, multi)

@@ -1,0 +1,42 @@
+"""The label-studio-ml model class: cheap to build, because label-studio-ml builds one per /setup."""
+from __future__ import annotations
+
+from label_studio_ml.model import LabelStudioMLBase
+
+from .config import Settings
+from .label_spec import parse_label_config
+from .predictor import predict_tasks
+from .registry import ModelRegistry
+
+
+class LabelloopModel(LabelStudioMLBase):
+    """Prelabels a project's tasks with the classifier that currently serves it.
+
+    Construction parses the label config (cached) and looks up the serving model version; it
+    never loads weights. `predict` loads them once per process through the registry.
+    Raises `UnsupportedLabelConfig` for a config without a Choices/Text pair.
+    """
+
+    settings: Settings = Settings()
+    registry: ModelRegistry | None = None
+
+    @classmethod
+    def configure(cls, settings: Settings) -> None:
+        cls.settings = settings
+        cls.registry = ModelRegistry(settings.model_dir, settings.model_name)
+
+    def __init__(self, label_config: str | None = None, train_output=None, project: str | None = None,
+                 **kwargs):
+        self.spec = parse_label_config(label_config)
+        super().__init__(label_config=label_config, train_output=train_output, **kwargs)
+        if self.registry is None:
+            self.configure(self.settings)
+        self.project = str(project or "unknown")
+        self.model_version = self.registry.version_for(self.project, self.spec)
+
+    def predict(self, tasks, **kwargs) -> list[dict]:
+        """One ``{"result", "score", "model_version"}`` per task, in order."""
+        classifier, self.model_version = self.registry.classifier_for(self.project, self.spec)
+        return predict_tasks(tasks, self.spec, classifier, self.model_version,
+                             batch_size=self.settings.batch_size,
+                             max_chars=self.settings.max_text_chars)

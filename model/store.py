@@ -1,0 +1,108 @@
+"""Versioned model artefacts per project, written atomically.
+
+Layout under the model directory::
+
+    <root>/<project>/versions/v1/   head.joblib, meta.json
+    <root>/<project>/versions/v2/
+    <root>/<project>/CURRENT        the version that serves, e.g. "v2"
+
+A version directory is written under a temporary name and renamed into place, then CURRENT is
+replaced atomically. A crash at any point leaves the previous version serving.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from .classifier import EmbeddingClassifier
+from .errors import ModelNotFoundError
+
+_VERSION_RE = re.compile(r"^v(\d+)$")
+
+
+def safe_name(name: str) -> str:
+    """A file-system-safe form of a project key such as ``"12.1732550000"``."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", str(name)).strip(".")
+    if not cleaned:
+        raise ValueError(f"unusable project key: {name!r}")
+    return cleaned
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new content, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ModelStore:
+    """Stores `EmbeddingClassifier` versions for each project under ``root``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def _project_dir(self, project: str) -> Path:
+        return self.root / safe_name(project)
+
+    def versions(self, project: str) -> list[str]:
+        """Complete versions of ``project``, oldest first."""
+        vdir = self._project_dir(project) / "versions"
+        if not vdir.is_dir():
+            return []
+        found = [(int(m.group(1)), p.name) for p in vdir.iterdir()
+                 if (m := _VERSION_RE.match(p.name)) and (p / "meta.json").exists()]
+        return [name for _, name in sorted(found)]
+
+    def current_version(self, project: str) -> str | None:
+        """The serving version of ``project``, or None before the first training."""
+        try:
+            version = (self._project_dir(project) / "CURRENT").read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return version or None
+
+    def save(self, project: str, classifier: EmbeddingClassifier, *, activate: bool = True) -> str:
+        """Write a new version of ``project`` and (by default) make it current; returns its name."""
+        vdir = self._project_dir(project) / "versions"
+        vdir.mkdir(parents=True, exist_ok=True)
+        existing = [int(m.group(1)) for p in vdir.iterdir() if (m := _VERSION_RE.match(p.name))]
+        version = f"v{max(existing, default=0) + 1}"
+        tmp = Path(tempfile.mkdtemp(dir=vdir, prefix=f".{version}."))
+        try:
+            classifier.save(tmp)
+            os.rename(tmp, vdir / version)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if activate:
+            self.activate(project, version)
+        return version
+
+    def activate(self, project: str, version: str) -> None:
+        if version not in self.versions(project):
+            raise ModelNotFoundError(f"project {project} has no complete version {version!r}")
+        atomic_write_text(self._project_dir(project) / "CURRENT", version + "\n")
+
+    def read_meta(self, project: str, version: str) -> dict:
+        """The ``meta.json`` of a stored version (classes, multi_label, model_name)."""
+        path = self._project_dir(project) / "versions" / version / "meta.json"
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def load(self, project: str, version: str) -> EmbeddingClassifier:
+        path = self._project_dir(project) / "versions" / version
+        if not (path / "meta.json").exists():
+            raise ModelNotFoundError(f"project {project} has no stored version {version!r} at {path}")
+        return EmbeddingClassifier.load(path)

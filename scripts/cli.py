@@ -1,0 +1,63 @@
+"""The `labelloop` command-line tool."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from labelloop.model.errors import LabelloopError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Close the loop between Label Studio and fine-tuning files.")
+console = Console()
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 inside a container."),
+    port: int = typer.Option(9090, help="Port Label Studio connects to."),
+    model_dir: Optional[Path] = typer.Option(None, help="Per-project models. Env: LABELLOOP_MODEL_DIR."),
+    model_name: Optional[str] = typer.Option(
+        None, help="Encoder: 'default' (offline all-MiniLM-L6-v2), a local path or a Hugging Face "
+                   "name. Env: LABELLOOP_MODEL_NAME."),
+    batch_size: Optional[int] = typer.Option(None, help="Texts per model call. Env: LABELLOOP_BATCH_SIZE."),
+    workers: int = typer.Option(1, help="gunicorn worker processes (each holds its own model cache)."),
+    threads: int = typer.Option(8, help="Threads per worker."),
+    log_level: str = typer.Option("info"),
+):
+    """Run the ML backend that Label Studio connects to (gunicorn)."""
+    from labelloop.backend.config import Settings
+    from labelloop.backend.server import serve as run
+
+    settings = Settings.from_env(model_dir=str(model_dir) if model_dir else None,
+                                 model_name=model_name, batch_size=batch_size)
+    run(settings, host=host, port=port, workers=workers, threads=threads, log_level=log_level)
+
+
+@app.command()
+def demo(
+    port: int = typer.Option(8080, help="Label Studio port."),
+    backend_port: int = typer.Option(9090, help="Backend port."),
+    state_dir: Path = typer.Option(Path(".labelloop/demo"), help="Label Studio data, models and logs."),
+    tasks: int = typer.Option(200, help="Review snippets to import."),
+    wait: bool = typer.Option(True, help="Keep both services running until Ctrl-C."),
+):
+    """Start a real Label Studio and the backend, and build a prelabelled demo project."""
+    from .demo import run_demo
+
+    run_demo(state_dir=state_dir.resolve(), port=port, backend_port=backend_port, n_tasks=tasks,
+             wait=wait, console=console)
+
+
+def main() -> None:
+    try:
+        app()
+    except LabelloopError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

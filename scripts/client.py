@@ -1,0 +1,37 @@
+"""The Label Studio SDK client, configured like Label Studio itself (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY)."""
+from __future__ import annotations
+
+import os
+
+import requests
+
+from labelloop.model.errors import LabelloopError
+
+DEFAULT_URL = "http://localhost:8080"
+
+
+class LabelStudioUnavailable(LabelloopError):
+    """Label Studio cannot be reached, or no API key was given."""
+
+
+def connect(url: str | None = None, api_key: str | None = None, *, check: bool = True):
+    """A `label_studio_sdk.LabelStudio` client; legacy tokens and personal access tokens both work.
+
+    With ``check``, Label Studio's /health is called first so that a wrong URL fails with a clear
+    message instead of a stack trace from deep inside the SDK.
+    """
+    from label_studio_sdk import LabelStudio
+
+    url = (url or os.environ.get("LABEL_STUDIO_URL") or DEFAULT_URL).rstrip("/")
+    api_key = api_key or os.environ.get("LABEL_STUDIO_API_KEY")
+    if not api_key:
+        raise LabelStudioUnavailable(
+            "no API key: set LABEL_STUDIO_API_KEY (Label Studio > Account & Settings > "
+            "Personal Access Token, or a legacy token)")
+    if check:
+        try:
+            response = requests.get(f"{url}/health", timeout=10)
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            raise LabelStudioUnavailable(f"Label Studio is not reachable at {url}: {exc}") from exc
+    return LabelStudio(base_url=url, api_key=api_key)
