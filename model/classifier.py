@@ -119,11 +119,13 @@ class EmbeddingClassifier(_TextClassifierBase):
                 raise NotEnoughLabelsError("the annotations hold no labels")
             self.head_ = OneVsRestClassifier(head).fit(emb, Y)
         else:
-            self.classes_ = np.asarray(sorted(set(y)), dtype=object)
-            if len(self.classes_) < 2:
+            y = np.asarray(y)
+            distinct = np.unique(y)
+            if len(distinct) < 2:
                 raise NotEnoughLabelsError(
-                    f"only one class is labelled ({self.classes_[0]!r}); label at least two classes")
-            self.head_ = head.fit(emb, np.asarray(y, dtype=object))
+                    f"only one class is labelled ({distinct[0]!r}); label at least two classes")
+            self.head_ = head.fit(emb, y)
+            self.classes_ = self.head_.classes_
         self.n_features_in_ = emb.shape[1]
         return self
 
@@ -175,7 +177,7 @@ class ZeroShotClassifier(_TextClassifierBase):
     """
 
     def __init__(self, *, labels: Sequence[str] = (), model_name: str = DEFAULT_MODEL,
-                 multi_label: bool = False, threshold: float = 0.5, template: str = "{label}",
+                 multi_label: bool = False, threshold: float = 0.5, template: str = "This is {label}.",
                  temperature: float = 0.05, shrinkage: float = 0.5):
         self.labels = labels
         self.model_name = model_name

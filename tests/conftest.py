@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny random encoder for fast tests, and real Label Studio + backend servers."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY = "tiny-random-bert"
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    """Register a tiny random BERT (MiniLM's tokenizer) as encoder "tiny-random-bert".
+
+    Its embeddings carry no meaning, but it exercises the whole code path in milliseconds.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from labelloop.model.embeddings import (CachedEmbedder, TransformerEncoder, register_embedder,
+                                            resolve_model_path)
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("default"))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    encoder = TransformerEncoder(TINY, model=BertModel(config), tokenizer=tokenizer, device="cpu")
+    register_embedder(TINY, CachedEmbedder(encoder))
+    return TINY
+
+
+@dataclass
+class LabelStudioHandle:
+    url: str
+    token: str
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio 1.23.2 from its own venv, on SQLite in a temp dir, stopped by PID."""
+    from labelloop.scripts.services import label_studio_service
+
+    service, creds = label_studio_service(tmp_path_factory.mktemp("label-studio"))
+    service.start(timeout=300)
+    try:
+        yield LabelStudioHandle(service.url, creds.token, creds.username, creds.password)
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def ls_client(label_studio):
+    from labelloop.scripts.client import connect
+
+    return connect(label_studio.url, label_studio.token)
+
+
+@pytest.fixture(scope="session")
+def backend(tmp_path_factory):
+    """The real backend under gunicorn (`labelloop serve`), with the offline all-MiniLM-L6-v2."""
+    from labelloop.scripts.services import backend_service
+
+    service = backend_service(tmp_path_factory.mktemp("models"))
+    service.start(timeout=120)
+    try:
+        yield service
+    finally:
+        service.stop()

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from labelloop.backend.label_spec import UnsupportedLabelConfig, parse_label_config
+from labelloop.label_config import TEMPLATES, load
+from labelloop.model.classifier import EmbeddingClassifier
+from labelloop.model.errors import ModelNotFoundError
+from labelloop.model.store import ModelStore
+
+
+def fitted(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(20, 4)).astype(np.float32)
+    return EmbeddingClassifier().fit(X, ["a" if x[0] > 0 else "b" for x in X])
+
+
+def test_store_versions_and_current(tmp_path):
+    store = ModelStore(tmp_path)
+    assert store.current_version("3.17") is None
+    assert store.save("3.17", fitted()) == "v1"
+    assert store.save("3.17", fitted(1)) == "v2"
+    assert store.versions("3.17") == ["v1", "v2"]
+    assert store.current_version("3.17") == "v2"
+    assert list(store.load("3.17", "v1").classes_) == ["a", "b"]
+    with pytest.raises(ModelNotFoundError):
+        store.load("3.17", "v9")
+
+
+def test_crash_while_saving_keeps_previous_version(tmp_path, monkeypatch):
+    store = ModelStore(tmp_path)
+    store.save("p", fitted())
+
+    def boom(self, directory):
+        (directory / "head.joblib").write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(EmbeddingClassifier, "save", boom)
+    with pytest.raises(OSError):
+        store.save("p", fitted(1))
+    assert store.current_version("p") == "v1"
+    assert store.versions("p") == ["v1"]
+    assert [p.name for p in (tmp_path / "p" / "versions").iterdir()] == ["v1"]
+
+
+def test_project_keys_are_sanitised(tmp_path):
+    store = ModelStore(tmp_path)
+    store.save("../../etc", fitted())
+    assert all(tmp_path in p.parents for p in tmp_path.rglob("*"))
+
+
+def test_classification_templates_parse():
+    single = parse_label_config(load("text_classification"))
+    assert (single.from_name, single.to_name, single.value_key) == ("sentiment", "text", "text")
+    assert single.labels == ("Positive", "Negative") and not single.multi_label
+    multi = parse_label_config(load("multi_label_classification"))
+    assert multi.multi_label and len(multi.labels) == 5
+
+
+@pytest.mark.parametrize("name", ["ner", "llm_fine_tuning"])
+def test_other_templates_are_refused_with_a_clear_reason(name):
+    with pytest.raises(UnsupportedLabelConfig, match="needs a <Choices> control"):
+        parse_label_config(load(name))
+
+
+@pytest.mark.parametrize("config, reason", [
+    ("", "no label config"),
+    ("<View><Choices name='c' toName='t'>", "could not be parsed"),
+    ("<View><Text name='t' value='$t'/></View>", "needs a <Choices> control"),
+])
+def test_bad_configs(config, reason):
+    with pytest.raises(UnsupportedLabelConfig, match=reason):
+        parse_label_config(config)
+
+
+def test_all_templates_are_listed():
+    for name in TEMPLATES:
+        assert load(name).lstrip().startswith("<View")
+    with pytest.raises(KeyError):
+        load("nope")
