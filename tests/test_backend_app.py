@@ -1,0 +1,182 @@
+"""The backend's HTTP protocol, in-process through Flask's test client."""
+import base64
+
+import numpy as np
+import pytest
+
+from labelloop.backend.app import create_app
+from labelloop.backend.config import Settings
+from labelloop.backend.model import LabelloopModel
+from labelloop.label_config import load
+from labelloop.model.classifier import EmbeddingClassifier
+from labelloop.model.store import ModelStore
+
+CONFIG = load("text_classification")
+MULTI = load("multi_label_classification")
+
+
+@pytest.fixture
+def make_client(tmp_path, tiny_model):
+    def make(**overrides):
+        settings = Settings(model_dir=str(tmp_path / "models"), model_name=tiny_model, **overrides)
+        app = create_app(settings)
+        app.testing = True
+        return app.test_client()
+
+    return make
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+def predict(client, tasks, config=CONFIG, project="1.1700000000"):
+    return client.post("/predict", json={"tasks": tasks, "project": project, "label_config": config})
+
+
+def test_health(client):
+    response = client.get("/health")
+    assert response.status_code == 200 and response.get_json()["status"] == "UP"
+
+
+def test_setup_returns_a_model_version_without_loading_weights(client):
+    response = client.post("/setup", json={"project": "1.1700000000", "schema": CONFIG})
+    assert response.status_code == 200
+    assert response.get_json()["model_version"].startswith("labelloop-zeroshot-")
+
+
+@pytest.mark.parametrize("name", ["ner", "llm_fine_tuning"])
+def test_setup_refuses_configs_without_choices_text_with_reason_in_status_line(client, name):
+    response = client.post("/setup", json={"project": "1.1", "schema": load(name)})
+    assert response.status_code == 422
+    # Label Studio shows the HTTP reason phrase to the user
+    assert "Unsupported label config" in response.status and "<Choices>" in response.status
+    assert "<Choices>" in response.get_json()["error"]
+
+
+def test_predict_labels_every_valid_task_in_order(client):
+    tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(["great", "bad", "fine film"])]
+    body = predict(client, tasks).get_json()
+    assert len(body["results"]) == 3
+    for pred in body["results"]:
+        (result,) = pred["result"]
+        assert result["from_name"] == "sentiment" and result["to_name"] == "text"
+        assert result["type"] == "choices" and result["value"]["choices"][0] in ("Positive", "Negative")
+        assert 0.0 <= pred["score"] <= 1.0
+        assert pred["model_version"] == body["model_version"]
+
+
+def test_bad_tasks_get_empty_results_and_the_rest_still_predict(client):
+    tasks = [
+        {"id": 1, "data": {"text": "a fine film"}},
+        {"id": 2, "data": {}},                       # missing field
+        {"id": 3, "data": {"text": ""}},             # empty
+        {"id": 4, "data": {"text": 42}},             # not a string
+        "not a task",                                # malformed
+        {"id": 6},                                   # no data
+        {"id": 7, "data": {"text": "word " * 400_000}},  # 2 MB of text
+        {"id": 8, "data": {"text": "caf\udce9 broken \ud800 utf-8"}},  # lone surrogates
+    ]
+    response = predict(client, tasks)
+    assert response.status_code == 200
+    results = response.get_json()["results"]
+    assert len(results) == len(tasks)
+    assert [bool(r["result"]) for r in results] == [True, False, False, False, False, False, True, True]
+    assert all(r["score"] == 0.0 for r in results if not r["result"])
+
+
+def test_malformed_requests_get_400_with_a_reason(client):
+    response = client.post("/predict", data="{not json", content_type="application/json")
+    assert response.status_code == 400 and "JSON object" in response.get_json()["error"]
+    response = client.post("/predict", json=["a", "list"])
+    assert response.status_code == 400
+    response = client.post("/predict", json={"tasks": "nope", "label_config": CONFIG})
+    assert response.status_code == 400 and "tasks" in response.get_json()["error"]
+    # the server keeps serving
+    assert predict(client, [{"id": 1, "data": {"text": "ok"}}]).status_code == 200
+
+
+def test_multi_label_predictions(client):
+    body = predict(client, [{"id": 1, "data": {"text": "the score and the jokes"}}], config=MULTI).get_json()
+    choices = body["results"][0]["result"][0]["value"]["choices"]
+    assert 1 <= len(choices) <= 5
+    assert set(choices) <= {"Acting", "Story", "Visuals", "Music", "Humour"}
+
+
+def test_basic_auth(make_client):
+    client = make_client(basic_auth_user="ls", basic_auth_pass="s3cret")
+    assert client.get("/health").status_code == 401
+    good = base64.b64encode(b"ls:s3cret").decode()
+    bad = base64.b64encode(b"ls:wrong").decode()
+    assert client.get("/health", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+    assert client.get("/health", headers={"Authorization": f"Basic {good}"}).status_code == 200
+
+
+def test_predict_batches_model_calls(make_client, monkeypatch):
+    client = make_client(batch_size=4)
+    calls = []
+    from labelloop.model.classifier import ZeroShotClassifier
+
+    original = ZeroShotClassifier.predict_proba
+
+    def spy(self, X):
+        calls.append(len(X))
+        return original(self, X)
+
+    monkeypatch.setattr(ZeroShotClassifier, "predict_proba", spy)
+    tasks = [{"id": i, "data": {"text": f"text {i}"}} for i in range(10)]
+    assert len(predict(client, tasks).get_json()["results"]) == 10
+    assert calls == [4, 4, 2]
+
+
+def test_trained_version_serves_and_incompatible_one_falls_back(client, tiny_model, tmp_path):
+    store = ModelStore(tmp_path / "models")
+    texts = ["good"] * 5 + ["bad"] * 5
+    store.save("5.1", EmbeddingClassifier(model_name=tiny_model).fit(texts, ["Positive"] * 5 + ["Negative"] * 5))
+    setup = client.post("/setup", json={"project": "5.1", "schema": CONFIG}).get_json()
+    assert setup["model_version"] == "labelloop-v1"
+    body = predict(client, [{"id": 1, "data": {"text": "good"}}], project="5.1").get_json()
+    assert body["results"][0]["model_version"] == "labelloop-v1"
+    assert body["results"][0]["result"][0]["value"]["choices"] == ["Positive"]
+
+    # the label config changed: the stored head knows labels the config no longer has
+    changed = CONFIG.replace('"Negative"', '"Neutral"')
+    setup = client.post("/setup", json={"project": "5.1", "schema": changed}).get_json()
+    assert setup["model_version"].startswith("labelloop-zeroshot-")
+    body = predict(client, [{"id": 1, "data": {"text": "good"}}], config=changed, project="5.1").get_json()
+    assert body["results"][0]["result"][0]["value"]["choices"][0] in ("Positive", "Neutral")
+
+
+def test_twenty_setup_predict_rounds_load_weights_once(tmp_path, monkeypatch):
+    """label-studio-ml re-creates the model on every /setup; the weights must still load once."""
+    import transformers
+
+    from labelloop.model.embeddings import resolve_model_path
+
+    loads = []
+    original = transformers.AutoModel.from_pretrained
+
+    def counting(*args, **kwargs):
+        loads.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", counting)
+    # a model name no other test uses, so this process has not loaded it yet
+    name = str(resolve_model_path("default")) + "/"
+    app = create_app(Settings(model_dir=str(tmp_path / "m"), model_name=name))
+    client = app.test_client()
+    instances = []
+    original_init = LabelloopModel.__init__
+
+    def tracking_init(self, *args, **kwargs):
+        instances.append(self)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(LabelloopModel, "__init__", tracking_init)
+    for i in range(20):
+        assert client.post("/setup", json={"project": "9.1", "schema": CONFIG}).status_code == 200
+        body = predict(client, [{"id": i, "data": {"text": f"review number {i}"}}], project="9.1").get_json()
+        assert body["results"][0]["result"]
+    assert len(instances) == 40  # a fresh model object per request, as label-studio-ml does
+    assert loads == [name]
