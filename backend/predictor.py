@@ -71,6 +71,8 @@ def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, mo
     classes = [str(c) for c in classifier.classes_]
     columns = [classes.index(label) if label in classes else -1 for label in spec.labels]
     labels = np.asarray(spec.labels, dtype=object)
+    # similar lengths in a batch keep padding small, as in a plain sorted forward pass
+    usable.sort(key=lambda item: len(item[1]))
     for start in range(0, len(usable), batch_size):
         chunk = usable[start:start + batch_size]
         raw = classifier.predict_proba([text for _, text in chunk])
