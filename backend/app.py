@@ -13,7 +13,7 @@ import logging
 from flask import Flask, g, jsonify, request
 
 from .config import Settings
-from .label_spec import UnsupportedLabelConfig
+from labelloop.label_config.spec import UnsupportedLabelConfig
 from .model import LabelloopModel
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from label_studio_ml.model import LabelStudioMLBase
 
 from .config import Settings
-from .label_spec import parse_label_config
+from labelloop.label_config.spec import parse_label_config
 from .predictor import predict_tasks
 from .registry import ModelRegistry
 

@@ -10,9 +10,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from labelloop.model.classifier import confidence
+from labelloop.model import query_strategies
+from labelloop.model.classifier import embed
 
-from .label_spec import ClassificationSpec
+from labelloop.label_config.spec import ClassificationSpec, choices_result
 
 logger = logging.getLogger(__name__)
 
@@ -39,23 +40,17 @@ def task_text(task: Any, value_key: str, *, max_chars: int) -> tuple[str | None,
     return text.encode("utf-8", "replace").decode("utf-8"), None
 
 
-def choices_result(spec: ClassificationSpec, chosen: Sequence[str]) -> dict:
-    return {
-        "from_name": spec.from_name,
-        "to_name": spec.to_name,
-        "type": "choices",
-        "value": {"choices": list(chosen)},
-    }
-
-
 def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, model_version: str, *,
-                  batch_size: int, max_chars: int) -> list[dict]:
+                  batch_size: int, max_chars: int, strategy: str = "least_confidence",
+                  with_clusters: bool = False) -> list[dict]:
     """One prediction dict per task, in order: ``{"result", "score", "model_version"}``.
 
-    ``classifier`` has ``classes_`` and ``predict_proba`` over texts. Its classes that are not in
-    the label config are never predicted. ``score`` is the classifier's confidence in what it
-    predicted (see `labelloop.model.classifier.confidence`); a task without usable text gets an
-    empty result and score 0.
+    ``classifier`` has ``classes_``, ``model_name`` and ``predict_proba`` over texts. Its classes
+    that are not in the label config are never predicted. ``score`` follows the query
+    ``strategy`` (lower means ask first; see `labelloop.model.query_strategies`). With the
+    default, least confidence, it is the classifier's confidence in what it predicted.
+    A task without usable text gets an empty result and score 0.
+    With ``with_clusters``, usable tasks also get a k-means ``cluster`` for batch diversity.
     """
     predictions: list[dict | None] = [None] * len(tasks)
     usable: list[tuple[int, str]] = []
@@ -78,7 +73,7 @@ def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, mo
         raw = classifier.predict_proba([text for _, text in chunk])
         # columns in config order; labels the classifier never saw get probability 0
         proba = np.where(np.asarray(columns) >= 0, raw[:, np.maximum(columns, 0)], 0.0)
-        scores = confidence(proba, multi_label=spec.multi_label)
+        scores = query_strategies.score(proba, strategy=strategy, multi_label=spec.multi_label)
         for (i, _), row, score in zip(chunk, proba, scores):
             if spec.multi_label:
                 chosen = labels[row >= classifier.threshold].tolist() or [labels[row.argmax()]]
@@ -89,4 +84,8 @@ def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, mo
                 "score": round(float(score), 6),
                 "model_version": model_version,
             }
+    if with_clusters and usable:
+        embeddings = embed([text for _, text in usable], classifier.model_name)  # cache hits
+        for (i, _), cluster in zip(usable, query_strategies.diversity_clusters(embeddings)):
+            predictions[i]["cluster"] = int(cluster)
     return predictions

@@ -14,7 +14,7 @@ import threading
 from labelloop.model.classifier import ZeroShotClassifier
 from labelloop.model.store import ModelStore
 
-from .label_spec import ClassificationSpec
+from labelloop.label_config.spec import ClassificationSpec
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import pytest
 import requests
 from label_studio_sdk.core.api_error import ApiError
 
-from labelloop.backend.label_spec import parse_label_config
+from labelloop.label_config.spec import parse_label_config
 from labelloop.label_config import TEMPLATES, load
 from labelloop.model.datasets import rotten_tomatoes
 from labelloop.scripts import projects

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from labelloop.backend.label_spec import UnsupportedLabelConfig, parse_label_config
+from labelloop.label_config.spec import UnsupportedLabelConfig, parse_label_config
 from labelloop.label_config import TEMPLATES, load
 from labelloop.model.classifier import EmbeddingClassifier
 from labelloop.model.errors import ModelNotFoundError

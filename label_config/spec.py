@@ -1,8 +1,10 @@
-"""What the backend needs to know about a project's label config, parsed with the SDK's `label_interface`."""
+"""What labelloop needs to know about a project's label config, parsed with the SDK's `label_interface`,
+and the Choices region format that annotations and predictions share."""
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Sequence
 
 from labelloop.model.errors import LabelloopError
 
@@ -65,3 +67,23 @@ def parse_label_config(config: str) -> ClassificationSpec:
         raise UnsupportedLabelConfig(f"<Text name=\"{to_name}\"> has no value such as \"$text\"")
     multi = str(control.attr.get("choice", "single")).lower() == "multiple"
     return ClassificationSpec(from_name, to_name, value_key, labels, multi)
+
+
+def choices_result(spec: ClassificationSpec, chosen: Sequence[str]) -> dict:
+    """One Label Studio result region that picks ``chosen`` in the spec's Choices control."""
+    return {
+        "from_name": spec.from_name,
+        "to_name": spec.to_name,
+        "type": "choices",
+        "value": {"choices": list(chosen)},
+    }
+
+
+def chosen_labels(result, spec: ClassificationSpec) -> tuple[str, ...]:
+    """The labels an annotation's ``result`` list picks in the spec's Choices control (may be empty)."""
+    chosen: list[str] = []
+    for region in result or ():
+        if isinstance(region, dict) and region.get("from_name") == spec.from_name \
+                and region.get("type", "choices").lower() == "choices":
+            chosen.extend(str(c) for c in (region.get("value") or {}).get("choices") or ())
+    return tuple(dict.fromkeys(chosen))
