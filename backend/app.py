@@ -10,11 +10,14 @@ from __future__ import annotations
 import hmac
 import logging
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
+
+from labelloop.label_config.spec import UnsupportedLabelConfig
+from labelloop.model.query_strategies import UnknownStrategyError
 
 from .config import Settings
-from labelloop.label_config.spec import UnsupportedLabelConfig
 from .model import LabelloopModel
+from .training import TRAIN_EVENTS, make_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +40,29 @@ def _setup():
     data = g.json
     try:
         model = LabelloopModel(label_config=data.get("schema"), project=data.get("project"),
-                               hostname=data.get("hostname", ""), access_token=data.get("access_token", ""))
+                               extra_params=data.get("extra_params"))
     except UnsupportedLabelConfig as exc:
         logger.warning("/setup refused for project %s: %s", data.get("project"), exc)
         return error_response(422, f"Unsupported label config: {exc}")
+    except UnknownStrategyError as exc:
+        return error_response(422, str(exc))
+    _remember_label_studio(data)
     return jsonify({"model_version": model.model_version})
+
+
+def _remember_label_studio(data: dict) -> None:
+    """Without LABEL_STUDIO_URL/API_KEY, train with the address and token /setup carries.
+
+    Label Studio sends its hostname and the project owner's legacy token; that only works when
+    legacy tokens are enabled, so the environment variables stay the documented way.
+    """
+    settings = LabelloopModel.settings
+    if settings.label_studio_api_key or not data.get("access_token") or not data.get("hostname"):
+        return
+    settings.label_studio_url = settings.label_studio_url or str(data["hostname"])
+    settings.label_studio_api_key = str(data["access_token"])
+    logger.info("no LABEL_STUDIO_API_KEY set: training will use the token from /setup for %s",
+                settings.label_studio_url)
 
 
 def _predict():
@@ -58,9 +79,17 @@ def _predict():
 
 
 def _webhook():
+    """Answer at once; training happens in the background (Label Studio waits 1 s at most)."""
     action = g.json.get("action")
-    logger.info("webhook %s received; training is not part of this backend version", action)
-    return jsonify({"status": "ignored", "action": action}), 200
+    project = g.json.get("project")
+    project_id = project.get("id") if isinstance(project, dict) else None
+    if action not in TRAIN_EVENTS:
+        return jsonify({"status": "ignored", "action": action}), 200
+    if not isinstance(project_id, int):
+        logger.warning("webhook %s without a project id; ignored", action)
+        return jsonify({"status": "ignored", "reason": "no project id"}), 200
+    current_app.config["LABELLOOP_TRAINER"].submit(project_id, action)
+    return jsonify({"status": "queued", "action": action, "project": project_id}), 201
 
 
 def _check_request():
@@ -92,6 +121,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.view_functions["_setup"] = _setup
     app.view_functions["_predict"] = _predict
     app.view_functions["webhook"] = _webhook
+    app.config["LABELLOOP_TRAINER"] = make_trainer(settings, LabelloopModel.registry)
     if not app.config.get("LABELLOOP_CONFIGURED"):
         app.before_request(_check_request)
         app.config["LABELLOOP_CONFIGURED"] = True

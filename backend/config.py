@@ -30,7 +30,14 @@ class Settings:
     basic_auth_pass        BASIC_AUTH_PASS
     label_studio_url       LABEL_STUDIO_URL                for training/refresh (SDK calls)
     label_studio_api_key   LABEL_STUDIO_API_KEY
+    strategy               LABELLOOP_STRATEGY              query strategy behind each score
+    debounce_s             LABELLOOP_DEBOUNCE_S            quiet time before a retrain starts
+    redis_url              REDIS_URL                       train through RQ workers if set
+    cluster_top_k          LABELLOOP_CLUSTER_TOP_K         most informative tasks that get a cluster
     =====================  ==============================  =======================================
+
+    A project can choose its own strategy through the ML backend's "extra params" in Label
+    Studio: ``{"strategy": "margin"}`` (sent with every /setup).
     """
 
     model_dir: str = "./models"
@@ -41,6 +48,10 @@ class Settings:
     basic_auth_pass: str | None = field(default=None, repr=False)
     label_studio_url: str | None = None
     label_studio_api_key: str | None = field(default=None, repr=False)
+    strategy: str = "least_confidence"
+    debounce_s: float = 0.5
+    redis_url: str | None = None
+    cluster_top_k: int = 2000
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -54,6 +65,10 @@ class Settings:
             basic_auth_pass=env.get("BASIC_AUTH_PASS") or None,
             label_studio_url=env.get("LABEL_STUDIO_URL") or None,
             label_studio_api_key=env.get("LABEL_STUDIO_API_KEY") or None,
+            strategy=env.get("LABELLOOP_STRATEGY") or cls.strategy,
+            debounce_s=float(env.get("LABELLOOP_DEBOUNCE_S") or cls.debounce_s),
+            redis_url=env.get("REDIS_URL") or None,
+            cluster_top_k=_env_int("LABELLOOP_CLUSTER_TOP_K", cls.cluster_top_k),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
@@ -69,5 +84,11 @@ class Settings:
             raise ValueError("batch_size must be at least 1")
         if self.max_text_chars < 1:
             raise ValueError("max_text_chars must be at least 1")
+        from labelloop.model.query_strategies import STRATEGIES, UnknownStrategyError
+
+        if self.strategy not in STRATEGIES:
+            raise UnknownStrategyError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.debounce_s < 0:
+            raise ValueError("debounce_s must not be negative")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")

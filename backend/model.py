@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from label_studio_ml.model import LabelStudioMLBase
 
+from labelloop.model.query_strategies import STRATEGIES, UnknownStrategyError
+
 from .config import Settings
 from labelloop.label_config.spec import parse_label_config
 from .predictor import predict_tasks
@@ -14,7 +16,8 @@ class LabelloopModel(LabelStudioMLBase):
 
     Construction parses the label config (cached) and looks up the serving model version; it
     never loads weights. `predict` loads them once per process through the registry.
-    Raises `UnsupportedLabelConfig` for a config without a Choices/Text pair.
+    Raises `UnsupportedLabelConfig` for a config without a Choices/Text pair, and
+    `UnknownStrategyError` for a bad strategy in the ML backend's extra params.
     """
 
     settings: Settings = Settings()
@@ -26,12 +29,18 @@ class LabelloopModel(LabelStudioMLBase):
         cls.registry = ModelRegistry(settings.model_dir, settings.model_name)
 
     def __init__(self, label_config: str | None = None, train_output=None, project: str | None = None,
-                 **kwargs):
+                 extra_params: dict | None = None, **kwargs):
         self.spec = parse_label_config(label_config)
         super().__init__(label_config=label_config, train_output=train_output, **kwargs)
         if self.registry is None:
             self.configure(self.settings)
         self.project = str(project or "unknown")
+        if isinstance(extra_params, dict) and extra_params.get("strategy"):
+            strategy = str(extra_params["strategy"])
+            if strategy not in STRATEGIES:
+                raise UnknownStrategyError(
+                    f"extra params ask for strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+            self.registry.remember_strategy(self.project, strategy)
         self.model_version = self.registry.version_for(self.project, self.spec)
 
     def predict(self, tasks, **kwargs) -> list[dict]:
@@ -39,4 +48,5 @@ class LabelloopModel(LabelStudioMLBase):
         classifier, self.model_version = self.registry.classifier_for(self.project, self.spec)
         return predict_tasks(tasks, self.spec, classifier, self.model_version,
                              batch_size=self.settings.batch_size,
-                             max_chars=self.settings.max_text_chars)
+                             max_chars=self.settings.max_text_chars,
+                             strategy=self.registry.strategy_for(self.project, self.settings.strategy))

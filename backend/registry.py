@@ -49,6 +49,16 @@ class ModelRegistry:
                 return None
         return self._meta[key]
 
+    def strategy_for(self, project: str, default: str) -> str:
+        """The query strategy a project chose through its ML backend extra params, else ``default``."""
+        return self.store.read_settings(project).get("strategy") or default
+
+    def remember_strategy(self, project: str, strategy: str | None) -> None:
+        """Persist a project's strategy (from /setup's extra params) for every worker process."""
+        current = self.store.read_settings(project)
+        if strategy and current.get("strategy") != strategy:
+            self.store.write_settings(project, {**current, "strategy": strategy})
+
     def trained_version(self, project: str, spec: ClassificationSpec) -> str | None:
         """The stored version that fits ``spec``, or None (then zero-shot serves)."""
         version = self.store.current_version(project)

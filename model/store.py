@@ -54,12 +54,13 @@ class ModelStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
 
-    def _project_dir(self, project: str) -> Path:
+    def project_dir(self, project: str) -> Path:
+        """Where everything of ``project`` lives (versions, CURRENT, snapshots, settings)."""
         return self.root / safe_name(project)
 
     def versions(self, project: str) -> list[str]:
         """Complete versions of ``project``, oldest first."""
-        vdir = self._project_dir(project) / "versions"
+        vdir = self.project_dir(project) / "versions"
         if not vdir.is_dir():
             return []
         found = [(int(m.group(1)), p.name) for p in vdir.iterdir()
@@ -69,20 +70,27 @@ class ModelStore:
     def current_version(self, project: str) -> str | None:
         """The serving version of ``project``, or None before the first training."""
         try:
-            version = (self._project_dir(project) / "CURRENT").read_text(encoding="utf-8").strip()
+            version = (self.project_dir(project) / "CURRENT").read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
         return version or None
 
-    def save(self, project: str, classifier: EmbeddingClassifier, *, activate: bool = True) -> str:
-        """Write a new version of ``project`` and (by default) make it current; returns its name."""
-        vdir = self._project_dir(project) / "versions"
+    def save(self, project: str, classifier: EmbeddingClassifier, *, activate: bool = True,
+             meta: dict | None = None) -> str:
+        """Write a new version of ``project`` and (by default) make it current; returns its name.
+
+        ``meta`` is merged into the version's meta.json (label counts, timestamps...).
+        """
+        vdir = self.project_dir(project) / "versions"
         vdir.mkdir(parents=True, exist_ok=True)
         existing = [int(m.group(1)) for p in vdir.iterdir() if (m := _VERSION_RE.match(p.name))]
         version = f"v{max(existing, default=0) + 1}"
         tmp = Path(tempfile.mkdtemp(dir=vdir, prefix=f".{version}."))
         try:
             classifier.save(tmp)
+            if meta:
+                merged = {**json.loads((tmp / "meta.json").read_text(encoding="utf-8")), **meta}
+                (tmp / "meta.json").write_text(json.dumps(merged, indent=2), encoding="utf-8")
             os.rename(tmp, vdir / version)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -94,15 +102,25 @@ class ModelStore:
     def activate(self, project: str, version: str) -> None:
         if version not in self.versions(project):
             raise ModelNotFoundError(f"project {project} has no complete version {version!r}")
-        atomic_write_text(self._project_dir(project) / "CURRENT", version + "\n")
+        atomic_write_text(self.project_dir(project) / "CURRENT", version + "\n")
 
     def read_meta(self, project: str, version: str) -> dict:
         """The ``meta.json`` of a stored version (classes, multi_label, model_name)."""
-        path = self._project_dir(project) / "versions" / version / "meta.json"
+        path = self.project_dir(project) / "versions" / version / "meta.json"
         return json.loads(path.read_text(encoding="utf-8"))
 
     def load(self, project: str, version: str) -> EmbeddingClassifier:
-        path = self._project_dir(project) / "versions" / version
+        path = self.project_dir(project) / "versions" / version
         if not (path / "meta.json").exists():
             raise ModelNotFoundError(f"project {project} has no stored version {version!r} at {path}")
         return EmbeddingClassifier.load(path)
+
+    def read_settings(self, project: str) -> dict:
+        """Per-project settings (e.g. the query strategy), ``{}`` if none were written."""
+        try:
+            return json.loads((self.project_dir(project) / "settings.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def write_settings(self, project: str, settings: dict) -> None:
+        atomic_write_text(self.project_dir(project) / "settings.json", json.dumps(settings, indent=2))

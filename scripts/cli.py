@@ -51,6 +51,29 @@ def demo(
              wait=wait, console=console)
 
 
+@app.command()
+def rank(
+    project: int = typer.Option(..., help="Label Studio project ID."),
+    strategy: Optional[str] = typer.Option(
+        None, help="least_confidence, margin, entropy or random; stored in the ML backend's extra "
+                   "params. Default: keep the project's choice (or the backend's LABELLOOP_STRATEGY)."),
+    timeout: float = typer.Option(600, help="Seconds to wait for the backend to refresh predictions."),
+    url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
+    api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
+):
+    """Serve the most informative task next: uncertainty sampling, fresh predictions, a saved view."""
+    from .client import connect
+    from .rank import VIEW_TITLE, rank_project
+
+    client = connect(url, api_key)
+    report = rank_project(client, project, strategy=strategy, timeout=timeout)
+    console.print(f"[green]project {report.project_id}[/]: sampling is 'Uncertainty sampling', "
+                  f"model version {report.model_version}, strategy {report.strategy}")
+    console.print(f"  {report.current}/{report.unlabelled} unlabelled tasks carry a current prediction "
+                  f"with a score and a cluster")
+    console.print(f"  saved view '{VIEW_TITLE}' (id {report.view_id}): unlabelled tasks, lowest score first")
+
+
 def main() -> None:
     try:
         app()

@@ -151,7 +151,8 @@ class ManagedService:
 @dataclass
 class LabelStudioCredentials:
     username: str = "admin@example.com"
-    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    # hex: a leading "-" from token_urlsafe would be read as a flag by label-studio start
+    password: str = field(default_factory=lambda: secrets.token_hex(10))
     token: str = field(default_factory=lambda: secrets.token_hex(20))
 
 

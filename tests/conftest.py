@@ -63,11 +63,16 @@ def ls_client(label_studio):
 
 
 @pytest.fixture(scope="session")
-def backend(tmp_path_factory):
-    """The real backend under gunicorn (`labelloop serve`), with the offline all-MiniLM-L6-v2."""
+def backend(tmp_path_factory, label_studio):
+    """The real backend under gunicorn (`labelloop serve`), with the offline all-MiniLM-L6-v2.
+
+    It reaches the test Label Studio through LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY, to train.
+    """
     from labelloop.scripts.services import backend_service
 
-    service = backend_service(tmp_path_factory.mktemp("models"))
+    service = backend_service(tmp_path_factory.mktemp("models"), extra_env={
+        "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
+        "LABELLOOP_DEBOUNCE_S": "0.3"})
     service.start(timeout=120)
     try:
         yield service

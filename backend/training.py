@@ -1,0 +1,221 @@
+"""Retraining in the background: webhooks in, a new model version and fresh predictions out.
+
+The webhook view only calls `Trainer.submit`, which returns at once (Label Studio's webhook
+timeout is 1 s). A burst of events for one project is debounced into one run. A run:
+
+1. pulls the project's labels through the SDK (incrementally, see `scripts.annotations`);
+2. fits the head over cached embeddings and stores a new version atomically, which switches
+   /predict to it (a crash before that leaves the previous version serving);
+3. re-predicts every unlabelled task with the new version, a score and a diversity cluster,
+   imports those predictions, and moves the project's model version, so that Label Studio's
+   uncertainty sampling keeps serving the most informative task.
+
+With Redis (``REDIS_URL``), runs go through an RQ queue instead, so several backend replicas
+share one trainer (`labelloop worker`); without it, an in-process thread does the work.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from labelloop.label_config.spec import UnsupportedLabelConfig, parse_label_config
+from labelloop.model.classifier import EmbeddingClassifier
+from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
+from labelloop.model.store import ModelStore
+
+from .config import Settings
+from .predictor import predict_tasks
+from .registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+TRAIN_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING"})
+# deletions do not bump a task's updated_at, and a manual start should see everything
+FULL_PULL_EVENTS = frozenset({"ANNOTATIONS_DELETED", "START_TRAINING"})
+
+
+def project_key(project_id: int, created_at) -> str:
+    """The key Label Studio uses for a project in /setup and /predict: ``"<id>.<created unix time>"``."""
+    return f"{project_id}.{int(created_at.timestamp())}"
+
+
+@dataclass
+class RunReport:
+    project_id: int
+    trained_version: str | None = None
+    serving_version: str | None = None
+    n_labels: int = 0
+    n_refreshed: int = 0
+    seconds: dict = field(default_factory=dict)
+    message: str = ""
+
+
+def retrain_project(project_id: int, *, full: bool, settings: Settings, registry: ModelRegistry,
+                    client=None) -> RunReport:
+    """One training run for one project; see the module docstring. Never raises LabelloopError."""
+    from labelloop.scripts.annotations import LabelSnapshot
+    from labelloop.scripts.client import connect
+    from labelloop.scripts.predictions import replace_unlabelled_predictions, set_model_version, unlabelled_tasks
+
+    report = RunReport(project_id)
+    t0 = time.perf_counter()
+    try:
+        client = client or connect(settings.label_studio_url, settings.label_studio_api_key)
+        project = client.projects.get(id=project_id)
+    except Exception as exc:  # the SDK raises ApiError, httpx and pydantic errors
+        report.message = f"project {project_id}: cannot read it from Label Studio ({exc}); nothing trained"
+        logger.error(report.message)
+        return report
+    try:
+        spec = parse_label_config(project.label_config)
+    except UnsupportedLabelConfig as exc:
+        report.message = f"project {project_id}: {exc}; nothing trained"
+        logger.error(report.message)
+        return report
+    key = project_key(project_id, project.created_at)
+    store: ModelStore = registry.store
+
+    snapshot = LabelSnapshot(store.project_dir(key) / "labels.json")
+    snapshot.pull(client, project_id, spec, full=full)
+    snapshot.save()
+    items = sorted(snapshot.tasks.values(), key=lambda item: item.task_id)
+    report.n_labels = len(items)
+    report.seconds["pull"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    try:
+        y = [item.labels for item in items] if spec.multi_label else [item.labels[0] for item in items]
+        clf = EmbeddingClassifier(model_name=settings.model_name, multi_label=spec.multi_label)
+        clf.fit([item.text for item in items], y)
+        report.trained_version = store.save(key, clf, meta={"n_labels": len(items), "trained_at": time.time()})
+        report.seconds["fit"] = time.perf_counter() - t1
+        logger.info("project %s: model %s serves now (%d labels, fit in %.2f s)", project_id,
+                    report.trained_version, len(items), report.seconds["fit"])
+    except NotEnoughLabelsError as exc:
+        report.message = f"project {project_id}: not training yet: {exc}"
+        logger.info(report.message)
+        if report.trained_version is None and not full:
+            return report  # nothing changed; a manual START_TRAINING still refreshes below
+
+    t2 = time.perf_counter()
+    classifier, version = registry.classifier_for(key, spec)
+    report.serving_version = version
+    tasks = list(unlabelled_tasks(client, project_id))
+    predictions = predict_tasks(tasks, spec, classifier, version, batch_size=settings.batch_size,
+                                max_chars=settings.max_text_chars,
+                                strategy=registry.strategy_for(key, settings.strategy), with_clusters=True)
+    for task, prediction in zip(tasks, predictions):
+        prediction["task"] = task["id"]
+    # clusters cost one request per prediction (see push_predictions): keep them where the
+    # label stream looks first, the most informative tasks
+    for prediction in sorted(predictions, key=lambda p: p["score"])[settings.cluster_top_k:]:
+        prediction.pop("cluster", None)
+    report.n_refreshed = replace_unlabelled_predictions(client, project_id, predictions)
+    set_model_version(client, project_id, version)
+    report.seconds["refresh"] = time.perf_counter() - t2
+    logger.info("project %s: %d unlabelled tasks re-predicted with %s in %.1f s", project_id,
+                report.n_refreshed, version, report.seconds["refresh"])
+    return report
+
+
+class Trainer:
+    """An in-process worker thread that debounces events per project and runs one at a time."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, *, debounce_s: float | None = None):
+        self.settings = settings
+        self.registry = registry
+        self.debounce_s = settings.debounce_s if debounce_s is None else debounce_s
+        self._pending: dict[int, tuple[float, bool]] = {}  # project -> (run after, full pull)
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._running: int | None = None
+        self.reports: list[RunReport] = []
+
+    def submit(self, project_id: int, event: str) -> None:
+        with self._cond:
+            _, full = self._pending.get(project_id, (0.0, False))
+            self._pending[project_id] = (time.monotonic() + self.debounce_s, full or event in FULL_PULL_EVENTS)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="labelloop-trainer", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def is_busy(self) -> bool:
+        with self._cond:
+            return bool(self._pending) or self._running is not None
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_busy():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                project_id, (due, full) = min(self._pending.items(), key=lambda kv: kv[1][0])
+                delay = due - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(timeout=delay)
+                    continue  # new events may have moved the deadline
+                del self._pending[project_id]
+                self._running = project_id
+            try:
+                report = retrain_project(project_id, full=full, settings=self.settings, registry=self.registry)
+                self.reports = (self.reports + [report])[-50:]
+            except Exception:  # a failed run must never kill the worker or the server
+                logger.exception("project %s: training run failed; the previous model keeps serving", project_id)
+            finally:
+                with self._cond:
+                    self._running = None
+
+
+def rq_job(project_id: int, full: bool) -> dict:
+    """The RQ entry point: settings come from the worker's environment."""
+    settings = Settings.from_env()
+    registry = ModelRegistry(settings.model_dir, settings.model_name)
+    report = retrain_project(project_id, full=full, settings=settings, registry=registry)
+    return {"project": project_id, "version": report.serving_version, "message": report.message}
+
+
+class RQTrainer:
+    """Queues runs in Redis; one queued run per project at a time is the debounce."""
+
+    def __init__(self, settings: Settings, *, queue_name: str = "labelloop"):
+        from redis import Redis
+        from rq import Queue
+
+        self.queue = Queue(queue_name, connection=Redis.from_url(settings.redis_url))
+
+    def submit(self, project_id: int, event: str) -> None:
+        from rq.job import Job, JobStatus
+        from rq.exceptions import NoSuchJobError
+
+        job_id = f"labelloop-train-{project_id}"
+        try:
+            job = Job.fetch(job_id, connection=self.queue.connection)
+            if job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+                return  # a run that has not started yet will see this event's annotation too
+        except NoSuchJobError:
+            pass
+        self.queue.enqueue(rq_job, project_id, event in FULL_PULL_EVENTS, job_id=job_id,
+                           job_timeout=3600, result_ttl=86400, failure_ttl=86400)
+
+
+def make_trainer(settings: Settings, registry: ModelRegistry):
+    """An RQ trainer when REDIS_URL is set and reachable, else the in-process thread."""
+    if settings.redis_url:
+        try:
+            trainer = RQTrainer(settings)
+            trainer.queue.connection.ping()
+            logger.info("training through RQ at %s", settings.redis_url)
+            return trainer
+        except Exception as exc:
+            raise LabelloopError(f"REDIS_URL={settings.redis_url} is set but Redis is unreachable: {exc}") from exc
+    return Trainer(settings, registry)

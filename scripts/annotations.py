@@ -1,0 +1,127 @@
+"""Pull a project's labels through the SDK: the latest usable annotation per task.
+
+A local snapshot (JSON, written atomically) makes later pulls incremental: only tasks whose
+``updated_at`` moved since the last pull are fetched. Label Studio bumps a task's ``updated_at``
+when an annotation is created or changed. Deletions do not show up that way, so a full pull
+is made when annotations were deleted or when a training run is started by hand.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterable
+
+from labelloop.label_config.spec import ClassificationSpec, chosen_labels
+from labelloop.model.store import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+_LS_DATETIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format Data Manager date filters accept
+# pull a little before the cursor, so that clock skew and same-millisecond writes are not missed
+_OVERLAP = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class LabelledTask:
+    task_id: int
+    text: str
+    labels: tuple[str, ...]
+    annotation_id: int
+    updated_at: str
+
+
+def _as_dict(obj) -> dict:
+    if isinstance(obj, dict):
+        return obj
+    return obj.model_dump(mode="json") if hasattr(obj, "model_dump") else dict(obj)
+
+
+def latest_annotation(annotations: Iterable) -> dict | None:
+    """The most recently updated annotation that was neither cancelled (skipped) nor empty."""
+    usable = [a for a in map(_as_dict, annotations or ())
+              if not a.get("was_cancelled") and a.get("result")]
+    if not usable:
+        return None
+    return max(usable, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id", 0)))
+
+
+def labelled_task(task, spec: ClassificationSpec) -> LabelledTask | None:
+    """The task's label(s) from its latest usable annotation, or None.
+
+    Labels that are not in the label config are dropped with a log line; an annotation left
+    with no known label is ignored. Single-label projects take the first chosen label.
+    """
+    task = _as_dict(task)
+    annotation = latest_annotation(task.get("annotations"))
+    if annotation is None:
+        return None
+    text = (task.get("data") or {}).get(spec.value_key)
+    if not isinstance(text, str) or not text.strip():
+        logger.warning("task %s: annotated, but its %r field holds no text; not used for training",
+                       task.get("id"), spec.value_key)
+        return None
+    labels = chosen_labels(annotation.get("result"), spec)
+    unknown = [label for label in labels if label not in spec.labels]
+    if unknown:
+        logger.warning("task %s annotation %s: labels %s are not in the label config %s; ignored",
+                       task.get("id"), annotation.get("id"), unknown, list(spec.labels))
+        labels = tuple(label for label in labels if label in spec.labels)
+    if not labels:
+        return None
+    if not spec.multi_label:
+        labels = labels[:1]
+    return LabelledTask(int(task["id"]), text, labels, int(annotation.get("id", 0)),
+                        str(annotation.get("updated_at") or ""))
+
+
+def _updated_after_query(when: datetime) -> str:
+    value = when.astimezone(timezone.utc).strftime(_LS_DATETIME)
+    return json.dumps({"filters": {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": value}]}})
+
+
+class LabelSnapshot:
+    """Latest labels per task of one project, kept in a JSON file and updated incrementally."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.cursor: datetime | None = None
+        self.tasks: dict[int, LabelledTask] = {}
+        if self.path.exists():
+            try:
+                raw = json.loads(self.path.read_text(encoding="utf-8"))
+                self.cursor = datetime.fromisoformat(raw["cursor"]) if raw.get("cursor") else None
+                self.tasks = {int(k): LabelledTask(**{**v, "labels": tuple(v["labels"])})
+                              for k, v in raw.get("tasks", {}).items()}
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.warning("label snapshot %s is unreadable (%s); pulling everything again", self.path, exc)
+                self.cursor, self.tasks = None, {}
+
+    def pull(self, client, project_id: int, spec: ClassificationSpec, *, full: bool = False,
+             page_size: int = 1000) -> int:
+        """Fetch new and changed tasks (all annotated tasks when ``full``); returns tasks fetched."""
+        started = datetime.now(timezone.utc)
+        query = None if full or self.cursor is None else _updated_after_query(self.cursor - _OVERLAP)
+        if query is None:
+            self.tasks = {}
+        fetched = 0
+        for task in client.tasks.list(project=project_id, fields="all", only_annotated=True,
+                                      query=query, page_size=page_size):
+            fetched += 1
+            item = labelled_task(task, spec)
+            task_id = int(_as_dict(task)["id"])
+            if item is None:
+                self.tasks.pop(task_id, None)  # skipped, cancelled or emptied since the last pull
+            else:
+                self.tasks[task_id] = item
+        self.cursor = started
+        return fetched
+
+    def save(self) -> None:
+        atomic_write_text(self.path, json.dumps({
+            "cursor": self.cursor.isoformat() if self.cursor else None,
+            "tasks": {str(k): asdict(v) for k, v in self.tasks.items()},
+        }))

@@ -1,0 +1,80 @@
+"""Write predictions into Label Studio through the SDK, and move a project to a new model version.
+
+Label Studio keeps only ``result``, ``score`` and ``model_version`` from a backend's /predict
+answer, so predictions that carry a diversity ``cluster`` are written through the API instead.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence
+
+UNLABELLED = json.dumps({"filters": {"conjunction": "and", "items": [
+    {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}})
+
+
+def _as_dict(obj) -> dict:
+    return obj if isinstance(obj, dict) else obj.model_dump(mode="json")
+
+
+def unlabelled_tasks(client, project_id: int, *, page_size: int = 1000) -> Iterator[dict]:
+    """Tasks with no annotation yet, as ``{"id", "data"}`` dicts."""
+    for task in client.tasks.list(project=project_id, query=UNLABELLED, page_size=page_size):
+        task = _as_dict(task)
+        yield {"id": task["id"], "data": task.get("data") or {}}
+
+
+def replace_unlabelled_predictions(client, project_id: int, predictions: Sequence[dict], *,
+                                   chunk_size: int = 1000, progress: Callable[[int], None] | None = None) -> int:
+    """Swap the predictions of unlabelled tasks for ``predictions``, most informative first.
+
+    Old predictions are deleted first, so the database does not grow by one prediction per task
+    and retrain, and Data Manager score averages see only the new version. Labelled tasks keep
+    theirs. Returns how many predictions were imported.
+    """
+    client.actions.create(id="delete_tasks_predictions", project=project_id,
+                          filters=json.loads(UNLABELLED)["filters"],
+                          selected_items={"all": True, "excluded": []})
+    ordered = sorted(predictions, key=lambda p: p.get("score") or 0.0)
+    return push_predictions(client, project_id, ordered, chunk_size=chunk_size, progress=progress)
+
+
+def push_predictions(client, project_id: int, predictions: Sequence[dict], *, chunk_size: int = 1000,
+                     workers: int = 4, progress: Callable[[int], None] | None = None) -> int:
+    """Write ``{"task", "result", "score", "model_version", "cluster"?}`` dicts; returns how many.
+
+    Label Studio 1.23's bulk import drops ``cluster``, so predictions that carry one are created
+    one request each (a few threads in parallel); the others go in bulk, ``chunk_size`` at a time.
+    """
+    with_cluster = [p for p in predictions if p.get("cluster") is not None]
+    bulk = [{k: v for k, v in p.items() if k != "cluster"} for p in predictions if p.get("cluster") is None]
+    created = 0
+
+    def create_one(prediction: dict) -> None:
+        client.predictions.create(**prediction)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in pool.map(create_one, with_cluster):
+            created += 1
+            if progress is not None:
+                progress(1)
+    for start in range(0, len(bulk), chunk_size):
+        chunk = bulk[start:start + chunk_size]
+        response = client.projects.import_predictions(id=project_id, request=chunk)
+        created += getattr(response, "created", None) or len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return created
+
+
+def set_model_version(client, project_id: int, version: str) -> None:
+    """Make ``version`` current for the project and its ML backends.
+
+    The label stream's uncertainty sampling filters on the project's model version, and the
+    Data Manager averages prediction scores over the backends' versions; both must move.
+    """
+    client.projects.update(id=project_id, model_version=version)
+    for ml in client.ml.list(project=project_id):
+        if ml.model_version != version:
+            # Label Studio 1.23 re-validates the backend on PATCH: it needs url and project
+            client.ml.update(id=ml.id, url=ml.url, project=project_id, model_version=version)

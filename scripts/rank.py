@@ -1,0 +1,106 @@
+"""`labelloop rank`: make Label Studio serve the most informative task next.
+
+1. The project's sampling becomes "Uncertainty sampling": the label stream serves tasks with a
+   prediction of the project's model version, least-solved cluster first, lowest score first.
+2. The backend is asked to refresh (``START_TRAINING`` through ``ml.train``): it retrains when
+   there are labels, re-predicts every unlabelled task with a score and a cluster, and moves the
+   project's model version. We wait until every unlabelled task has a current prediction.
+3. A saved Data Manager view, "Most informative first", lists unlabelled tasks by score.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from labelloop.model.errors import LabelloopError
+from labelloop.model.query_strategies import STRATEGIES, UnknownStrategyError
+
+from .predictions import UNLABELLED
+
+VIEW_TITLE = "Most informative first"
+SAMPLING = "Uncertainty sampling"
+
+
+class RankError(LabelloopError):
+    """Ranking could not be set up (no backend, or the backend never refreshed)."""
+
+
+@dataclass
+class RankReport:
+    project_id: int
+    model_version: str
+    unlabelled: int
+    current: int
+    view_id: int
+    strategy: str
+
+
+def _count(client, project_id: int, filters: list[dict]) -> int:
+    query = json.dumps({"filters": {"conjunction": "and", "items": filters}})
+    return client.tasks.list(project=project_id, query=query, page_size=1).response.total or 0
+
+
+def _unlabelled_filter() -> dict:
+    return json.loads(UNLABELLED)["filters"]["items"][0]
+
+
+def _version_filter(version: str) -> dict:
+    return {"filter": "filter:tasks:predictions_model_versions", "operator": "contains",
+            "type": "List", "value": version}
+
+
+def ensure_view(client, project_id: int) -> int:
+    """Create or update the saved view "Most informative first"; returns its id."""
+    data = {"title": VIEW_TITLE,
+            "filters": {"conjunction": "and", "items": [_unlabelled_filter()]},
+            "ordering": ["tasks:predictions_score"]}
+    for view in client.views.list(project=project_id):
+        if (view.data or {}).get("title") == VIEW_TITLE:
+            client.views.update(id=view.id, data=data, project=project_id)
+            return view.id
+    return client.views.create(project=project_id, data=data).id
+
+
+def rank_project(client, project_id: int, *, strategy: str | None = None, timeout: float = 600.0,
+                 progress: Progress | None = None) -> RankReport:
+    if strategy is not None and strategy not in STRATEGIES:
+        raise UnknownStrategyError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    backends = list(client.ml.list(project=project_id))
+    if not backends:
+        raise RankError(f"project {project_id} has no ML backend: connect labelloop first "
+                        "(Project > Settings > Model, or `labelloop demo`)")
+    ml = backends[0]
+    if strategy is not None:
+        params = {**(ml.extra_params if isinstance(ml.extra_params, dict) else {}), "strategy": strategy}
+        # Label Studio 1.23 re-validates the backend on PATCH: it needs url and project in the body
+        client.ml.update(id=ml.id, url=ml.url, project=project_id, extra_params=params)
+    # the backend sets the version again when its refresh is complete: that is what we wait for
+    client.projects.update(id=project_id, sampling=SAMPLING, model_version="")
+    client.ml.train(id=ml.id)
+
+    unlabelled = _count(client, project_id, [_unlabelled_filter()])
+    progress = progress or Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TimeElapsedColumn(), transient=True)
+    deadline = time.monotonic() + timeout
+    with progress:
+        bar = progress.add_task("unlabelled tasks with a current prediction", total=unlabelled)
+        while True:
+            version = client.projects.get(id=project_id).model_version or ""
+            current = (_count(client, project_id, [_unlabelled_filter(), _version_filter(version)])
+                       if version.startswith("labelloop-") else 0)
+            progress.update(bar, completed=current)
+            if version.startswith("labelloop-") and current >= unlabelled:
+                break
+            if time.monotonic() > deadline:
+                raise RankError(
+                    f"the backend did not refresh project {project_id} within {timeout:.0f} s "
+                    f"({current}/{unlabelled} tasks current, model version {version!r}). Check the "
+                    "backend log; it needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to write predictions.")
+            time.sleep(1.0)
+    view_id = ensure_view(client, project_id)
+    ml = client.ml.get(id=ml.id)
+    chosen = (ml.extra_params or {}).get("strategy") if isinstance(ml.extra_params, dict) else None
+    return RankReport(project_id, version, unlabelled, current, view_id, chosen or "backend default")
