@@ -180,3 +180,15 @@ def test_twenty_setup_predict_rounds_load_weights_once(tmp_path, monkeypatch):
         assert body["results"][0]["result"]
     assert len(instances) == 40  # a fresh model object per request, as label-studio-ml does
     assert loads == [name]
+
+
+def test_strategy_from_extra_params_defines_the_score(client):
+    tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(["great", "bad", "so-so film"])]
+    confidence = [r["score"] for r in predict(client, tasks, project="6.1").get_json()["results"]]
+    setup = client.post("/setup", json={"project": "6.1", "schema": CONFIG, "extra_params": {"strategy": "margin"}})
+    assert setup.status_code == 200
+    margin = [r["score"] for r in predict(client, tasks, project="6.1").get_json()["results"]]
+    # two labels: margin = 2 * confidence - 1
+    np.testing.assert_allclose(margin, [2 * c - 1 for c in confidence], atol=1e-5)
+    bad = client.post("/setup", json={"project": "6.1", "schema": CONFIG, "extra_params": {"strategy": "bald"}})
+    assert bad.status_code == 422 and "bald" in bad.get_json()["error"]

@@ -1,0 +1,148 @@
+"""Label extraction and the background trainer, without a Label Studio server."""
+import threading
+import time
+
+import pytest
+
+from labelloop.backend import training
+from labelloop.backend.config import Settings
+from labelloop.backend.registry import ModelRegistry
+from labelloop.label_config import load
+from labelloop.label_config.spec import parse_label_config
+from labelloop.scripts.annotations import LabelSnapshot, labelled_task, latest_annotation
+
+SPEC = parse_label_config(load("text_classification"))
+MULTI = parse_label_config(load("multi_label_classification"))
+
+
+def ann(id, labels, updated, cancelled=False, from_name="sentiment"):
+    return {"id": id, "was_cancelled": cancelled, "updated_at": updated,
+            "result": [{"from_name": from_name, "to_name": "text", "type": "choices",
+                        "value": {"choices": list(labels)}}] if labels is not None else []}
+
+
+def test_latest_usable_annotation_wins():
+    anns = [ann(1, ["Positive"], "2026-01-01T00:00:00Z"),
+            ann(2, ["Negative"], "2026-01-03T00:00:00Z", cancelled=True),   # skipped
+            ann(3, None, "2026-01-04T00:00:00Z"),                           # empty result
+            ann(4, ["Negative"], "2026-01-02T00:00:00Z")]
+    assert latest_annotation(anns)["id"] == 4
+    assert latest_annotation([ann(1, ["Positive"], "x", cancelled=True)]) is None
+
+
+def test_labelled_task_drops_unknown_labels_with_a_log_line(caplog):
+    task = {"id": 7, "data": {"text": "t"}, "annotations": [ann(1, ["Neutral"], "2026")]}
+    assert labelled_task(task, SPEC) is None
+    assert "not in the label config" in caplog.text and "Neutral" in caplog.text
+    task["annotations"] = [ann(1, ["Neutral", "Positive"], "2026")]
+    assert labelled_task(task, SPEC).labels == ("Positive",)
+
+
+def test_labelled_task_multi_label_and_missing_text():
+    task = {"id": 8, "data": {"text": "t"},
+            "annotations": [ann(1, ["Story", "Music"], "2026", from_name="topics")]}
+    assert labelled_task(task, MULTI).labels == ("Story", "Music")
+    assert labelled_task({"id": 9, "data": {}, "annotations": task["annotations"]}, MULTI) is None
+
+
+class FakeTasks:
+    def __init__(self, tasks):
+        self.tasks, self.calls = tasks, []
+
+    def list(self, **kwargs):
+        self.calls.append(kwargs)
+        return iter(self.tasks)
+
+
+class FakeClient:
+    def __init__(self, tasks):
+        self.tasks = FakeTasks(tasks)
+
+
+def test_snapshot_is_incremental_and_survives_a_restart(tmp_path):
+    path = tmp_path / "labels.json"
+    t1 = {"id": 1, "data": {"text": "a"}, "annotations": [ann(1, ["Positive"], "1")]}
+    t2 = {"id": 2, "data": {"text": "b"}, "annotations": [ann(2, ["Negative"], "1")]}
+    snap = LabelSnapshot(path)
+    client = FakeClient([t1, t2])
+    snap.pull(client, 5, SPEC)
+    assert client.tasks.calls[-1]["query"] is None  # first pull: everything
+    snap.save()
+
+    again = LabelSnapshot(path)
+    assert set(again.tasks) == {1, 2} and again.cursor is not None
+    t1_cancelled = {"id": 1, "data": {"text": "a"}, "annotations": [ann(3, ["Positive"], "2", cancelled=True)]}
+    client = FakeClient([t1_cancelled])
+    again.pull(client, 5, SPEC)
+    assert "filter:tasks:updated_at" in client.tasks.calls[-1]["query"]
+    assert set(again.tasks) == {2}  # the skipped task left the training set
+
+
+def test_trainer_debounces_a_burst_into_one_run(monkeypatch, tmp_path):
+    runs = []
+    monkeypatch.setattr(training, "retrain_project",
+                        lambda pid, full, **kw: runs.append((pid, full)) or training.RunReport(pid))
+    settings = Settings(model_dir=str(tmp_path), debounce_s=0.2)
+    trainer = training.Trainer(settings, ModelRegistry(str(tmp_path), "default"))
+    for _ in range(10):
+        trainer.submit(3, "ANNOTATION_CREATED")
+    trainer.submit(3, "ANNOTATIONS_DELETED")
+    trainer.submit(4, "ANNOTATION_UPDATED")
+    assert trainer.wait_idle(10)
+    assert sorted(runs) == [(3, True), (4, False)]
+
+
+def test_a_failing_run_does_not_stop_the_trainer(monkeypatch, tmp_path):
+    calls = []
+
+    def flaky(pid, full, **kw):
+        calls.append(pid)
+        if pid == 1:
+            raise RuntimeError("boom")
+        return training.RunReport(pid)
+
+    monkeypatch.setattr(training, "retrain_project", flaky)
+    trainer = training.Trainer(Settings(model_dir=str(tmp_path)), ModelRegistry(str(tmp_path), "default"),
+                               debounce_s=0.0)
+    trainer.submit(1, "START_TRAINING")
+    assert trainer.wait_idle(10)
+    trainer.submit(2, "START_TRAINING")
+    assert trainer.wait_idle(10)
+    assert calls == [1, 2]
+
+
+def test_webhook_answers_at_once_while_training_runs(monkeypatch, tmp_path, tiny_model):
+    from labelloop.backend.app import create_app
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow(pid, full, **kw):
+        started.set()
+        release.wait(10)
+        return training.RunReport(pid)
+
+    monkeypatch.setattr(training, "retrain_project", slow)
+    app = create_app(Settings(model_dir=str(tmp_path), model_name=tiny_model, debounce_s=0.0))
+    client = app.test_client()
+    t = time.perf_counter()
+    r = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 11}})
+    assert r.status_code == 201 and time.perf_counter() - t < 1.0
+    assert started.wait(5)
+    body = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}],
+                                         "label_config": load("text_classification")}).get_json()
+    assert len(body["results"]) == 1  # /predict is served while the run is in progress
+    release.set()
+    assert app.config["LABELLOOP_TRAINER"].wait_idle(10)
+
+
+@pytest.mark.parametrize("payload, status", [
+    ({"action": "PROJECT_UPDATED", "project": {"id": 1}}, "ignored"),
+    ({"action": "ANNOTATION_CREATED"}, "ignored"),
+    ({"action": "ANNOTATION_CREATED", "project": {"id": "1"}}, "ignored"),
+])
+def test_webhooks_that_do_not_train(payload, status, tmp_path, tiny_model):
+    from labelloop.backend.app import create_app
+
+    client = create_app(Settings(model_dir=str(tmp_path), model_name=tiny_model)).test_client()
+    r = client.post("/webhook", json=payload)
+    assert r.status_code == 200 and r.get_json()["status"] == status
