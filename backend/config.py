@@ -48,7 +48,7 @@ class Settings:
     basic_auth_pass: str | None = field(default=None, repr=False)
     label_studio_url: str | None = None
     label_studio_api_key: str | None = field(default=None, repr=False)
-    strategy: str = "least_confidence"
+    strategy: str = "margin"  # best in bench/active_learning.py
     debounce_s: float = 0.5
     redis_url: str | None = None
     cluster_top_k: int = 2000

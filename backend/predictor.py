@@ -41,14 +41,15 @@ def task_text(task: Any, value_key: str, *, max_chars: int) -> tuple[str | None,
 
 
 def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, model_version: str, *,
-                  batch_size: int, max_chars: int, strategy: str = "least_confidence",
+                  batch_size: int, max_chars: int, strategy: str = "margin",
                   with_clusters: bool = False) -> list[dict]:
     """One prediction dict per task, in order: ``{"result", "score", "model_version"}``.
 
     ``classifier`` has ``classes_``, ``model_name`` and ``predict_proba`` over texts. Its classes
     that are not in the label config are never predicted. ``score`` follows the query
-    ``strategy`` (lower means ask first; see `labelloop.model.query_strategies`). With the
-    default, least confidence, it is the classifier's confidence in what it predicted.
+    ``strategy`` (lower means ask first; see `labelloop.model.query_strategies`): with margin,
+    the default, the gap between the two most likely labels; with least_confidence, the
+    probability of the predicted label.
     A task without usable text gets an empty result and score 0.
     With ``with_clusters``, usable tasks also get a k-means ``cluster`` for batch diversity.
     """

@@ -61,3 +61,28 @@ def rotten_tomatoes(n: int | None = None, *, seed: int = 0) -> list[LabelledText
     if n is not None:
         items = random.Random(seed).sample(items, min(n, len(items)))
     return items
+
+
+def chatterbot_conversations() -> list[tuple[str, str, str]]:
+    """ChatterBot corpus prompt/response pairs (about 2.4k) as ``(topic, prompt, response)``."""
+    import yaml
+
+    folder = _package_file("chatterbot-corpus", "chatterbot_corpus/data/english")
+    pairs = []
+    for path in sorted(folder.glob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        topic = path.stem
+        for conversation in doc.get("conversations") or []:
+            turns = [str(t).strip() for t in conversation if t is not None and str(t).strip()]
+            for prompt, response in zip(turns, turns[1:]):
+                pairs.append((topic, prompt, response))
+    return pairs
+
+
+def chatterbot_topics() -> list[LabelledText]:
+    """ChatterBot exchanges ("prompt response") labelled with their topic file (21 classes), deduplicated."""
+    seen: dict[str, LabelledText] = {}
+    for topic, prompt, response in chatterbot_conversations():
+        text = f"{prompt} {response}"
+        seen.setdefault(text, LabelledText(text, topic))
+    return list(seen.values())

@@ -184,10 +184,13 @@ def test_twenty_setup_predict_rounds_load_weights_once(tmp_path, monkeypatch):
 
 def test_strategy_from_extra_params_defines_the_score(client):
     tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(["great", "bad", "so-so film"])]
-    confidence = [r["score"] for r in predict(client, tasks, project="6.1").get_json()["results"]]
-    setup = client.post("/setup", json={"project": "6.1", "schema": CONFIG, "extra_params": {"strategy": "margin"}})
-    assert setup.status_code == 200
-    margin = [r["score"] for r in predict(client, tasks, project="6.1").get_json()["results"]]
+    def scores(strategy):
+        setup = client.post("/setup", json={"project": "6.1", "schema": CONFIG,
+                                             "extra_params": {"strategy": strategy}})
+        assert setup.status_code == 200
+        return [r["score"] for r in predict(client, tasks, project="6.1").get_json()["results"]]
+
+    confidence, margin = scores("least_confidence"), scores("margin")
     # two labels: margin = 2 * confidence - 1
     np.testing.assert_allclose(margin, [2 * c - 1 for c in confidence], atol=1e-5)
     bad = client.post("/setup", json={"project": "6.1", "schema": CONFIG, "extra_params": {"strategy": "bald"}})
