@@ -88,6 +88,7 @@ def _webhook():
     if not isinstance(project_id, int):
         logger.warning("webhook %s without a project id; ignored", action)
         return jsonify({"status": "ignored", "reason": "no project id"}), 200
+    logger.info("webhook %s for project %s: training queued", action, project_id)
     current_app.config["LABELLOOP_TRAINER"].submit(project_id, action)
     return jsonify({"status": "queued", "action": action, "project": project_id}), 201
 

@@ -51,7 +51,7 @@ class Settings:
     strategy: str = "margin"  # best in bench/active_learning.py
     debounce_s: float = 0.5
     redis_url: str | None = None
-    cluster_top_k: int = 2000
+    cluster_top_k: int = 1000
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

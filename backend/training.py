@@ -53,11 +53,15 @@ class RunReport:
 
 
 def retrain_project(project_id: int, *, full: bool, settings: Settings, registry: ModelRegistry,
-                    client=None) -> RunReport:
-    """One training run for one project; see the module docstring. Never raises LabelloopError."""
+                    client=None, should_stop=None) -> RunReport:
+    """One training run for one project; see the module docstring.
+
+    ``should_stop()`` turning true (newer events for the project) cuts the prediction refresh
+    short; the model itself is always stored first.
+    """
     from labelloop.scripts.annotations import LabelSnapshot
     from labelloop.scripts.client import connect
-    from labelloop.scripts.predictions import replace_unlabelled_predictions, set_model_version, unlabelled_tasks
+    from labelloop.scripts.predictions import replace_unlabelled_predictions, unlabelled_tasks
 
     report = RunReport(project_id)
     t0 = time.perf_counter()
@@ -78,7 +82,7 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
     store: ModelStore = registry.store
 
     snapshot = LabelSnapshot(store.project_dir(key) / "labels.json")
-    snapshot.pull(client, project_id, spec, full=full)
+    fetched = snapshot.pull(client, project_id, spec, full=full)
     snapshot.save()
     items = sorted(snapshot.tasks.values(), key=lambda item: item.task_id)
     report.n_labels = len(items)
@@ -91,8 +95,9 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
         clf.fit([item.text for item in items], y)
         report.trained_version = store.save(key, clf, meta={"n_labels": len(items), "trained_at": time.time()})
         report.seconds["fit"] = time.perf_counter() - t1
-        logger.info("project %s: model %s serves now (%d labels, fit in %.2f s)", project_id,
-                    report.trained_version, len(items), report.seconds["fit"])
+        logger.info("project %s: model %s serves now (%d labels, fit in %.2f s; pulled %d %s tasks in %.2f s)",
+                    project_id, report.trained_version, len(items), report.seconds["fit"], fetched,
+                    "annotated" if full else "changed", report.seconds["pull"])
     except NotEnoughLabelsError as exc:
         report.message = f"project {project_id}: not training yet: {exc}"
         logger.info(report.message)
@@ -108,15 +113,17 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
                                 strategy=registry.strategy_for(key, settings.strategy), with_clusters=True)
     for task, prediction in zip(tasks, predictions):
         prediction["task"] = task["id"]
-    # clusters cost one request per prediction (see push_predictions): keep them where the
-    # label stream looks first, the most informative tasks
-    for prediction in sorted(predictions, key=lambda p: p["score"])[settings.cluster_top_k:]:
-        prediction.pop("cluster", None)
-    report.n_refreshed = replace_unlabelled_predictions(client, project_id, predictions)
-    set_model_version(client, project_id, version)
+    report.n_refreshed = replace_unlabelled_predictions(
+        client, project_id, predictions, model_version=version, cluster_top_k=settings.cluster_top_k,
+        should_stop=should_stop)
     report.seconds["refresh"] = time.perf_counter() - t2
-    logger.info("project %s: %d unlabelled tasks re-predicted with %s in %.1f s", project_id,
-                report.n_refreshed, version, report.seconds["refresh"])
+    if report.n_refreshed < len(predictions):
+        report.message = (f"project {project_id}: refresh stopped after {report.n_refreshed}/{len(predictions)} "
+                          "tasks: newer annotations arrived, the next run continues")
+        logger.info(report.message)
+    else:
+        logger.info("project %s: %d unlabelled tasks re-predicted with %s in %.1f s", project_id,
+                    report.n_refreshed, version, report.seconds["refresh"])
     return report
 
 
@@ -141,6 +148,10 @@ class Trainer:
                 self._thread = threading.Thread(target=self._loop, name="labelloop-trainer", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
+
+    def has_pending(self, project_id: int) -> bool:
+        with self._cond:
+            return project_id in self._pending
 
     def is_busy(self) -> bool:
         with self._cond:
@@ -167,7 +178,8 @@ class Trainer:
                 del self._pending[project_id]
                 self._running = project_id
             try:
-                report = retrain_project(project_id, full=full, settings=self.settings, registry=self.registry)
+                report = retrain_project(project_id, full=full, settings=self.settings, registry=self.registry,
+                                         should_stop=lambda pid=project_id: self.has_pending(pid))
                 self.reports = (self.reports + [report])[-50:]
             except Exception:  # a failed run must never kill the worker or the server
                 logger.exception("project %s: training run failed; the previous model keeps serving", project_id)

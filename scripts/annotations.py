@@ -77,10 +77,15 @@ def labelled_task(task, spec: ClassificationSpec) -> LabelledTask | None:
                         str(annotation.get("updated_at") or ""))
 
 
-def _updated_after_query(when: datetime) -> str:
-    value = when.astimezone(timezone.utc).strftime(_LS_DATETIME)
-    return json.dumps({"filters": {"conjunction": "and", "items": [
-        {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": value}]}})
+def _annotated_query(counter: str, updated_after: datetime | None) -> str:
+    """Tasks whose ``counter`` (total_annotations or cancelled_annotations) is positive, changed
+    after ``updated_after`` if given. The SDK's ``only_annotated`` flag does not filter here."""
+    items = [{"filter": f"filter:tasks:{counter}", "operator": "greater", "type": "Number", "value": 0}]
+    if updated_after is not None:
+        value = updated_after.astimezone(timezone.utc).strftime(_LS_DATETIME)
+        items.append({"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
+                      "value": value})
+    return json.dumps({"filters": {"conjunction": "and", "items": items}})
 
 
 class LabelSnapshot:
@@ -104,19 +109,22 @@ class LabelSnapshot:
              page_size: int = 1000) -> int:
         """Fetch new and changed tasks (all annotated tasks when ``full``); returns tasks fetched."""
         started = datetime.now(timezone.utc)
-        query = None if full or self.cursor is None else _updated_after_query(self.cursor - _OVERLAP)
-        if query is None:
+        incremental = not full and self.cursor is not None
+        after = self.cursor - _OVERLAP if incremental else None
+        if not incremental:
             self.tasks = {}
         fetched = 0
-        for task in client.tasks.list(project=project_id, fields="all", only_annotated=True,
-                                      query=query, page_size=page_size):
-            fetched += 1
-            item = labelled_task(task, spec)
-            task_id = int(_as_dict(task)["id"])
-            if item is None:
-                self.tasks.pop(task_id, None)  # skipped, cancelled or emptied since the last pull
-            else:
-                self.tasks[task_id] = item
+        # a task whose only annotation became "skipped" counts as cancelled, not annotated
+        for counter in ("total_annotations", "cancelled_annotations"):
+            for task in client.tasks.list(project=project_id, fields="all", page_size=page_size,
+                                          query=_annotated_query(counter, after)):
+                fetched += 1
+                item = labelled_task(task, spec)
+                task_id = int(_as_dict(task)["id"])
+                if item is None:
+                    self.tasks.pop(task_id, None)  # skipped, cancelled or emptied since the last pull
+                else:
+                    self.tasks[task_id] = item
         self.cursor = started
         return fetched
 

@@ -24,42 +24,61 @@ def unlabelled_tasks(client, project_id: int, *, page_size: int = 1000) -> Itera
         yield {"id": task["id"], "data": task.get("data") or {}}
 
 
-def replace_unlabelled_predictions(client, project_id: int, predictions: Sequence[dict], *,
-                                   chunk_size: int = 1000, progress: Callable[[int], None] | None = None) -> int:
-    """Swap the predictions of unlabelled tasks for ``predictions``, most informative first.
+def replace_unlabelled_predictions(client, project_id: int, predictions: Sequence[dict], *, model_version: str,
+                                   cluster_top_k: int = 1000, should_stop: Callable[[], bool] | None = None,
+                                   progress: Callable[[int], None] | None = None) -> int:
+    """Swap the predictions of unlabelled tasks for ``predictions`` of ``model_version``.
 
-    Old predictions are deleted first, so the database does not grow by one prediction per task
-    and retrain, and Data Manager score averages see only the new version. Labelled tasks keep
-    theirs. Returns how many predictions were imported.
+    1. Old predictions of unlabelled tasks are deleted, so the database does not grow by one
+       prediction per task and retrain, and Data Manager score averages see one version.
+    2. Predictions are written most informative first; after the first, the project and its
+       backends move to ``model_version``. The ``cluster_top_k`` first keep their
+       cluster (one request each, see `push_predictions`); the rest go in bulk without it.
+    ``should_stop`` is checked between writes: a newer model makes this refresh moot.
+    Labelled tasks keep their predictions. Returns how many predictions were written.
     """
     client.actions.create(id="delete_tasks_predictions", project=project_id,
                           filters=json.loads(UNLABELLED)["filters"],
                           selected_items={"all": True, "excluded": []})
     ordered = sorted(predictions, key=lambda p: p.get("score") or 0.0)
-    return push_predictions(client, project_id, ordered, chunk_size=chunk_size, progress=progress)
+    for prediction in ordered[cluster_top_k:]:
+        prediction.pop("cluster", None)
+    if not ordered:
+        return 0
+    # Label Studio refuses a project version that no prediction carries yet: write one first
+    created = push_predictions(client, project_id, ordered[:1], progress=progress)
+    set_model_version(client, project_id, model_version)
+    return created + push_predictions(client, project_id, ordered[1:], should_stop=should_stop,
+                                      progress=progress)
 
 
 def push_predictions(client, project_id: int, predictions: Sequence[dict], *, chunk_size: int = 1000,
-                     workers: int = 4, progress: Callable[[int], None] | None = None) -> int:
+                     workers: int = 4, should_stop: Callable[[], bool] | None = None,
+                     progress: Callable[[int], None] | None = None) -> int:
     """Write ``{"task", "result", "score", "model_version", "cluster"?}`` dicts; returns how many.
 
     Label Studio 1.23's bulk import drops ``cluster``, so predictions that carry one are created
-    one request each (a few threads in parallel); the others go in bulk, ``chunk_size`` at a time.
+    one request each (a few threads in parallel, in input order); the others go in bulk,
+    ``chunk_size`` at a time. Stops early, between writes, once ``should_stop()`` is true.
     """
+    stop = should_stop or (lambda: False)
     with_cluster = [p for p in predictions if p.get("cluster") is not None]
-    bulk = [{k: v for k, v in p.items() if k != "cluster"} for p in predictions if p.get("cluster") is None]
-    created = 0
+    bulk = [p for p in predictions if p.get("cluster") is None]
 
-    def create_one(prediction: dict) -> None:
+    def create_one(prediction: dict) -> int:
+        if stop():
+            return 0
         client.predictions.create(**prediction)
+        if progress is not None:
+            progress(1)
+        return 1
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in pool.map(create_one, with_cluster):
-            created += 1
-            if progress is not None:
-                progress(1)
+        created = sum(pool.map(create_one, with_cluster))
     for start in range(0, len(bulk), chunk_size):
-        chunk = bulk[start:start + chunk_size]
+        if stop():
+            break
+        chunk = [{k: v for k, v in p.items() if k != "cluster"} for p in bulk[start:start + chunk_size]]
         response = client.projects.import_predictions(id=project_id, request=chunk)
         created += getattr(response, "created", None) or len(chunk)
         if progress is not None:

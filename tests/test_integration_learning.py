@@ -95,16 +95,19 @@ def test_rank_retrain_and_next_task(ls_client, label_studio, backend):
         for task in seed:
             ls_client.annotations.create(id=task.id, result=choice(task.data["true_label"]))
 
-        version = wait_for(lambda: (v := ls_client.projects.get(id=project.id).model_version or "")
-                           .startswith("labelloop-v") and v, 180, "a trained model version")
-        unlabelled = {tid for tid, (t, _) in state.items() if t not in seed and tid not in {s.id for s in seed}}
+        unlabelled = set(state) - {s.id for s in seed}
 
         def refreshed():
+            # the 20 webhooks may give several versions in a row; wait for the last to settle
+            version = ls_client.projects.get(id=project.id).model_version or ""
+            if not version.startswith("labelloop-v"):
+                return None
             current = current_predictions(ls_client, project.id)
-            return current if all(len(current[t][1]) == 1 and current[t][1][0]["model_version"] == version
-                                  for t in unlabelled) else None
+            done = all(len(current[t][1]) == 1 and current[t][1][0]["model_version"] == version
+                       for t in unlabelled)
+            return (version, current) if done else None
 
-        current = wait_for(refreshed, 180, f"every unlabelled task to carry {version}")
+        version, current = wait_for(refreshed, 240, "every unlabelled task to carry the trained version")
         time.sleep(1.0)  # keep hammering a moment after the switch
     finally:
         hammer.stop.set()

@@ -66,7 +66,7 @@ def test_snapshot_is_incremental_and_survives_a_restart(tmp_path):
     snap = LabelSnapshot(path)
     client = FakeClient([t1, t2])
     snap.pull(client, 5, SPEC)
-    assert client.tasks.calls[-1]["query"] is None  # first pull: everything
+    assert "updated_at" not in client.tasks.calls[-1]["query"]  # first pull: everything
     snap.save()
 
     again = LabelSnapshot(path)
@@ -74,6 +74,7 @@ def test_snapshot_is_incremental_and_survives_a_restart(tmp_path):
     t1_cancelled = {"id": 1, "data": {"text": "a"}, "annotations": [ann(3, ["Positive"], "2", cancelled=True)]}
     client = FakeClient([t1_cancelled])
     again.pull(client, 5, SPEC)
+    assert len(client.tasks.calls) == 2  # annotated, then cancelled-only tasks
     assert "filter:tasks:updated_at" in client.tasks.calls[-1]["query"]
     assert set(again.tasks) == {2}  # the skipped task left the training set
 
