@@ -37,6 +37,29 @@ def serve(
 
 
 @app.command()
+def worker(
+    queue: str = typer.Option("labelloop", help="RQ queue the backends enqueue training runs on."),
+):
+    """Run training jobs from Redis (REDIS_URL), for backends started with REDIS_URL set.
+
+    Several backend replicas then share this one trainer; it needs the same LABELLOOP_MODEL_DIR
+    (a shared volume) and LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY as the backends.
+    """
+    import logging
+    import os
+
+    from redis import Redis
+    from rq import Queue, Worker
+
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        raise typer.BadParameter("set REDIS_URL, e.g. redis://localhost:6379/0")
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    connection = Redis.from_url(url)
+    Worker([Queue(queue, connection=connection)], connection=connection).work()
+
+
+@app.command()
 def demo(
     port: int = typer.Option(8080, help="Label Studio port."),
     backend_port: int = typer.Option(9090, help="Backend port."),
