@@ -34,6 +34,9 @@ class Settings:
     debounce_s             LABELLOOP_DEBOUNCE_S            quiet time before a retrain starts
     redis_url              REDIS_URL                       train through RQ workers if set
     cluster_top_k          LABELLOOP_CLUSTER_TOP_K         most informative tasks that get a cluster
+    finetune_min_labels    LABELLOOP_FINETUNE_MIN_LABELS   fine-tune the whole transformer from this
+                                                           many labels on (0: never, head only)
+    finetune_epochs        LABELLOOP_FINETUNE_EPOCHS
     =====================  ==============================  =======================================
 
     A project can choose its own strategy through the ML backend's "extra params" in Label
@@ -52,6 +55,8 @@ class Settings:
     debounce_s: float = 0.5
     redis_url: str | None = None
     cluster_top_k: int = 1000
+    finetune_min_labels: int = 0
+    finetune_epochs: int = 3
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -69,6 +74,8 @@ class Settings:
             debounce_s=float(env.get("LABELLOOP_DEBOUNCE_S") or cls.debounce_s),
             redis_url=env.get("REDIS_URL") or None,
             cluster_top_k=_env_int("LABELLOOP_CLUSTER_TOP_K", cls.cluster_top_k),
+            finetune_min_labels=_env_int("LABELLOOP_FINETUNE_MIN_LABELS", cls.finetune_min_labels),
+            finetune_epochs=_env_int("LABELLOOP_FINETUNE_EPOCHS", cls.finetune_epochs),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

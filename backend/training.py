@@ -52,6 +52,16 @@ class RunReport:
     message: str = ""
 
 
+def make_classifier(settings: Settings, multi_label: bool, n_labels: int):
+    """The head over frozen embeddings; a full fine-tune once there are enough labels (if enabled)."""
+    if settings.finetune_min_labels and n_labels >= settings.finetune_min_labels:
+        from labelloop.model.finetune import FineTunedClassifier
+
+        return FineTunedClassifier(model_name=settings.model_name, multi_label=multi_label,
+                                   epochs=settings.finetune_epochs)
+    return EmbeddingClassifier(model_name=settings.model_name, multi_label=multi_label)
+
+
 def retrain_project(project_id: int, *, full: bool, settings: Settings, registry: ModelRegistry,
                     client=None, should_stop=None) -> RunReport:
     """One training run for one project; see the module docstring.
@@ -91,7 +101,7 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
     t1 = time.perf_counter()
     try:
         y = [item.labels for item in items] if spec.multi_label else [item.labels[0] for item in items]
-        clf = EmbeddingClassifier(model_name=settings.model_name, multi_label=spec.multi_label)
+        clf = make_classifier(settings, spec.multi_label, len(items))
         clf.fit([item.text for item in items], y)
         report.trained_version = store.save(key, clf, meta={"n_labels": len(items), "trained_at": time.time()})
         report.seconds["fit"] = time.perf_counter() - t1

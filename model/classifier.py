@@ -144,7 +144,7 @@ class EmbeddingClassifier(_TextClassifierBase):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         joblib.dump(self, directory / _HEAD_FILE)
-        meta = {"model_name": self.model_name, "classes": [str(c) for c in self.classes_],
+        meta = {"kind": "head", "model_name": self.model_name, "classes": [str(c) for c in self.classes_],
                 "multi_label": self.multi_label}
         (directory / _META_FILE).write_text(json.dumps(meta, indent=2))
 

@@ -49,7 +49,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 class ModelStore:
-    """Stores `EmbeddingClassifier` versions for each project under ``root``."""
+    """Stores classifier versions (anything with ``save(directory)``) for each project under ``root``."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -75,7 +75,7 @@ class ModelStore:
             return None
         return version or None
 
-    def save(self, project: str, classifier: EmbeddingClassifier, *, activate: bool = True,
+    def save(self, project: str, classifier, *, activate: bool = True,
              meta: dict | None = None) -> str:
         """Write a new version of ``project`` and (by default) make it current; returns its name.
 
@@ -109,10 +109,15 @@ class ModelStore:
         path = self.project_dir(project) / "versions" / version / "meta.json"
         return json.loads(path.read_text(encoding="utf-8"))
 
-    def load(self, project: str, version: str) -> EmbeddingClassifier:
+    def load(self, project: str, version: str):
+        """The stored classifier: an `EmbeddingClassifier` or a `FineTunedClassifier`."""
         path = self.project_dir(project) / "versions" / version
         if not (path / "meta.json").exists():
             raise ModelNotFoundError(f"project {project} has no stored version {version!r} at {path}")
+        if self.read_meta(project, version).get("kind") == "finetuned":
+            from .finetune import FineTunedClassifier
+
+            return FineTunedClassifier.load(path)
         return EmbeddingClassifier.load(path)
 
     def read_settings(self, project: str) -> dict:

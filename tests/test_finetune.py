@@ -1,0 +1,62 @@
+"""The optional full fine-tune, on a tiny random BERT so it runs in seconds on CPU."""
+import numpy as np
+import pytest
+
+from labelloop.backend.config import Settings
+from labelloop.backend.training import make_classifier
+from labelloop.model.classifier import EmbeddingClassifier
+from labelloop.model.errors import NotEnoughLabelsError
+from labelloop.model.finetune import FineTunedClassifier
+from labelloop.model.store import ModelStore
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from labelloop.model.embeddings import resolve_model_path
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("default"))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+TEXTS = ["sunny bright happy day"] * 12 + ["dark gloomy rainy night"] * 12
+LABELS = ["Positive"] * 12 + ["Negative"] * 12
+
+
+def test_fine_tune_learns_and_round_trips_through_the_store(tiny_path, tmp_path):
+    clf = FineTunedClassifier(model_name=tiny_path, epochs=20, learning_rate=3e-3, batch_size=8, device="cpu")
+    assert clf.fit(TEXTS, LABELS) is clf
+    proba = clf.predict_proba(["sunny bright happy day", "dark gloomy rainy night"])
+    assert proba.shape == (2, 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    assert list(clf.predict(["sunny bright happy day", "dark gloomy rainy night"])) == ["Positive", "Negative"]
+
+    store = ModelStore(tmp_path)
+    version = store.save("1.1", clf)
+    loaded = store.load("1.1", version)
+    assert isinstance(loaded, FineTunedClassifier)
+    np.testing.assert_allclose(loaded.predict_proba(["sunny bright happy day"]),
+                               clf.predict_proba(["sunny bright happy day"]), atol=1e-5)
+
+
+def test_fine_tune_multi_label_and_bad_input(tiny_path):
+    clf = FineTunedClassifier(model_name=tiny_path, epochs=1, multi_label=True, device="cpu")
+    clf.fit(["a b", "c d", "a d"], [["x"], ["y"], ["x", "y"]])
+    assert clf.predict_proba(["a"]).shape == (1, 2)
+    with pytest.raises(NotEnoughLabelsError):
+        FineTunedClassifier(model_name=tiny_path).fit(["a", "b"], ["same", "same"])
+    with pytest.raises(TypeError):
+        FineTunedClassifier(model_name=tiny_path).fit(np.zeros((2, 3), dtype=np.float32), ["a", "b"])
+
+
+def test_training_switches_to_fine_tuning_past_the_threshold():
+    settings = Settings(finetune_min_labels=100)
+    assert isinstance(make_classifier(settings, False, 99), EmbeddingClassifier)
+    assert isinstance(make_classifier(settings, False, 100), FineTunedClassifier)
+    assert isinstance(make_classifier(Settings(), False, 10**6), EmbeddingClassifier)  # off by default
