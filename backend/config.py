@@ -37,6 +37,8 @@ class Settings:
     finetune_min_labels    LABELLOOP_FINETUNE_MIN_LABELS   fine-tune the whole transformer from this
                                                            many labels on (0: never, head only)
     finetune_epochs        LABELLOOP_FINETUNE_EPOCHS
+    prior_strength         LABELLOOP_PRIOR_STRENGTH        labels at which a trained model and the
+                                                           zero-shot prior weigh the same (0: off)
     =====================  ==============================  =======================================
 
     A project can choose its own strategy through the ML backend's "extra params" in Label
@@ -57,6 +59,7 @@ class Settings:
     cluster_top_k: int = 1000
     finetune_min_labels: int = 0
     finetune_epochs: int = 3
+    prior_strength: float = 50.0
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -76,6 +79,7 @@ class Settings:
             cluster_top_k=_env_int("LABELLOOP_CLUSTER_TOP_K", cls.cluster_top_k),
             finetune_min_labels=_env_int("LABELLOOP_FINETUNE_MIN_LABELS", cls.finetune_min_labels),
             finetune_epochs=_env_int("LABELLOOP_FINETUNE_EPOCHS", cls.finetune_epochs),
+            prior_strength=float(env.get("LABELLOOP_PRIOR_STRENGTH") or cls.prior_strength),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

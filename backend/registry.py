@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 
-from labelloop.model.classifier import ZeroShotClassifier
+from labelloop.model.classifier import BlendedClassifier, ZeroShotClassifier
 from labelloop.model.store import ModelStore
 
 from labelloop.label_config.spec import ClassificationSpec
@@ -31,9 +31,10 @@ def zero_shot_version(model_name: str, spec: ClassificationSpec) -> str:
 class ModelRegistry:
     """Answers "which classifier serves this project now?" without reloading anything twice."""
 
-    def __init__(self, model_dir: str, model_name: str):
+    def __init__(self, model_dir: str, model_name: str, *, prior_strength: float = 50.0):
         self.store = ModelStore(model_dir)
         self.model_name = model_name
+        self.prior_strength = prior_strength
         self._classifiers: dict[tuple, object] = {}
         self._meta: dict[tuple[str, str], dict] = {}
         self._lock = threading.Lock()
@@ -104,7 +105,11 @@ class ModelRegistry:
         return clf, version
 
     def _build(self, key, project, spec, trained):
-        if trained is not None:
-            return self.store.load(project, trained)
-        return ZeroShotClassifier(labels=spec.labels, model_name=self.model_name,
-                                  multi_label=spec.multi_label).fit()
+        zero_shot = ZeroShotClassifier(labels=spec.labels, model_name=self.model_name,
+                                       multi_label=spec.multi_label).fit()
+        if trained is None:
+            return zero_shot
+        # while labels are few, the zero-shot prior still knows more than the head
+        meta = self._stored_meta(project, trained) or {}
+        return BlendedClassifier(self.store.load(project, trained), zero_shot,
+                                 n_labels=int(meta.get("n_labels", 10**9)), prior_strength=self.prior_strength)

@@ -201,7 +201,7 @@ class Trainer:
 def rq_job(project_id: int, full: bool) -> dict:
     """The RQ entry point: settings come from the worker's environment."""
     settings = Settings.from_env()
-    registry = ModelRegistry(settings.model_dir, settings.model_name)
+    registry = ModelRegistry(settings.model_dir, settings.model_name, prior_strength=settings.prior_strength)
     report = retrain_project(project_id, full=full, settings=settings, registry=registry)
     return {"project": project_id, "version": report.serving_version, "message": report.message}
 

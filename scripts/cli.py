@@ -65,13 +65,15 @@ def demo(
     backend_port: int = typer.Option(9090, help="Backend port."),
     state_dir: Path = typer.Option(Path(".labelloop/demo"), help="Label Studio data, models and logs."),
     tasks: int = typer.Option(200, help="Review snippets to import."),
+    seed_labels: int = typer.Option(20, help="Most informative tasks to annotate with their hidden "
+                                             "labels, to show retraining (0: none)."),
     wait: bool = typer.Option(True, help="Keep both services running until Ctrl-C."),
 ):
-    """Start a real Label Studio and the backend, and build a prelabelled demo project."""
+    """Start a real Label Studio and the backend, and run a demo project through the loop."""
     from .demo import run_demo
 
     run_demo(state_dir=state_dir.resolve(), port=port, backend_port=backend_port, n_tasks=tasks,
-             wait=wait, console=console)
+             seed_labels=seed_labels, wait=wait, console=console)
 
 
 @app.command()

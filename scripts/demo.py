@@ -1,4 +1,5 @@
-"""`labelloop demo`: a real Label Studio on SQLite, the backend, and a prelabelled demo project."""
+"""`labelloop demo`: a real Label Studio on SQLite, the backend, and a demo project that goes
+through the loop: prelabels, ranking by uncertainty, a seed set of labels, retraining."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ from labelloop.model.datasets import rotten_tomatoes
 
 from . import projects
 from .client import connect
+from .rank import SAMPLING, VIEW_TITLE, rank_project
 from .services import LabelStudioCredentials, backend_service, label_studio_service
 
 DEMO_TITLE = "labelloop demo: movie review sentiment"
@@ -29,14 +31,14 @@ def _credentials(state_dir: Path) -> LabelStudioCredentials:
     return creds
 
 
-def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, wait: bool,
+def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, seed_labels: int, wait: bool,
              console: Console | None = None) -> dict:
     """Start both services, build the demo project, print a summary; returns the summary."""
     console = console or Console()
     creds = _credentials(state_dir)
     ls, creds = label_studio_service(state_dir / "label-studio", port=port, credentials=creds)
-    backend = backend_service(state_dir / "models", port=backend_port,
-                              log_path=state_dir / "backend.log")
+    backend = backend_service(state_dir / "models", port=backend_port, log_path=state_dir / "backend.log",
+                              extra_env={"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": creds.token})
     try:
         first = not (state_dir / "label-studio" / "label_studio.sqlite3").exists()
         with console.status(f"Starting Label Studio on {ls.url}"
@@ -46,6 +48,7 @@ def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, wai
             backend.start()
         client = connect(ls.url, creds.token)
         summary = build_demo_project(client, backend.url, n_tasks=n_tasks, console=console)
+        summary.update(rank_and_learn(client, summary["project_id"], seed_labels=seed_labels, console=console))
         console.print(f"\n[bold green]Label Studio is running:[/] {ls.url}/projects/{summary['project_id']}")
         console.print(f"  login: [bold]{creds.username}[/]  password: [bold]{creds.password}[/]")
         console.print(f"  API key (LABEL_STUDIO_API_KEY): {creds.token}")
@@ -85,26 +88,62 @@ def build_demo_project(client, backend_url: str, *, n_tasks: int, console: Conso
     for task in tasks:
         if not task.predictions:
             continue
-        pred = task.predictions[0]
-        pred = pred if isinstance(pred, dict) else pred.dict()
+        pred = _pred(task.predictions[0])
         label = pred["result"][0]["value"]["choices"][0] if pred["result"] else None
         rows.append((task.id, task.data["text"], task.data["true_label"], label, pred["score"],
                      pred["model_version"]))
     correct = sum(r[2] == r[3] for r in rows)
-    table = Table(title="Least confident prelabels (what an annotator should see first)")
+    console.print(f"{len(rows)}/{len(tasks)} tasks prelabelled by {', '.join(sorted({r[5] for r in rows}))}; "
+                  f"zero-shot agreement with the hidden labels: {correct / max(1, len(rows)):.0%}")
+    table = Table(title="Most informative prelabels (lowest score: what an annotator should see first)")
     for col in ("task", "text", "prelabel", "score"):
         table.add_column(col)
     for r in sorted(rows, key=lambda r: r[4])[:5]:
         table.add_row(str(r[0]), r[1][:70], str(r[3]), f"{r[4]:.3f}")
     console.print(table)
-    summary = {
+    return {
         "project_id": project.id,
         "tasks": len(tasks),
         "predicted": len(rows),
         "model_versions": sorted({r[5] for r in rows}),
         "zero_shot_accuracy": correct / len(rows) if rows else 0.0,
     }
-    console.print(f"{summary['predicted']}/{summary['tasks']} tasks prelabelled by "
-                  f"{', '.join(summary['model_versions'])}; zero-shot agreement with the hidden labels: "
-                  f"{summary['zero_shot_accuracy']:.0%}")
-    return summary
+
+
+def rank_and_learn(client, project_id: int, *, seed_labels: int, console: Console) -> dict:
+    """Turn on uncertainty sampling, then label a seed set with the hidden labels and watch the
+    backend retrain from the webhooks."""
+    with console.status("Ranking: uncertainty sampling, fresh predictions with clusters, a saved view"):
+        report = rank_project(client, project_id, timeout=300)
+    console.print(f"Label stream: '{SAMPLING}' over {report.current} tasks; saved view '{VIEW_TITLE}'")
+    if seed_labels <= 0:
+        return {"model_version": report.model_version}
+    view_tasks = list(client.tasks.list(project=project_id, view=report.view_id, page_size=seed_labels))
+    seed = view_tasks[:seed_labels]
+    for task in seed:
+        client.annotations.create(id=task.id, result=[{
+            "from_name": "sentiment", "to_name": "text", "type": "choices",
+            "value": {"choices": [task.data["true_label"]]}}])
+    with console.status(f"Annotated the {len(seed)} most informative tasks; the backend retrains"):
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            version = client.projects.get(id=project_id).model_version or ""
+            unlabelled = [t for t in projects.iter_tasks(client, project_id) if not t.annotations]
+            current = [t for t in unlabelled
+                       if any(_pred(p)["model_version"] == version for p in t.predictions)]
+            if version.startswith("labelloop-v") and len(current) == len(unlabelled):
+                break
+            time.sleep(1)
+        else:
+            console.print("[yellow]the backend has not refreshed yet; see the backend log[/]")
+            return {"model_version": version}
+    correct = sum(_pred(t.predictions[0])["result"][0]["value"]["choices"][0] == t.data["true_label"]
+                  for t in current if _pred(t.predictions[0])["result"])
+    accuracy = correct / max(1, len(current))
+    console.print(f"Retrained from {len(seed)} labels: {version} serves; agreement on the "
+                  f"{len(current)} unlabelled tasks: {accuracy:.0%}")
+    return {"model_version": version, "trained_accuracy": accuracy}
+
+
+def _pred(prediction) -> dict:
+    return prediction if isinstance(prediction, dict) else prediction.model_dump(mode="json")

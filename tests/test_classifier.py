@@ -139,3 +139,28 @@ def test_cache_is_bounded():
 
 def test_get_embedder_loads_once(tiny_model):
     assert get_embedder(tiny_model) is get_embedder(tiny_model)
+
+
+class FixedProba:
+    def __init__(self, classes, proba, multi_label=False):
+        self.classes_ = np.asarray(classes, dtype=object)
+        self.proba = np.asarray(proba, dtype=float)
+        self.multi_label, self.threshold, self.model_name = multi_label, 0.5, "x"
+
+    def predict_proba(self, X):
+        return np.repeat(self.proba[None, :], len(X), axis=0)
+
+
+def test_blend_shrinks_a_trained_model_towards_the_prior_while_labels_are_few():
+    from labelloop.model.classifier import BlendedClassifier
+
+    prior = FixedProba(["Positive", "Negative", "Neutral"], [0.2, 0.2, 0.6])
+    trained = FixedProba(["Negative", "Positive"], [0.1, 0.9])  # never saw "Neutral"
+    few = BlendedClassifier(trained, prior, n_labels=50, prior_strength=50)
+    assert few.weight == 0.5
+    np.testing.assert_allclose(few.predict_proba(["t"])[0], [0.55, 0.15, 0.3])
+    assert list(few.classes_) == ["Positive", "Negative", "Neutral"]
+    many = BlendedClassifier(trained, prior, n_labels=10_000, prior_strength=50)
+    assert many.predict_proba(["t"])[0][0] > 0.89
+    off = BlendedClassifier(trained, prior, n_labels=5, prior_strength=0)
+    np.testing.assert_allclose(off.predict_proba(["t"])[0], [0.9, 0.1, 0.0])

@@ -76,12 +76,14 @@ def test_demo_command_runs_end_to_end(tmp_path):
     """The README's `make demo`, without waiting for Ctrl-C."""
     from labelloop.scripts.services import free_port
 
-    cmd = [sys.executable, "-m", "labelloop.scripts.cli", "demo", "--no-wait", "--tasks", "30",
+    cmd = [sys.executable, "-m", "labelloop.scripts.cli", "demo", "--no-wait", "--tasks", "30", "--seed-labels", "8",
            "--port", str(free_port()), "--backend-port", str(free_port()),
            "--state-dir", str(tmp_path / "demo")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "30/30 tasks prelabelled" in out.stdout
+    assert "Uncertainty sampling" in out.stdout and "Most informative first" in out.stdout
+    assert "Retrained from 8 labels: labelloop-v" in out.stdout
     assert "password" in out.stdout
     assert "are stopped" in out.stdout
