@@ -35,7 +35,8 @@ test: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: install
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/predict_throughput.py
+	for b in predict_throughput active_learning retrain_latency finetune_cost; do \
+	  HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .labelloop .pytest_cache
