@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from labelloop.model import query_strategies
-from labelloop.model.classifier import embed
+from labelloop.model.classifier import align_columns, embed
 
 from labelloop.label_config.spec import ClassificationSpec, choices_result
 
@@ -64,16 +64,13 @@ def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, mo
         else:
             usable.append((i, text))
 
-    classes = [str(c) for c in classifier.classes_]
-    columns = [classes.index(label) if label in classes else -1 for label in spec.labels]
     labels = np.asarray(spec.labels, dtype=object)
     # similar lengths in a batch keep padding small, as in a plain sorted forward pass
     usable.sort(key=lambda item: len(item[1]))
     for start in range(0, len(usable), batch_size):
         chunk = usable[start:start + batch_size]
-        raw = classifier.predict_proba([text for _, text in chunk])
-        # columns in config order; labels the classifier never saw get probability 0
-        proba = np.where(np.asarray(columns) >= 0, raw[:, np.maximum(columns, 0)], 0.0)
+        proba = align_columns(classifier.predict_proba([text for _, text in chunk]), classifier.classes_,
+                              spec.labels)
         scores = query_strategies.score(proba, strategy=strategy, multi_label=spec.multi_label)
         for (i, _), row, score in zip(chunk, proba, scores):
             if spec.multi_label:

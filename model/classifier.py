@@ -43,6 +43,18 @@ def embed(X, model_name: str) -> np.ndarray:
     return get_embedder(model_name).embed(texts)
 
 
+def align_columns(proba: np.ndarray, classes, labels) -> np.ndarray:
+    """Reorder ``proba`` (columns in ``classes`` order) to ``labels`` order, shape ``(n, len(labels))``.
+
+    A label the classifier does not know gets probability 0; classes not in ``labels`` are dropped.
+    """
+    known = [str(c) for c in classes]
+    columns = np.asarray([known.index(str(label)) if str(label) in known else -1 for label in labels])
+    if len(columns) == 0:
+        return np.zeros((len(proba), 0))
+    return np.where(columns >= 0, proba[:, np.maximum(columns, 0)], 0.0)
+
+
 def confidence(proba: np.ndarray, *, multi_label: bool) -> np.ndarray:
     """The classifier's confidence in what it predicted, shape ``(n_samples,)``, in [0, 1].
 
@@ -262,8 +274,5 @@ class BlendedClassifier(_TextClassifierBase):
         prior = self.prior.predict_proba(X)
         if self.weight >= 1.0:
             prior = np.zeros_like(prior)
-        trained = self.trained.predict_proba(X)
-        columns = [list(map(str, self.trained.classes_)).index(str(c)) if str(c) in map(str, self.trained.classes_)
-                   else -1 for c in self.prior.classes_]
-        aligned = np.where(np.asarray(columns) >= 0, trained[:, np.maximum(columns, 0)], 0.0)
-        return self.weight * aligned + (1.0 - self.weight) * prior
+        trained = align_columns(self.trained.predict_proba(X), self.trained.classes_, self.prior.classes_)
+        return self.weight * trained + (1.0 - self.weight) * prior
