@@ -1,5 +1,4 @@
 """Active learning end to end: ranking, retraining from webhooks, Label Studio's own next task."""
-import json
 import threading
 import time
 from collections import Counter
