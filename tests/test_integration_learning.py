@@ -157,3 +157,12 @@ def test_bad_webhooks_and_labels_are_logged_not_fatal(ls_client, backend):
     r = requests.post(f"{backend.url}/predict", json={"tasks": [{"id": 1, "data": {"text": "ok"}}],
                                                        "project": "x.1", "label_config": load("text_classification")})
     assert r.status_code == 200
+
+
+def test_rank_without_a_backend_is_a_clear_error(ls_client):
+    from labelloop.scripts.rank import RankError
+
+    project = projects.create_project(ls_client, "no backend", "text_classification")
+    with pytest.raises(RankError, match="no ML backend"):
+        rank_project(ls_client, project.id)
+    assert ls_client.projects.get(id=project.id).sampling != "Uncertainty sampling"  # nothing changed

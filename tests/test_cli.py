@@ -1,0 +1,27 @@
+"""The command-line tool fails with a clear message, not a traceback."""
+import os
+import subprocess
+import sys
+
+from labelloop.scripts.services import free_port
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "labelloop.scripts.cli", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def test_unreachable_label_studio():
+    out = run("rank", "--project", "1", "--url", f"http://127.0.0.1:{free_port()}", "--api-key", "x")
+    assert out.returncode == 2
+    assert "Label Studio is not reachable" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_missing_api_key():
+    out = run("rank", "--project", "1", env={"LABEL_STUDIO_API_KEY": ""})
+    assert out.returncode == 2 and "LABEL_STUDIO_API_KEY" in out.stdout
+
+
+def test_bad_strategy_setting_stops_serve_early():
+    out = run("serve", "--port", str(free_port()), env={"LABELLOOP_STRATEGY": "bald"})
+    assert out.returncode == 2 and "unknown strategy 'bald'" in out.stdout
