@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from labelloop.label_config.spec import UnsupportedLabelConfig, parse_label_config
 from labelloop.model.classifier import EmbeddingClassifier
@@ -95,6 +95,14 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
     fetched = snapshot.pull(client, project_id, spec, full=full)
     snapshot.save()
     items = sorted(snapshot.tasks.values(), key=lambda item: item.task_id)
+    # the config may have changed since these labels were pulled: train on current labels only
+    stale = [item for item in items if not set(item.labels) <= set(spec.labels)]
+    if stale:
+        logger.warning("project %s: %d labelled tasks use labels no longer in the config (e.g. task %s: %s); "
+                       "their other labels are kept", project_id, len(stale), stale[0].task_id,
+                       list(stale[0].labels))
+        items = [replace(item, labels=tuple(lab for lab in item.labels if lab in spec.labels)) for item in items]
+        items = [item for item in items if item.labels]
     report.n_labels = len(items)
     report.seconds["pull"] = time.perf_counter() - t0
 
@@ -111,7 +119,7 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
     except NotEnoughLabelsError as exc:
         report.message = f"project {project_id}: not training yet: {exc}"
         logger.info(report.message)
-        if report.trained_version is None and not full:
+        if not full:
             return report  # nothing changed; a manual START_TRAINING still refreshes below
 
     t2 = time.perf_counter()

@@ -147,3 +147,39 @@ def test_webhooks_that_do_not_train(payload, status, tmp_path, tiny_model):
     client = create_app(Settings(model_dir=str(tmp_path), model_name=tiny_model)).test_client()
     r = client.post("/webhook", json=payload)
     assert r.status_code == 200 and r.get_json()["status"] == status
+
+
+class FakeProjects:
+    def __init__(self, config):
+        from datetime import datetime, timezone
+
+        self.project = type("P", (), {"label_config": config, "created_at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
+
+    def get(self, id):
+        return self.project
+
+
+def test_labels_removed_from_the_config_are_not_trained_on(tmp_path, tiny_model, caplog, monkeypatch):
+    """A config change between versions: stale labels are dropped, and the new model fits the config."""
+    from labelloop.scripts import predictions
+
+    old_tasks = [{"id": i, "data": {"text": f"text {i}"}, "annotations": [ann(i, [lab], "1")]}
+                 for i, lab in enumerate(["Positive", "Negative", "Neutral"] * 4)]
+    three = load("text_classification").replace('<Choice value="Negative"/>',
+                                                '<Choice value="Negative"/><Choice value="Neutral"/>')
+    client = FakeClient(old_tasks)
+    client.projects = FakeProjects(three)
+    monkeypatch.setattr(predictions, "replace_unlabelled_predictions", lambda *a, **k: 0)
+    monkeypatch.setattr(predictions, "unlabelled_tasks", lambda *a, **k: iter(()))
+    settings = Settings(model_dir=str(tmp_path), model_name=tiny_model)
+    registry = ModelRegistry(str(tmp_path), tiny_model)
+    first = training.retrain_project(1, full=True, settings=settings, registry=registry, client=client)
+    assert first.trained_version == "v1" and first.n_labels == 12
+
+    client.projects = FakeProjects(load("text_classification"))  # "Neutral" was removed
+    client.tasks.tasks = []  # nothing changed in Label Studio since
+    second = training.retrain_project(1, full=False, settings=settings, registry=registry, client=client)
+    assert second.trained_version == "v2" and second.n_labels == 8
+    assert "no longer in the config" in caplog.text
+    assert second.serving_version == "labelloop-v2"  # not the zero-shot fallback
+    assert registry.store.versions("1.1767225600") == ["v1", "v2"]  # the old model is kept
