@@ -17,6 +17,8 @@ from typing import Iterable
 from labelloop.label_config.spec import ClassificationSpec, chosen_labels
 from labelloop.model.store import atomic_write_text
 
+from .client import as_dict
+
 logger = logging.getLogger(__name__)
 
 _LS_DATETIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format Data Manager date filters accept
@@ -33,15 +35,9 @@ class LabelledTask:
     updated_at: str
 
 
-def _as_dict(obj) -> dict:
-    if isinstance(obj, dict):
-        return obj
-    return obj.model_dump(mode="json") if hasattr(obj, "model_dump") else dict(obj)
-
-
 def latest_annotation(annotations: Iterable) -> dict | None:
     """The most recently updated annotation that was neither cancelled (skipped) nor empty."""
-    usable = [a for a in map(_as_dict, annotations or ())
+    usable = [a for a in map(as_dict, annotations or ())
               if not a.get("was_cancelled") and a.get("result")]
     if not usable:
         return None
@@ -54,7 +50,7 @@ def labelled_task(task, spec: ClassificationSpec) -> LabelledTask | None:
     Labels that are not in the label config are dropped with a log line; an annotation left
     with no known label is ignored. Single-label projects take the first chosen label.
     """
-    task = _as_dict(task)
+    task = as_dict(task)
     annotation = latest_annotation(task.get("annotations"))
     if annotation is None:
         return None
@@ -120,7 +116,7 @@ class LabelSnapshot:
                                           query=_annotated_query(counter, after)):
                 fetched += 1
                 item = labelled_task(task, spec)
-                task_id = int(_as_dict(task)["id"])
+                task_id = int(as_dict(task)["id"])
                 if item is None:
                     self.tasks.pop(task_id, None)  # skipped, cancelled or emptied since the last pull
                 else:

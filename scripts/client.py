@@ -35,3 +35,10 @@ def connect(url: str | None = None, api_key: str | None = None, *, check: bool =
         except requests.RequestException as exc:
             raise LabelStudioUnavailable(f"Label Studio is not reachable at {url}: {exc}") from exc
     return LabelStudio(base_url=url, api_key=api_key)
+
+
+def as_dict(obj) -> dict:
+    """An SDK response model (pydantic) or a plain dict, as a JSON-ready dict."""
+    if isinstance(obj, dict):
+        return obj
+    return obj.model_dump(mode="json") if hasattr(obj, "model_dump") else dict(obj)

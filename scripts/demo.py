@@ -12,7 +12,7 @@ from rich.table import Table
 from labelloop.model.datasets import rotten_tomatoes
 
 from . import projects
-from .client import connect
+from .client import as_dict, connect
 from .rank import SAMPLING, VIEW_TITLE, rank_project
 from .services import LabelStudioCredentials, backend_service, label_studio_service
 
@@ -88,7 +88,7 @@ def build_demo_project(client, backend_url: str, *, n_tasks: int, console: Conso
     for task in tasks:
         if not task.predictions:
             continue
-        pred = _pred(task.predictions[0])
+        pred = as_dict(task.predictions[0])
         label = pred["result"][0]["value"]["choices"][0] if pred["result"] else None
         rows.append((task.id, task.data["text"], task.data["true_label"], label, pred["score"],
                      pred["model_version"]))
@@ -130,20 +130,16 @@ def rank_and_learn(client, project_id: int, *, seed_labels: int, console: Consol
             version = client.projects.get(id=project_id).model_version or ""
             unlabelled = [t for t in projects.iter_tasks(client, project_id) if not t.annotations]
             current = [t for t in unlabelled
-                       if any(_pred(p)["model_version"] == version for p in t.predictions)]
+                       if any(as_dict(p)["model_version"] == version for p in t.predictions)]
             if version.startswith("labelloop-v") and len(current) == len(unlabelled):
                 break
             time.sleep(1)
         else:
             console.print("[yellow]the backend has not refreshed yet; see the backend log[/]")
             return {"model_version": version}
-    correct = sum(_pred(t.predictions[0])["result"][0]["value"]["choices"][0] == t.data["true_label"]
-                  for t in current if _pred(t.predictions[0])["result"])
+    correct = sum(as_dict(t.predictions[0])["result"][0]["value"]["choices"][0] == t.data["true_label"]
+                  for t in current if as_dict(t.predictions[0])["result"])
     accuracy = correct / max(1, len(current))
     console.print(f"Retrained from {len(seed)} labels: {version} serves; agreement on the "
                   f"{len(current)} unlabelled tasks: {accuracy:.0%}")
     return {"model_version": version, "trained_accuracy": accuracy}
-
-
-def _pred(prediction) -> dict:
-    return prediction if isinstance(prediction, dict) else prediction.model_dump(mode="json")

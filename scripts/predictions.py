@@ -9,18 +9,16 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
+from .client import as_dict
+
 UNLABELLED = json.dumps({"filters": {"conjunction": "and", "items": [
     {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}})
-
-
-def _as_dict(obj) -> dict:
-    return obj if isinstance(obj, dict) else obj.model_dump(mode="json")
 
 
 def unlabelled_tasks(client, project_id: int, *, page_size: int = 1000) -> Iterator[dict]:
     """Tasks with no annotation yet, as ``{"id", "data"}`` dicts."""
     for task in client.tasks.list(project=project_id, query=UNLABELLED, page_size=page_size):
-        task = _as_dict(task)
+        task = as_dict(task)
         yield {"id": task["id"], "data": task.get("data") or {}}
 
 
