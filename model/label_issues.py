@@ -1,0 +1,110 @@
+"""Likely label errors: out-of-sample probabilities by K-fold cross-validation, then Cleanlab.
+
+`out_of_sample_proba` runs scikit-learn's `cross_val_predict` over the same classifier the
+backend serves (`EmbeddingClassifier`), so every item is scored by a model that never saw it.
+`find_label_issues` hands those probabilities to `cleanlab.filter.find_label_issues` and
+`cleanlab.rank.get_label_quality_scores`. Input validation lives in `_prepare`: items of a class
+too rare to cross-validate are left out with a message instead of failing the whole audit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from .classifier import EmbeddingClassifier
+from .errors import NotEnoughLabelsError
+
+
+@dataclass
+class LabelIssues:
+    """Per-item results, all arrays of shape ``(n_samples,)`` unless stated.
+
+    ``scored`` is False for items left out (their class had fewer than 2 examples); their
+    ``quality`` is NaN, ``is_issue`` False and ``suggested`` their given label.
+    ``pred_probs`` has shape ``(n_samples, n_classes)``, columns in ``classes`` order.
+    """
+
+    classes: np.ndarray
+    given: np.ndarray
+    suggested: np.ndarray
+    quality: np.ndarray
+    is_issue: np.ndarray
+    scored: np.ndarray
+    pred_probs: np.ndarray
+    n_folds: int
+    messages: list[str] = field(default_factory=list)
+
+    def ranked(self) -> np.ndarray:
+        """Indices of flagged items, worst (lowest quality) first."""
+        flagged = np.flatnonzero(self.is_issue)
+        return flagged[np.argsort(self.quality[flagged], kind="stable")]
+
+
+def _prepare(y, n_folds: int) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
+    """Validate labels; returns (labels, mask of usable items, folds, messages)."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"labels must have shape (n_samples,), got {y.shape}")
+    if len(y) == 0:
+        raise NotEnoughLabelsError("no labelled items to audit")
+    messages = []
+    classes, counts = np.unique(y, return_counts=True)
+    rare = classes[counts < 2]
+    if len(rare):
+        messages.append(f"{len(rare)} class(es) with a single example cannot be checked out of sample and "
+                        f"are left out: {', '.join(map(str, rare[:10]))}")
+    usable = ~np.isin(y, rare)
+    kept_counts = counts[counts >= 2]
+    if len(kept_counts) < 2:
+        raise NotEnoughLabelsError(
+            f"label errors need at least two classes with two examples each; found {len(classes)} class(es) "
+            f"with counts {dict(zip(map(str, classes), counts.tolist()))}")
+    folds = int(min(n_folds, kept_counts.min()))
+    if folds < n_folds:
+        messages.append(f"using {folds} folds instead of {n_folds}: the rarest class has only "
+                        f"{kept_counts.min()} examples")
+    return y, usable, folds, messages
+
+
+def out_of_sample_proba(X, y, *, n_folds: int = 5, random_state: int = 0, estimator=None):
+    """Cross-validated probabilities for the usable items.
+
+    ``X``: texts ``(n_samples,)`` or embeddings ``(n_samples, dim)``; ``y``: ``(n_samples,)``.
+    Returns ``(pred_probs, classes, usable, n_folds, messages)`` where ``pred_probs`` has shape
+    ``(n_usable, n_classes)`` for the items where ``usable`` is True.
+    """
+    y, usable, folds, messages = _prepare(y, n_folds)
+    X_used = X[usable] if isinstance(X, np.ndarray) else [x for x, keep in zip(X, usable) if keep]
+    y_used = y[usable]
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    model = estimator if estimator is not None else EmbeddingClassifier()
+    pred_probs = cross_val_predict(model, X_used, y_used, cv=cv, method="predict_proba")
+    return pred_probs, np.unique(y_used), usable, folds, messages
+
+
+def find_label_issues(X, y, *, n_folds: int = 5, random_state: int = 0, estimator=None,
+                      filter_by: str = "prune_by_noise_rate") -> LabelIssues:
+    """Flag likely label errors and score every usable label's quality (lower is worse)."""
+    from cleanlab.filter import find_label_issues as cleanlab_find
+    from cleanlab.rank import get_label_quality_scores
+
+    pred_probs, classes, usable, folds, messages = out_of_sample_proba(
+        X, y, n_folds=n_folds, random_state=random_state, estimator=estimator)
+    y = np.asarray(y)
+    codes = np.searchsorted(classes, y[usable])
+    issue_used = cleanlab_find(codes, pred_probs, filter_by=filter_by)
+    quality_used = get_label_quality_scores(codes, pred_probs)
+
+    n = len(y)
+    quality = np.full(n, np.nan)
+    quality[usable] = quality_used
+    is_issue = np.zeros(n, dtype=bool)
+    is_issue[usable] = issue_used
+    suggested = y.astype(object).copy()
+    suggested[usable] = classes[pred_probs.argmax(axis=1)]
+    full_probs = np.full((n, len(classes)), np.nan)
+    full_probs[usable] = pred_probs
+    return LabelIssues(classes=classes, given=y, suggested=suggested, quality=quality, is_issue=is_issue,
+                       scored=usable, pred_probs=full_probs, n_folds=folds, messages=messages)

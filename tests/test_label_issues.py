@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from labelloop.model.errors import NotEnoughLabelsError
+from labelloop.model.label_issues import find_label_issues
+
+
+def noisy_blobs(n=300, k=3, flip=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=3.0, size=(k, 8))
+    truth = rng.integers(k, size=n)
+    X = (centers[truth] + rng.normal(size=(n, 8))).astype(np.float32)
+    given = truth.copy()
+    flipped = rng.choice(n, size=int(flip * n), replace=False)
+    given[flipped] = (truth[flipped] + rng.integers(1, k, size=len(flipped))) % k
+    names = np.array([f"c{i}" for i in range(k)], dtype=object)
+    return X, names[given], names[truth], set(flipped.tolist())
+
+
+def test_flags_flipped_labels_with_good_precision_and_recall():
+    X, given, truth, flipped = noisy_blobs()
+    issues = find_label_issues(X, given)
+    flagged = set(np.flatnonzero(issues.is_issue).tolist())
+    precision = len(flagged & flipped) / max(1, len(flagged))
+    recall = len(flagged & flipped) / len(flipped)
+    assert precision > 0.7 and recall > 0.7, (precision, recall)
+    # suggestions recover the true label for most flagged items
+    assert np.mean(issues.suggested[list(flagged)] == truth[list(flagged)]) > 0.8
+    ranked = issues.ranked()
+    assert list(issues.quality[ranked]) == sorted(issues.quality[ranked])
+    assert issues.pred_probs.shape == (300, 3) and issues.n_folds == 5
+
+
+def test_rare_class_is_left_out_and_folds_shrink_with_messages():
+    X, given, _, _ = noisy_blobs(n=40, k=2, flip=0.0)
+    given = given.copy()
+    given[0] = "lonely"
+    given[1:4] = "tiny"
+    issues = find_label_issues(X, given)
+    assert not issues.scored[0] and np.isnan(issues.quality[0]) and not issues.is_issue[0]
+    assert issues.n_folds == 3
+    assert any("lonely" in m for m in issues.messages) and any("3 folds" in m for m in issues.messages)
+
+
+@pytest.mark.parametrize("labels", [[], ["a"] * 10, ["a"] * 9 + ["b"]])
+def test_not_enough_to_audit_is_a_clear_error(labels):
+    X = np.zeros((len(labels), 4), dtype=np.float32)
+    with pytest.raises(NotEnoughLabelsError):
+        find_label_issues(X, labels)
