@@ -87,24 +87,34 @@ def out_of_sample_proba(X, y, *, n_folds: int = 5, random_state: int = 0, estima
 def find_label_issues(X, y, *, n_folds: int = 5, random_state: int = 0, estimator=None,
                       filter_by: str = "prune_by_noise_rate") -> LabelIssues:
     """Flag likely label errors and score every usable label's quality (lower is worse)."""
+    pred_probs, classes, usable, folds, messages = out_of_sample_proba(
+        X, y, n_folds=n_folds, random_state=random_state, estimator=estimator)
+    full_probs = np.full((len(usable), len(classes)), np.nan)
+    full_probs[usable] = pred_probs
+    issues = issues_from_proba(y, full_probs, classes, usable, filter_by=filter_by)
+    issues.n_folds, issues.messages = folds, messages
+    return issues
+
+
+def issues_from_proba(y, pred_probs: np.ndarray, classes, scored, *,
+                      filter_by: str = "prune_by_noise_rate") -> LabelIssues:
+    """Cleanlab on given out-of-sample ``pred_probs`` ``(n_samples, n_classes)``; rows where
+    ``scored`` is False are skipped. Lets a caller re-check new labels (say, a consensus that
+    changed) without cross-validating again."""
     from cleanlab.filter import find_label_issues as cleanlab_find
     from cleanlab.rank import get_label_quality_scores
 
-    pred_probs, classes, usable, folds, messages = out_of_sample_proba(
-        X, y, n_folds=n_folds, random_state=random_state, estimator=estimator)
     y = np.asarray(y)
-    codes = np.searchsorted(classes, y[usable])
-    issue_used = cleanlab_find(codes, pred_probs, filter_by=filter_by)
-    quality_used = get_label_quality_scores(codes, pred_probs)
-
+    classes = np.asarray(classes)
+    scored = np.asarray(scored, dtype=bool) & np.isin(y, classes)
+    codes = np.searchsorted(classes, y[scored])
+    probs = pred_probs[scored]
     n = len(y)
     quality = np.full(n, np.nan)
-    quality[usable] = quality_used
+    quality[scored] = get_label_quality_scores(codes, probs)
     is_issue = np.zeros(n, dtype=bool)
-    is_issue[usable] = issue_used
+    is_issue[scored] = cleanlab_find(codes, probs, filter_by=filter_by)
     suggested = y.astype(object).copy()
-    suggested[usable] = classes[pred_probs.argmax(axis=1)]
-    full_probs = np.full((n, len(classes)), np.nan)
-    full_probs[usable] = pred_probs
+    suggested[scored] = classes[probs.argmax(axis=1)]
     return LabelIssues(classes=classes, given=y, suggested=suggested, quality=quality, is_issue=is_issue,
-                       scored=usable, pred_probs=full_probs, n_folds=folds, messages=messages)
+                       scored=scored, pred_probs=pred_probs, n_folds=0)

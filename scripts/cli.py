@@ -99,6 +99,52 @@ def rank(
     console.print(f"  saved view '{VIEW_TITLE}' (id {report.view_id}): unlabelled tasks, lowest score first")
 
 
+@app.command()
+def sync(
+    project: int = typer.Option(..., help="Label Studio project ID."),
+    out: Path = typer.Option(Path("labelloop-data/snapshots"), help="Snapshot folder."),
+    full: bool = typer.Option(False, help="Pull everything instead of what changed."),
+    url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
+    api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
+):
+    """Pull tasks, annotations and predictions into a local snapshot (read-only, incremental)."""
+    from rich.progress import Progress
+
+    from .client import connect
+    from .sync import ProjectSnapshot
+
+    client = connect(url, api_key)
+    with Progress(transient=True) as progress:
+        bar = progress.add_task("tasks pulled", total=None)
+        report = ProjectSnapshot(out, project).sync(client, full=full,
+                                                     progress=lambda n: progress.advance(bar, n))
+    console.print(f"project {project}: {report.fetched} tasks pulled, {report.total} in {report.path}")
+
+
+@app.command()
+def audit(
+    project: int = typer.Option(..., help="Label Studio project ID."),
+    out: Path = typer.Option(Path("labelloop-data"), help="Snapshots and reports go here."),
+    push: bool = typer.Option(True, help="Send findings back to Label Studio for review."),
+    folds: int = typer.Option(5, help="Cross-validation folds for out-of-sample probabilities."),
+    url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
+    api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
+):
+    """Find likely label errors (consensus + Cleanlab) and queue them for review in Label Studio."""
+    from .audit import VIEW_TITLE, run_audit
+    from .client import connect
+
+    client = connect(url, api_key)
+    with console.status("syncing, embedding, cross-validating"):
+        report = run_audit(client, project, out_dir=out, n_folds=folds, push=push)
+    for message in report.messages:
+        console.print(f"[yellow]note:[/] {message}")
+    console.print(f"project {project}: {len(report.findings)} findings among {report.n_labelled} labelled tasks; "
+                  f"report: {report.report_dir / 'report.html'}")
+    if report.view_id is not None:
+        console.print(f"  review them in Label Studio: view '{VIEW_TITLE}' (predictions {report.model_version})")
+
+
 def main() -> None:
     try:
         app()

@@ -49,7 +49,7 @@ def _unlabelled_filter() -> dict:
 
 def _version_filter(version: str) -> dict:
     return {"filter": "filter:tasks:predictions_model_versions", "operator": "contains",
-            "type": "List", "value": version}
+            "type": "List", "value": [version]}  # a list: Label Studio iterates over it
 
 
 def ensure_view(client, project_id: int) -> int:

@@ -1,0 +1,219 @@
+"""`labelloop audit`: sync, consensus, Cleanlab label-error detection, a report, and review in Label Studio.
+
+Findings go back as predictions under their own model version (``labelloop-audit-<time>``),
+holding the suggested label with ``score`` = label quality, plus a saved view "Suspected label
+errors". Annotations are only read, never written: reviewers correct them in Label Studio, and
+the next audit sees the corrections.
+"""
+from __future__ import annotations
+
+import html
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from labelloop.label_config.spec import UnsupportedLabelConfig, choices_result, chosen_labels, parse_label_config
+from labelloop.model.classifier import embed
+from labelloop.model.consensus import crowdlab, majority_vote
+from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
+from labelloop.model.label_issues import find_label_issues, issues_from_proba
+from labelloop.model.store import atomic_write_text
+
+from .annotations import latest_annotation
+from .predictions import push_predictions
+from .sync import ProjectSnapshot
+
+logger = logging.getLogger(__name__)
+
+VIEW_TITLE = "Suspected label errors"
+
+
+@dataclass
+class AuditReport:
+    project_id: int
+    model_version: str
+    n_labelled: int
+    findings: list[dict]
+    messages: list[str] = field(default_factory=list)
+    report_dir: Path | None = None
+    view_id: int | None = None
+
+
+def _annotator_labels(task: dict, spec) -> dict:
+    """Latest usable label per annotator of one task: ``{annotator id: label}``."""
+    by_annotator = defaultdict(list)
+    for annotation in task.get("annotations") or ():
+        by_annotator[annotation.get("completed_by")].append(annotation)
+    out = {}
+    for annotator, annotations in by_annotator.items():
+        latest = latest_annotation(annotations)
+        if latest is None:
+            continue
+        labels = [label for label in chosen_labels(latest.get("result"), spec) if label in spec.labels]
+        if labels:
+            out[annotator] = labels[0]
+    return out
+
+
+def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "default", n_folds: int = 5,
+              push: bool = True) -> AuditReport:
+    snapshot = ProjectSnapshot(out_dir / "snapshots", project_id)
+    snapshot.sync(client)
+    state = snapshot.state()
+    try:
+        spec = parse_label_config(state["label_config"])
+    except UnsupportedLabelConfig as exc:
+        raise LabelloopError(f"project {project_id}: {exc}") from None
+    if spec.multi_label:
+        raise LabelloopError("the audit handles single-label projects for now; this one is multi-label")
+    tasks = snapshot.tasks()
+    messages: list[str] = []
+    rows, texts, empty = [], [], []
+    for task in tasks.values():
+        labels = _annotator_labels(task, spec)
+        if not labels:
+            continue
+        text = (task.get("data") or {}).get(spec.value_key)
+        if not isinstance(text, str) or len(text.strip()) < 3 or not any(ch.isalnum() for ch in text):
+            empty.append(task["id"])
+            continue
+        rows.append((task["id"], labels))
+        texts.append(text)
+    if not rows:
+        raise NotEnoughLabelsError(f"project {project_id} has no finished annotations to audit")
+    annotators = sorted({a for _, labels in rows for a in labels}, key=str)
+    matrix = [[labels.get(a) for a in annotators] for _, labels in rows]
+    vote = majority_vote(matrix)
+    X = embed(texts, model_name)
+    issues = find_label_issues(X, vote.label.astype(str), n_folds=n_folds)
+    messages += issues.messages
+    consensus, annotator_stats = vote, None
+    if (vote.n_annotators > 1).any():
+        probs = np.nan_to_num(issues.pred_probs, nan=1.0 / len(issues.classes))
+        try:
+            consensus = crowdlab(matrix, probs, issues.classes)
+            annotator_stats = consensus.annotator_stats
+            # check the CROWDLAB consensus, not the raw vote, with the same out-of-sample probabilities
+            rechecked = issues_from_proba(consensus.label.astype(str), issues.pred_probs, issues.classes,
+                                          issues.scored)
+            rechecked.n_folds, rechecked.messages = issues.n_folds, issues.messages
+            issues = rechecked
+        except (NotEnoughLabelsError, ValueError) as exc:
+            messages.append(f"CROWDLAB skipped ({exc}); majority vote is the consensus")
+    n_ties = int(vote.tie.sum())
+    if n_ties:
+        messages.append(f"{n_ties} task(s) have tied votes: they are flagged for review")
+
+    version = f"labelloop-audit-{time.strftime('%Y%m%d-%H%M%S')}"
+    findings = []
+    tied = vote.tie & (consensus.agreement < 1.0) if consensus is not vote else vote.tie
+    for i in np.flatnonzero(issues.is_issue | tied):
+        task_id, _ = rows[i]
+        findings.append({"task_id": int(task_id), "given": str(consensus.label[i]),
+                         "suggested": str(issues.suggested[i]),
+                         "quality": float(np.nan_to_num(issues.quality[i], nan=0.0)),
+                         "agreement": float(consensus.agreement[i]), "n_annotators": int(consensus.n_annotators[i]),
+                         "reason": "tied annotator votes" if tied[i] and not issues.is_issue[i]
+                         else "likely label error (Cleanlab, out-of-sample)"})
+    findings += [{"task_id": int(t), "given": None, "suggested": None, "quality": 0.0, "agreement": None,
+                  "n_annotators": None, "reason": "empty or unintelligible text"} for t in empty]
+    findings.sort(key=lambda f: f["quality"])
+
+    report = AuditReport(project_id, version, len(rows), findings, messages)
+    report.report_dir = write_report(out_dir / f"audit-{project_id}-{version.removeprefix('labelloop-audit-')}",
+                                     report, issues, consensus, annotator_stats)
+    if push and findings:
+        predictions = [{"task": f["task_id"], "model_version": version, "score": f["quality"],
+                        "result": [choices_result(spec, [f["suggested"]])] if f["suggested"] else []}
+                       for f in findings]
+        push_predictions(client, project_id, predictions)
+        report.view_id = ensure_review_view(client, project_id, version)
+    return report
+
+
+def ensure_review_view(client, project_id: int, version: str) -> int:
+    """The saved view listing tasks flagged by audit ``version``, worst first."""
+    data = {"title": VIEW_TITLE,
+            "filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:predictions_model_versions", "operator": "contains", "type": "List",
+                 "value": [version]}]},  # a list: Label Studio iterates over the value
+            "ordering": ["tasks:predictions_score"]}
+    for view in client.views.list(project=project_id):
+        if (view.data or {}).get("title") == VIEW_TITLE:
+            client.views.update(id=view.id, data=data, project=project_id)
+            return view.id
+    return client.views.create(project=project_id, data=data).id
+
+
+def write_report(directory: Path, report: AuditReport, issues, consensus, annotator_stats) -> Path:
+    """findings.jsonl, summary.json, PNG plots and report.html in ``directory``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / "findings.jsonl", "".join(json.dumps(f) + "\n" for f in report.findings))
+    plots = []
+
+    def save(fig, name, title):
+        fig.tight_layout()
+        fig.savefig(directory / name, dpi=100)
+        plt.close(fig)
+        plots.append((name, title))
+
+    labels, counts = np.unique(consensus.label.astype(str), return_counts=True)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(labels, counts)
+    ax.set_ylabel("tasks")
+    save(fig, "label_distribution.png", "Label distribution (consensus)")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(issues.quality[issues.scored], bins=30)
+    ax.set_xlabel("label quality (lower is more suspicious)")
+    save(fig, "quality_histogram.png", "Label quality scores")
+
+    flagged = issues.is_issue
+    if flagged.any():
+        classes = list(issues.classes)
+        confusion = np.zeros((len(classes), len(classes)), dtype=int)
+        for g, s in zip(issues.given[flagged], issues.suggested[flagged]):
+            confusion[classes.index(g), classes.index(s)] += 1
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.imshow(confusion, cmap="Blues")
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+        ax.set_yticks(range(len(classes)), classes)
+        ax.set_xlabel("suggested")
+        ax.set_ylabel("given")
+        for (r, c), v in np.ndenumerate(confusion):
+            ax.text(c, r, str(v), ha="center", va="center")
+        save(fig, "given_vs_suggested.png", "Flagged tasks: given vs suggested label")
+
+    if annotator_stats is not None:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.bar([str(a) for a in annotator_stats.index], annotator_stats["annotator_quality"])
+        ax.set_ylabel("annotator quality (CROWDLAB)")
+        save(fig, "annotator_quality.png", "Annotator quality")
+
+    summary = {"project_id": report.project_id, "model_version": report.model_version,
+               "labelled_tasks": report.n_labelled, "findings": len(report.findings), "messages": report.messages}
+    atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))
+    rows = "".join(f"<tr><td>{f['task_id']}</td><td>{html.escape(str(f['given']))}</td>"
+                   f"<td>{html.escape(str(f['suggested']))}</td><td>{f['quality']:.3f}</td>"
+                   f"<td>{html.escape(f['reason'])}</td></tr>" for f in report.findings[:500])
+    images = "".join(f"<h2>{html.escape(t)}</h2><img src='{n}'>" for n, t in plots)
+    notes = "".join(f"<li>{html.escape(m)}</li>" for m in report.messages)
+    atomic_write_text(directory / "report.html", f"""<!doctype html><meta charset="utf-8">
+<title>labelloop audit, project {report.project_id}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:2px 8px}}</style>
+<h1>Audit of project {report.project_id}</h1>
+<p>{report.n_labelled} labelled tasks, {len(report.findings)} findings, model version
+<code>{report.model_version}</code>.</p><ul>{notes}</ul>{images}
+<h2>Findings (worst first)</h2><table><tr><th>task</th><th>given</th><th>suggested</th><th>quality</th>
+<th>reason</th></tr>{rows}</table>""")
+    return directory

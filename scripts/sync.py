@@ -1,0 +1,108 @@
+"""`labelloop sync`: a local snapshot of a project's tasks, annotations and predictions.
+
+One JSONL file per project (one task per line, as the API returns it with ``fields=all``) and a
+small state file. Pulls are incremental by ``updated_at`` and idempotent; the snapshot is
+replaced atomically only after a complete pull, so an interrupted sync leaves the previous
+snapshot intact and the next run simply pulls again. Nothing in Label Studio is modified.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+from labelloop.model.store import atomic_write_text
+
+from .client import LabelStudioUnavailable, as_dict
+
+_LS_DATETIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+_OVERLAP = timedelta(seconds=5)
+
+
+def with_retries(call: Callable, *, attempts: int = 4, base_delay: float = 1.0, what: str = "Label Studio"):
+    """Run ``call()``; on connection errors and 5xx answers retry with exponential backoff."""
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+
+    for attempt in range(attempts):
+        try:
+            return call()
+        except (httpx.TransportError, ApiError) as exc:
+            status = getattr(exc, "status_code", None)
+            if isinstance(exc, ApiError) and (status is None or status < 500):
+                raise
+            if attempt == attempts - 1:
+                raise LabelStudioUnavailable(f"{what} failed after {attempts} attempts: {exc}") from exc
+            time.sleep(base_delay * 2 ** attempt)
+
+
+@dataclass
+class SyncReport:
+    project_id: int
+    fetched: int
+    total: int
+    path: Path
+
+
+class ProjectSnapshot:
+    """``<root>/project-<id>/tasks.jsonl`` and ``state.json``."""
+
+    def __init__(self, root: str | Path, project_id: int):
+        self.dir = Path(root) / f"project-{project_id}"
+        self.project_id = project_id
+
+    @property
+    def tasks_path(self) -> Path:
+        return self.dir / "tasks.jsonl"
+
+    @property
+    def state_path(self) -> Path:
+        return self.dir / "state.json"
+
+    def state(self) -> dict:
+        try:
+            return json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def tasks(self) -> dict[int, dict]:
+        if not self.tasks_path.exists():
+            return {}
+        with open(self.tasks_path, encoding="utf-8") as f:
+            return {t["id"]: t for t in map(json.loads, f) if t}
+
+    def sync(self, client, *, full: bool = False, page_size: int = 500,
+             progress: Callable[[int], None] | None = None) -> SyncReport:
+        """Pull new and changed tasks (everything when ``full`` or on the first run)."""
+        started = datetime.now(timezone.utc)
+        state = self.state()
+        project = with_retries(lambda: client.projects.get(id=self.project_id))
+        cursor = None if full or not state.get("cursor") else datetime.fromisoformat(state["cursor"])
+        tasks = {} if cursor is None else self.tasks()
+        query = None
+        if cursor is not None:
+            value = (cursor - _OVERLAP).astimezone(timezone.utc).strftime(_LS_DATETIME)
+            query = json.dumps({"filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": value}]}})
+        def pull() -> list[dict]:
+            out = []
+            for task in client.tasks.list(project=self.project_id, fields="all", query=query, page_size=page_size):
+                out.append(as_dict(task))
+                if progress is not None:
+                    progress(1)
+            return out
+
+        changed = with_retries(pull)  # a failed page restarts the pull; the snapshot is untouched
+        for task in changed:
+            tasks[task["id"]] = task
+        fetched = len(changed)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.tasks_path, "".join(json.dumps(t, ensure_ascii=False) + "\n"
+                                                   for _, t in sorted(tasks.items())))
+        atomic_write_text(self.state_path, json.dumps({
+            "project_id": self.project_id, "title": project.title, "label_config": project.label_config,
+            "cursor": started.isoformat(), "n_tasks": len(tasks)}, indent=2))
+        return SyncReport(self.project_id, fetched, len(tasks), self.tasks_path)
