@@ -50,8 +50,8 @@ def _annotator_labels(task: dict, spec) -> dict:
     for annotation in task.get("annotations") or ():
         by_annotator[annotation.get("completed_by")].append(annotation)
     out = {}
-    for annotator, annotations in by_annotator.items():
-        latest = latest_annotation(annotations)
+    for annotator, own in by_annotator.items():
+        latest = latest_annotation(own)
         if latest is None:
             continue
         labels = [label for label in chosen_labels(latest.get("result"), spec) if label in spec.labels]
