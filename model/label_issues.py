@@ -113,7 +113,9 @@ def issues_from_proba(y, pred_probs: np.ndarray, classes, scored, *,
     quality = np.full(n, np.nan)
     quality[scored] = get_label_quality_scores(codes, probs)
     is_issue = np.zeros(n, dtype=bool)
-    is_issue[scored] = cleanlab_find(codes, probs, filter_by=filter_by)
+    # n_jobs=1: cleanlab's worker pool relies on fork-inherited globals and breaks under the
+    # "spawn" start method that label-studio-ml sets process-wide when it is imported
+    is_issue[scored] = cleanlab_find(codes, probs, filter_by=filter_by, n_jobs=1)
     suggested = y.astype(object).copy()
     suggested[scored] = classes[probs.argmax(axis=1)]
     return LabelIssues(classes=classes, given=y, suggested=suggested, quality=quality, is_issue=is_issue,

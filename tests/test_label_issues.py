@@ -47,3 +47,14 @@ def test_not_enough_to_audit_is_a_clear_error(labels):
     X = np.zeros((len(labels), 4), dtype=np.float32)
     with pytest.raises(NotEnoughLabelsError):
         find_label_issues(X, labels)
+
+
+def test_works_under_the_spawn_start_method_label_studio_ml_sets():
+    import multiprocessing
+
+    import label_studio_ml.model  # noqa: F401  (sets "spawn" process-wide on import)
+
+    assert multiprocessing.get_start_method() == "spawn"
+    X, given, _, flipped = noisy_blobs(n=120, flip=0.1, seed=3)
+    issues = find_label_issues(X, given)
+    assert issues.is_issue.any()
