@@ -50,11 +50,14 @@ def test_not_enough_to_audit_is_a_clear_error(labels):
 
 
 def test_works_under_the_spawn_start_method_label_studio_ml_sets():
+    """label-studio-ml switches multiprocessing to "spawn" when imported (as the backend does)."""
     import multiprocessing
 
-    import label_studio_ml.model  # noqa: F401  (sets "spawn" process-wide on import)
-
-    assert multiprocessing.get_start_method() == "spawn"
-    X, given, _, flipped = noisy_blobs(n=120, flip=0.1, seed=3)
-    issues = find_label_issues(X, given)
-    assert issues.is_issue.any()
+    previous = multiprocessing.get_start_method()
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        X, given, _, flipped = noisy_blobs(n=120, flip=0.1, seed=3)
+        issues = find_label_issues(X, given)
+        assert issues.is_issue.any()
+    finally:
+        multiprocessing.set_start_method(previous, force=True)
