@@ -44,8 +44,11 @@ class AuditReport:
     view_id: int | None = None
 
 
-def _annotator_labels(task: dict, spec) -> dict:
-    """Latest usable label per annotator of one task: ``{annotator id: label}``."""
+def _annotator_labels(task: dict, spec, unknown: set | None = None) -> dict:
+    """Latest usable label per annotator of one task: ``{annotator id: label}``.
+
+    Labels that are not in the config are left out and added to ``unknown``.
+    """
     by_annotator = defaultdict(list)
     for annotation in task.get("annotations") or ():
         by_annotator[annotation.get("completed_by")].append(annotation)
@@ -54,7 +57,10 @@ def _annotator_labels(task: dict, spec) -> dict:
         latest = latest_annotation(own)
         if latest is None:
             continue
-        labels = [label for label in chosen_labels(latest.get("result"), spec) if label in spec.labels]
+        chosen = chosen_labels(latest.get("result"), spec)
+        if unknown is not None:
+            unknown.update(label for label in chosen if label not in spec.labels)
+        labels = [label for label in chosen if label in spec.labels]
         if labels:
             out[annotator] = labels[0]
     return out
@@ -73,9 +79,9 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
         raise LabelloopError("the audit handles single-label projects for now; this one is multi-label")
     tasks = snapshot.tasks()
     messages: list[str] = []
-    rows, texts, empty = [], [], []
+    rows, texts, empty, unknown = [], [], [], set()
     for task in tasks.values():
-        labels = _annotator_labels(task, spec)
+        labels = _annotator_labels(task, spec, unknown)
         if not labels:
             continue
         text = (task.get("data") or {}).get(spec.value_key)
@@ -84,6 +90,9 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
             continue
         rows.append((task["id"], labels))
         texts.append(text)
+    if unknown:
+        messages.append(f"annotations use labels that are not in the label config, left out: "
+                        f"{', '.join(sorted(unknown)[:10])}")
     if not rows:
         raise NotEnoughLabelsError(f"project {project_id} has no finished annotations to audit")
     annotators = sorted({a for _, labels in rows for a in labels}, key=str)

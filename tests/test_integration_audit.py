@@ -46,9 +46,13 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, tmp_path):
         label = other[items[i].label] if i == 0 else items[i].label
         ls_client.annotations.create(id=tasks[i].id, result=choice(label), completed_by=second.id)
 
+    # an annotation with a label the config does not have is reported, not used
+    ls_client.annotations.create(id=tasks[6].id, result=choice("Neutral"), completed_by=second.id)
+
     before = annotations_state(ls_client, project.id)
     report = run_audit(ls_client, project.id, out_dir=tmp_path)
     assert annotations_state(ls_client, project.id) == before  # nothing was overwritten
+    assert any("Neutral" in m and "not in the label config" in m for m in report.messages)
 
     flagged = {f["task_id"] for f in report.findings}
     precision = len(flagged & flipped_ids) / max(1, len(flagged))
