@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
@@ -18,12 +18,10 @@ from labelloop.label_config.spec import ClassificationSpec, chosen_labels
 from labelloop.model.store import atomic_write_text
 
 from .client import as_dict
+from .filters import CURSOR_OVERLAP, count_above_zero, query, updated_after
 
 logger = logging.getLogger(__name__)
 
-_LS_DATETIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format Data Manager date filters accept
-# pull a little before the cursor, so that clock skew and same-millisecond writes are not missed
-_OVERLAP = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -73,17 +71,6 @@ def labelled_task(task, spec: ClassificationSpec) -> LabelledTask | None:
                         str(annotation.get("updated_at") or ""))
 
 
-def _annotated_query(counter: str, updated_after: datetime | None) -> str:
-    """Tasks whose ``counter`` (total_annotations or cancelled_annotations) is positive, changed
-    after ``updated_after`` if given. The SDK's ``only_annotated`` flag does not filter here."""
-    items = [{"filter": f"filter:tasks:{counter}", "operator": "greater", "type": "Number", "value": 0}]
-    if updated_after is not None:
-        value = updated_after.astimezone(timezone.utc).strftime(_LS_DATETIME)
-        items.append({"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
-                      "value": value})
-    return json.dumps({"filters": {"conjunction": "and", "items": items}})
-
-
 class LabelSnapshot:
     """Latest labels per task of one project, kept in a JSON file and updated incrementally."""
 
@@ -106,14 +93,15 @@ class LabelSnapshot:
         """Fetch new and changed tasks (all annotated tasks when ``full``); returns tasks fetched."""
         started = datetime.now(timezone.utc)
         incremental = not full and self.cursor is not None
-        after = self.cursor - _OVERLAP if incremental else None
+        since = [updated_after(self.cursor - CURSOR_OVERLAP)] if incremental else []
         if not incremental:
             self.tasks = {}
         fetched = 0
-        # a task whose only annotation became "skipped" counts as cancelled, not annotated
+        # a task whose only annotation became "skipped" counts as cancelled, not annotated;
+        # the SDK's only_annotated flag does not filter, hence the counters
         for counter in ("total_annotations", "cancelled_annotations"):
             for task in client.tasks.list(project=project_id, fields="all", page_size=page_size,
-                                          query=_annotated_query(counter, after)):
+                                          query=query(count_above_zero(counter), *since)):
                 fetched += 1
                 item = labelled_task(task, spec)
                 task_id = int(as_dict(task)["id"])

@@ -25,6 +25,7 @@ from labelloop.model.label_issues import find_label_issues, issues_from_proba
 from labelloop.model.store import atomic_write_text
 
 from .annotations import latest_annotation
+from .filters import has_model_version, save_view
 from .predictions import push_predictions
 from .sync import ProjectSnapshot
 
@@ -141,22 +142,10 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
                         "result": [choices_result(spec, [f["suggested"]])] if f["suggested"] else []}
                        for f in findings]
         push_predictions(client, project_id, predictions)
-        report.view_id = ensure_review_view(client, project_id, version)
+        # the tasks flagged by this audit, worst first
+        report.view_id = save_view(client, project_id, VIEW_TITLE, [has_model_version(version)],
+                                   ["tasks:predictions_score"])
     return report
-
-
-def ensure_review_view(client, project_id: int, version: str) -> int:
-    """The saved view listing tasks flagged by audit ``version``, worst first."""
-    data = {"title": VIEW_TITLE,
-            "filters": {"conjunction": "and", "items": [
-                {"filter": "filter:tasks:predictions_model_versions", "operator": "contains", "type": "List",
-                 "value": [version]}]},  # a list: Label Studio iterates over the value
-            "ordering": ["tasks:predictions_score"]}
-    for view in client.views.list(project=project_id):
-        if (view.data or {}).get("title") == VIEW_TITLE:
-            client.views.update(id=view.id, data=data, project=project_id)
-            return view.id
-    return client.views.create(project=project_id, data=data).id
 
 
 def write_report(directory: Path, report: AuditReport, issues, consensus, annotator_stats) -> Path:

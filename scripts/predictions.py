@@ -5,19 +5,17 @@ answer, so predictions that carry a diversity ``cluster`` are written through th
 """
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
 from .client import as_dict
+from .filters import UNLABELLED, filters, query
 
-UNLABELLED = json.dumps({"filters": {"conjunction": "and", "items": [
-    {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}})
 
 
 def unlabelled_tasks(client, project_id: int, *, page_size: int = 1000) -> Iterator[dict]:
     """Tasks with no annotation yet, as ``{"id", "data"}`` dicts."""
-    for task in client.tasks.list(project=project_id, query=UNLABELLED, page_size=page_size):
+    for task in client.tasks.list(project=project_id, query=query(UNLABELLED), page_size=page_size):
         task = as_dict(task)
         yield {"id": task["id"], "data": task.get("data") or {}}
 
@@ -36,7 +34,7 @@ def replace_unlabelled_predictions(client, project_id: int, predictions: Sequenc
     Labelled tasks keep their predictions. Returns how many predictions were written.
     """
     client.actions.create(id="delete_tasks_predictions", project=project_id,
-                          filters=json.loads(UNLABELLED)["filters"],
+                          filters=filters(UNLABELLED),
                           selected_items={"all": True, "excluded": []})
     ordered = sorted(predictions, key=lambda p: p.get("score") or 0.0)
     for prediction in ordered[cluster_top_k:]:

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from labelloop.model.errors import LabelloopError
 from labelloop.model.query_strategies import STRATEGIES, UnknownStrategyError
 
-from .predictions import UNLABELLED
+from .filters import UNLABELLED, has_model_version, query, save_view
 
 VIEW_TITLE = "Most informative first"
 SAMPLING = "Uncertainty sampling"
@@ -38,30 +37,8 @@ class RankReport:
     strategy: str
 
 
-def _count(client, project_id: int, filters: list[dict]) -> int:
-    query = json.dumps({"filters": {"conjunction": "and", "items": filters}})
-    return client.tasks.list(project=project_id, query=query, page_size=1).response.total or 0
-
-
-def _unlabelled_filter() -> dict:
-    return json.loads(UNLABELLED)["filters"]["items"][0]
-
-
-def _version_filter(version: str) -> dict:
-    return {"filter": "filter:tasks:predictions_model_versions", "operator": "contains",
-            "type": "List", "value": [version]}  # a list: Label Studio iterates over it
-
-
-def ensure_view(client, project_id: int) -> int:
-    """Create or update the saved view "Most informative first"; returns its id."""
-    data = {"title": VIEW_TITLE,
-            "filters": {"conjunction": "and", "items": [_unlabelled_filter()]},
-            "ordering": ["tasks:predictions_score"]}
-    for view in client.views.list(project=project_id):
-        if (view.data or {}).get("title") == VIEW_TITLE:
-            client.views.update(id=view.id, data=data, project=project_id)
-            return view.id
-    return client.views.create(project=project_id, data=data).id
+def _count(client, project_id: int, *items: dict) -> int:
+    return client.tasks.list(project=project_id, query=query(*items), page_size=1).response.total or 0
 
 
 def rank_project(client, project_id: int, *, strategy: str | None = None, timeout: float = 600.0,
@@ -81,7 +58,7 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
     client.projects.update(id=project_id, sampling=SAMPLING, model_version="")
     client.ml.train(id=ml.id)
 
-    unlabelled = _count(client, project_id, [_unlabelled_filter()])
+    unlabelled = _count(client, project_id, UNLABELLED)
     progress = progress or Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                     TimeElapsedColumn(), transient=True)
     deadline = time.monotonic() + timeout
@@ -89,7 +66,7 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
         bar = progress.add_task("unlabelled tasks with a current prediction", total=unlabelled)
         while True:
             version = client.projects.get(id=project_id).model_version or ""
-            current = (_count(client, project_id, [_unlabelled_filter(), _version_filter(version)])
+            current = (_count(client, project_id, UNLABELLED, has_model_version(version))
                        if version.startswith("labelloop-") else 0)
             progress.update(bar, completed=current)
             if version.startswith("labelloop-") and current >= unlabelled:
@@ -100,7 +77,7 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
                     f"({current}/{unlabelled} tasks current, model version {version!r}). Check the "
                     "backend log; it needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to write predictions.")
             time.sleep(1.0)
-    view_id = ensure_view(client, project_id)
+    view_id = save_view(client, project_id, VIEW_TITLE, [UNLABELLED], ["tasks:predictions_score"])
     ml = client.ml.get(id=ml.id)
     chosen = (ml.extra_params or {}).get("strategy") if isinstance(ml.extra_params, dict) else None
     return RankReport(project_id, version, unlabelled, current, view_id, chosen or "backend default")

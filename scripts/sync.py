@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from labelloop.model.store import atomic_write_text
 
 from .client import LabelStudioUnavailable, as_dict
+from .filters import CURSOR_OVERLAP, query, updated_after
 
-_LS_DATETIME = "%Y-%m-%dT%H:%M:%S.%fZ"
-_OVERLAP = timedelta(seconds=5)
 
 
 def with_retries(call: Callable, *, attempts: int = 4, base_delay: float = 1.0, what: str = "Label Studio"):
@@ -82,14 +81,10 @@ class ProjectSnapshot:
         project = with_retries(lambda: client.projects.get(id=self.project_id))
         cursor = None if full or not state.get("cursor") else datetime.fromisoformat(state["cursor"])
         tasks = {} if cursor is None else self.tasks()
-        query = None
-        if cursor is not None:
-            value = (cursor - _OVERLAP).astimezone(timezone.utc).strftime(_LS_DATETIME)
-            query = json.dumps({"filters": {"conjunction": "and", "items": [
-                {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": value}]}})
+        changed_since = None if cursor is None else query(updated_after(cursor - CURSOR_OVERLAP))
         def pull() -> list[dict]:
             out = []
-            for task in client.tasks.list(project=self.project_id, fields="all", query=query, page_size=page_size):
+            for task in client.tasks.list(project=self.project_id, fields="all", query=changed_since, page_size=page_size):
                 out.append(as_dict(task))
                 if progress is not None:
                     progress(1)

@@ -1,0 +1,51 @@
+"""Data Manager filters, as Label Studio 1.23 expects them, and saved views built from them.
+
+Label Studio is picky here: date values accept one format only, and a model-version filter
+iterates over its value, so a plain string matches almost every task.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+_LS_DATETIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format Data Manager date filters accept
+# pull a little before a cursor, so that clock skew and same-millisecond writes are not missed
+CURSOR_OVERLAP = timedelta(seconds=5)
+
+UNLABELLED = {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}
+
+
+def count_above_zero(counter: str) -> dict:
+    """Tasks whose ``counter`` (total_annotations, cancelled_annotations...) is positive."""
+    return {"filter": f"filter:tasks:{counter}", "operator": "greater", "type": "Number", "value": 0}
+
+
+def updated_after(when: datetime) -> dict:
+    value = when.astimezone(timezone.utc).strftime(_LS_DATETIME)
+    return {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": value}
+
+
+def has_model_version(version: str) -> dict:
+    """Tasks with a prediction whose model version contains ``version``."""
+    return {"filter": "filter:tasks:predictions_model_versions", "operator": "contains", "type": "List",
+            "value": [version]}  # a list: Label Studio iterates over the value
+
+
+def filters(*items: dict) -> dict:
+    """The ``filters`` object of a view or an action: all ``items`` must hold."""
+    return {"conjunction": "and", "items": list(items)}
+
+
+def query(*items: dict) -> str:
+    """The ``query`` parameter of ``tasks.list`` for ``items``."""
+    return json.dumps({"filters": filters(*items)})
+
+
+def save_view(client, project_id: int, title: str, items: list[dict], ordering: list[str]) -> int:
+    """Create the saved view ``title``, or update the one that exists; returns its id."""
+    data = {"title": title, "filters": filters(*items), "ordering": ordering}
+    for view in client.views.list(project=project_id):
+        if (view.data or {}).get("title") == title:
+            client.views.update(id=view.id, data=data, project=project_id)
+            return view.id
+    return client.views.create(project=project_id, data=data).id
