@@ -91,3 +91,32 @@ def crowdlab(labels, pred_probs: np.ndarray, classes) -> Consensus:
     return Consensus(label, quality["annotator_agreement"].to_numpy(dtype=float),
                      quality["num_annotations"].to_numpy(dtype=int), vote.tie,
                      quality["consensus_quality_score"].to_numpy(dtype=float), result["annotator_stats"])
+
+
+def majority_vote_multilabel(label_sets) -> Consensus:
+    """Per-label majority for multi-label items.
+
+    ``label_sets``: ``(n_items, n_annotators)`` nested sequence holding a collection of labels, or
+    None where an annotator did not label the item. A label is in the consensus when more than
+    half of the item's annotators chose it. ``tie``: some label was chosen by exactly half; such
+    labels are left out (the consensus keeps the most chosen labels if nothing has a majority).
+    ``agreement``: share of annotators whose set equals the consensus. ``label`` holds sorted tuples.
+    """
+    rows = [list(row) for row in label_sets]
+    n = len(rows)
+    if n == 0 or any(all(v is None for v in row) for row in rows):
+        raise NotEnoughLabelsError("every item needs at least one annotator's label")
+    out_label = np.empty(n, dtype=object)
+    agreement, n_ann, tie = np.zeros(n), np.zeros(n, dtype=int), np.zeros(n, dtype=bool)
+    for i, row in enumerate(rows):
+        sets = [frozenset(map(str, v)) for v in row if v is not None]
+        votes = Counter(label for s in sets for label in s)
+        n_ann[i] = len(sets)
+        chosen = {label for label, count in votes.items() if 2 * count > len(sets)}
+        tie[i] = any(2 * count == len(sets) for count in votes.values()) and len(sets) > 1
+        if not chosen and votes:
+            top = max(votes.values())
+            chosen = {label for label, count in votes.items() if count == top}
+        out_label[i] = tuple(sorted(chosen))
+        agreement[i] = sum(s == frozenset(chosen) for s in sets) / len(sets)
+    return Consensus(out_label, agreement, n_ann, tie, np.full(n, np.nan))

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.base import clone
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
 from .classifier import EmbeddingClassifier
 from .errors import NotEnoughLabelsError
@@ -120,3 +121,47 @@ def issues_from_proba(y, pred_probs: np.ndarray, classes, scored, *,
     suggested[scored] = classes[probs.argmax(axis=1)]
     return LabelIssues(classes=classes, given=y, suggested=suggested, quality=quality, is_issue=is_issue,
                        scored=scored, pred_probs=pred_probs, n_folds=0)
+
+
+def find_multilabel_issues(X, label_sets, classes, *, n_folds: int = 5, random_state: int = 0,
+                           estimator=None) -> LabelIssues:
+    """Multi-label version of `find_label_issues`, through `cleanlab.multilabel_classification`.
+
+    ``label_sets``: ``(n_samples,)`` collections of labels from ``classes``. Out-of-sample
+    probabilities ``(n_samples, n_classes)`` come from K-fold one-vs-rest heads. ``given`` and
+    ``suggested`` hold sorted label tuples; the suggestion is every label with probability >= 0.5,
+    or the most likely one.
+    """
+    from cleanlab.multilabel_classification.filter import find_label_issues as cleanlab_find
+    from cleanlab.multilabel_classification.rank import get_label_quality_scores
+
+    from .classifier import align_columns
+
+    classes = np.asarray(sorted(map(str, classes)))
+    sets = [tuple(sorted(str(label) for label in labels)) for labels in label_sets]
+    if not sets:
+        raise NotEnoughLabelsError("no labelled items to audit")
+    used = sorted({label for labels in sets for label in labels})
+    if len(used) < 2:
+        raise NotEnoughLabelsError(f"label errors need at least two labels in use; found {used}")
+    folds = int(min(n_folds, len(sets)))
+    if folds < 2:
+        raise NotEnoughLabelsError(f"need at least 2 labelled items to cross-validate, got {len(sets)}")
+    messages = [] if folds == n_folds else [f"using {folds} folds instead of {n_folds}: only {len(sets)} items"]
+    X = np.asarray(X)
+    pred_probs = np.zeros((len(sets), len(classes)))
+    for train, test in KFold(n_splits=folds, shuffle=True, random_state=random_state).split(X):
+        model = clone(estimator) if estimator is not None else EmbeddingClassifier(multi_label=True)
+        model.fit(X[train], [sets[i] for i in train])
+        pred_probs[test] = align_columns(model.predict_proba(X[test]), model.classes_, classes)
+    codes = [[int(np.searchsorted(classes, label)) for label in labels] for labels in sets]
+    quality = get_label_quality_scores(codes, pred_probs)
+    is_issue = cleanlab_find(codes, pred_probs, n_jobs=1)  # n_jobs=1: see issues_from_proba
+    chosen = pred_probs >= 0.5
+    chosen[np.arange(len(sets)), pred_probs.argmax(axis=1)] = True
+    given, suggested = np.empty(len(sets), dtype=object), np.empty(len(sets), dtype=object)
+    given[:] = sets
+    suggested[:] = [tuple(str(c) for c in classes[row]) for row in chosen]
+    return LabelIssues(classes=classes, given=given, suggested=suggested, quality=np.asarray(quality, float),
+                       is_issue=np.asarray(is_issue, bool), scored=np.ones(len(sets), dtype=bool),
+                       pred_probs=pred_probs, n_folds=folds, messages=messages)

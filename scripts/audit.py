@@ -19,9 +19,10 @@ import numpy as np
 
 from labelloop.label_config.spec import UnsupportedLabelConfig, choices_result, chosen_labels, parse_label_config
 from labelloop.model.classifier import embed
-from labelloop.model.consensus import crowdlab, majority_vote
+from labelloop.model.consensus import crowdlab, majority_vote, majority_vote_multilabel
+from labelloop.model.data_issues import find_data_issues
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
-from labelloop.model.label_issues import find_label_issues, issues_from_proba
+from labelloop.model.label_issues import find_label_issues, find_multilabel_issues, issues_from_proba
 from labelloop.model.store import atomic_write_text
 
 from .annotations import latest_annotation
@@ -46,7 +47,8 @@ class AuditReport:
 
 
 def _annotator_labels(task: dict, spec, unknown: set | None = None) -> dict:
-    """Latest usable label per annotator of one task: ``{annotator id: label}``.
+    """Latest usable label per annotator of one task: ``{annotator id: label}``, where the label
+    is a string, or a sorted tuple of labels for multi-label configs.
 
     Labels that are not in the config are left out and added to ``unknown``.
     """
@@ -63,8 +65,74 @@ def _annotator_labels(task: dict, spec, unknown: set | None = None) -> dict:
             unknown.update(label for label in chosen if label not in spec.labels)
         labels = [label for label in chosen if label in spec.labels]
         if labels:
-            out[annotator] = labels[0]
+            out[annotator] = tuple(sorted(labels)) if spec.multi_label else labels[0]
     return out
+
+
+def _consensus_and_issues(matrix, X, spec, n_folds: int, messages: list):
+    """(majority vote, consensus, label issues, annotator table or None) for labelled rows."""
+    if spec.multi_label:
+        vote = majority_vote_multilabel(matrix)
+        issues = find_multilabel_issues(X, vote.label, spec.labels, n_folds=n_folds)
+        messages += issues.messages
+        return vote, vote, issues, None
+    vote = majority_vote(matrix)
+    issues = find_label_issues(X, vote.label.astype(str), n_folds=n_folds)
+    messages += issues.messages
+    if not (vote.n_annotators > 1).any():
+        return vote, vote, issues, None
+    probs = np.nan_to_num(issues.pred_probs, nan=1.0 / len(issues.classes))
+    try:
+        consensus = crowdlab(matrix, probs, issues.classes)
+    except (NotEnoughLabelsError, ValueError) as exc:
+        messages.append(f"CROWDLAB skipped ({exc}); majority vote is the consensus")
+        return vote, vote, issues, None
+    # check the CROWDLAB consensus, not the raw vote, with the same out-of-sample probabilities
+    rechecked = issues_from_proba(consensus.label.astype(str), issues.pred_probs, issues.classes, issues.scored)
+    rechecked.n_folds, rechecked.messages = issues.n_folds, issues.messages
+    return vote, consensus, rechecked, consensus.annotator_stats
+
+
+def _label_value(label):
+    return list(label) if isinstance(label, tuple) else (None if label is None else str(label))
+
+
+def _findings(rows, vote, consensus, issues, data) -> list[dict]:
+    """One finding per suspicious task, with every reason that applies and the lowest score."""
+    tied = vote.tie & (consensus.agreement < 1.0) if consensus is not vote else vote.tie
+    task_ids = [task_id for task_id, _ in rows]
+    findings = []
+    for i, (task_id, _) in enumerate(rows):
+        kinds, reasons, scores = [], [], []
+        if issues.is_issue[i]:
+            kinds.append("label_error")
+            reasons.append("likely label error (Cleanlab, out-of-sample)")
+            scores.append(issues.quality[i])
+        if tied[i]:
+            kinds.append("tie")
+            reasons.append("tied annotator votes")
+            scores.append(issues.quality[i])
+        if data.is_near_duplicate[i]:
+            kinds.append("near_duplicate")
+            others = [task_ids[j] for j in data.near_duplicate_of[i]]
+            differ = any(_label_value(consensus.label[j]) != _label_value(consensus.label[i])
+                         for j in data.near_duplicate_of[i])
+            reasons.append(f"near-duplicate of task(s) {', '.join(map(str, others[:5]))}"
+                           + (" with a different label" if differ else ""))
+            scores.append(data.near_duplicate_score[i])
+        if data.is_outlier[i]:
+            kinds.append("outlier")
+            reasons.append("outlier (far from every other labelled text)")
+            scores.append(data.outlier_score[i])
+        if not kinds:
+            continue
+        scores = np.asarray(scores, float)
+        findings.append({"task_id": int(task_id), "given": _label_value(consensus.label[i]),
+                         "suggested": _label_value(issues.suggested[i]),
+                         "quality": 0.0 if np.isnan(scores).all() else float(np.nanmin(scores)),
+                         "agreement": float(consensus.agreement[i]), "n_annotators": int(consensus.n_annotators[i]),
+                         "issues": kinds, "reason": "; ".join(reasons)})
+    return findings
 
 
 def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "default", n_folds: int = 5,
@@ -76,8 +144,6 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
         spec = parse_label_config(state["label_config"])
     except UnsupportedLabelConfig as exc:
         raise LabelloopError(f"project {project_id}: {exc}") from None
-    if spec.multi_label:
-        raise LabelloopError("the audit handles single-label projects for now; this one is multi-label")
     tasks = snapshot.tasks()
     messages: list[str] = []
     rows, texts, empty, unknown = [], [], [], set()
@@ -98,49 +164,30 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
         raise NotEnoughLabelsError(f"project {project_id} has no finished annotations to audit")
     annotators = sorted({a for _, labels in rows for a in labels}, key=str)
     matrix = [[labels.get(a) for a in annotators] for _, labels in rows]
-    vote = majority_vote(matrix)
     X = embed(texts, model_name)
-    issues = find_label_issues(X, vote.label.astype(str), n_folds=n_folds)
-    messages += issues.messages
-    consensus, annotator_stats = vote, None
-    if (vote.n_annotators > 1).any():
-        probs = np.nan_to_num(issues.pred_probs, nan=1.0 / len(issues.classes))
-        try:
-            consensus = crowdlab(matrix, probs, issues.classes)
-            annotator_stats = consensus.annotator_stats
-            # check the CROWDLAB consensus, not the raw vote, with the same out-of-sample probabilities
-            rechecked = issues_from_proba(consensus.label.astype(str), issues.pred_probs, issues.classes,
-                                          issues.scored)
-            rechecked.n_folds, rechecked.messages = issues.n_folds, issues.messages
-            issues = rechecked
-        except (NotEnoughLabelsError, ValueError) as exc:
-            messages.append(f"CROWDLAB skipped ({exc}); majority vote is the consensus")
+    vote, consensus, issues, annotator_stats = _consensus_and_issues(matrix, X, spec, n_folds, messages)
+    data = find_data_issues(X)
     n_ties = int(vote.tie.sum())
     if n_ties:
         messages.append(f"{n_ties} task(s) have tied votes: they are flagged for review")
 
     version = f"labelloop-audit-{time.strftime('%Y%m%d-%H%M%S')}"
-    findings = []
-    tied = vote.tie & (consensus.agreement < 1.0) if consensus is not vote else vote.tie
-    for i in np.flatnonzero(issues.is_issue | tied):
-        task_id, _ = rows[i]
-        findings.append({"task_id": int(task_id), "given": str(consensus.label[i]),
-                         "suggested": str(issues.suggested[i]),
-                         "quality": float(np.nan_to_num(issues.quality[i], nan=0.0)),
-                         "agreement": float(consensus.agreement[i]), "n_annotators": int(consensus.n_annotators[i]),
-                         "reason": "tied annotator votes" if tied[i] and not issues.is_issue[i]
-                         else "likely label error (Cleanlab, out-of-sample)"})
+    findings = _findings(rows, vote, consensus, issues, data)
     findings += [{"task_id": int(t), "given": None, "suggested": None, "quality": 0.0, "agreement": None,
-                  "n_annotators": None, "reason": "empty or unintelligible text"} for t in empty]
+                  "n_annotators": None, "issues": ["empty_text"], "reason": "empty or unintelligible text"}
+                 for t in empty]
     findings.sort(key=lambda f: f["quality"])
 
     report = AuditReport(project_id, version, len(rows), findings, messages)
     report.report_dir = write_report(out_dir / f"audit-{project_id}-{version.removeprefix('labelloop-audit-')}",
                                      report, issues, consensus, annotator_stats)
     if push and findings:
+        def suggestion(f):
+            labels = f["suggested"] if isinstance(f["suggested"], list) else [f["suggested"]]
+            return [choices_result(spec, labels)] if f["suggested"] else []
+
         predictions = [{"task": f["task_id"], "model_version": version, "score": f["quality"],
-                        "result": [choices_result(spec, [f["suggested"]])] if f["suggested"] else []}
-                       for f in findings]
+                        "result": suggestion(f)} for f in findings]
         push_predictions(client, project_id, predictions)
         # the tasks flagged by this audit, worst first
         report.view_id = save_view(client, project_id, VIEW_TITLE, [has_model_version(version)],
@@ -165,7 +212,8 @@ def write_report(directory: Path, report: AuditReport, issues, consensus, annota
         plt.close(fig)
         plots.append((name, title))
 
-    labels, counts = np.unique(consensus.label.astype(str), return_counts=True)
+    given = [label for g in consensus.label for label in (g if isinstance(g, tuple) else (g,))]
+    labels, counts = np.unique(np.asarray(given, dtype=str), return_counts=True)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(labels, counts)
     ax.set_ylabel("tasks")
@@ -176,8 +224,16 @@ def write_report(directory: Path, report: AuditReport, issues, consensus, annota
     ax.set_xlabel("label quality (lower is more suspicious)")
     save(fig, "quality_histogram.png", "Label quality scores")
 
+    kinds, kind_counts = np.unique([k for f in report.findings for k in f["issues"]], return_counts=True)
+    if len(kinds):
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.barh(kinds, kind_counts)
+        ax.set_xlabel("tasks")
+        save(fig, "findings_by_kind.png", "Findings by kind")
+
     flagged = issues.is_issue
-    if flagged.any():
+    multi_label = any(isinstance(g, tuple) for g in issues.given)
+    if flagged.any() and not multi_label:  # a confusion matrix needs one label per task
         classes = list(issues.classes)
         confusion = np.zeros((len(classes), len(classes)), dtype=int)
         for g, s in zip(issues.given[flagged], issues.suggested[flagged]):
@@ -199,7 +255,8 @@ def write_report(directory: Path, report: AuditReport, issues, consensus, annota
         save(fig, "annotator_quality.png", "Annotator quality")
 
     summary = {"project_id": report.project_id, "model_version": report.model_version,
-               "labelled_tasks": report.n_labelled, "findings": len(report.findings), "messages": report.messages}
+               "labelled_tasks": report.n_labelled, "findings": len(report.findings),
+               "findings_by_kind": dict(zip(kinds.tolist(), kind_counts.tolist())), "messages": report.messages}
     atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))
     rows = "".join(f"<tr><td>{f['task_id']}</td><td>{html.escape(str(f['given']))}</td>"
                    f"<td>{html.escape(str(f['suggested']))}</td><td>{f['quality']:.3f}</td>"

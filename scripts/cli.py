@@ -1,6 +1,7 @@
 """The `labelloop` command-line tool."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -135,11 +136,13 @@ def audit(
     from .client import connect
 
     client = connect(url, api_key)
-    with console.status("syncing, embedding, cross-validating"):
+    with console.status("syncing, embedding, cross-validating, finding near-duplicates and outliers"):
         report = run_audit(client, project, out_dir=out, n_folds=folds, push=push)
     for message in report.messages:
         console.print(f"[yellow]note:[/] {message}")
-    console.print(f"project {project}: {len(report.findings)} findings among {report.n_labelled} labelled tasks; "
+    kinds = Counter(kind for finding in report.findings for kind in finding["issues"])
+    console.print(f"project {project}: {len(report.findings)} findings among {report.n_labelled} labelled tasks "
+                  f"({', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items())) or 'none'}); "
                   f"report: {report.report_dir / 'report.html'}")
     if report.view_id is not None:
         console.print(f"  review them in Label Studio: view '{VIEW_TITLE}' (predictions {report.model_version})")

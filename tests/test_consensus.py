@@ -47,3 +47,19 @@ def test_crowdlab_bad_input():
         crowdlab([["a", None], ["b", None]], proba, ["a", "b"])
     with pytest.raises(ValueError, match="not among the classes"):
         crowdlab([["a", "zzz"], ["b", "a"]], proba, ["a", "b"])
+
+
+def test_multilabel_majority_keeps_labels_most_annotators_chose_and_flags_ties():
+    from labelloop.model.consensus import majority_vote_multilabel
+
+    result = majority_vote_multilabel([
+        [("a", "b"), ("a",), ("a", "b")],   # a: 3/3, b: 2/3
+        [("a",), ("b",), None],             # a and b tied at 1/2: kept, flagged
+        [("c",), None, None],               # single annotator
+    ])
+    assert list(result.label) == [("a", "b"), ("a", "b"), ("c",)]
+    assert list(result.tie) == [False, True, False]
+    assert list(result.n_annotators) == [3, 2, 1]
+    assert result.agreement[0] == 2 / 3 and result.agreement[2] == 1.0
+    with pytest.raises(NotEnoughLabelsError):
+        majority_vote_multilabel([[None, None]])

@@ -40,6 +40,15 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, tmp_path):
         ls_client.annotations.create(id=task.id, result=choice(label))
     flipped_ids = {tasks[i].id for i in flipped}
 
+    # near-duplicates: the encoder is uncased, so an upper-cased copy embeds like its original
+    planted = projects.import_tasks(ls_client, project.id, [{"text": items[10].text.upper()},
+                                                            {"text": items[20].text.upper()}])
+    dup_tasks = sorted((t for t in projects.iter_tasks(ls_client, project.id) if t.id not in {x.id for x in tasks}),
+                       key=lambda t: t.id)
+    assert len(dup_tasks) == 2, planted
+    for task, original in zip(dup_tasks, (10, 20)):
+        ls_client.annotations.create(id=task.id, result=choice(items[original].label))
+
     # a second annotator on some tasks, disagreeing on one of them
     second = ls_client.users.create(username="second", email="second@example.com", password="second-pass-123")
     for i in range(5):
@@ -55,9 +64,14 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, tmp_path):
     assert any("Neutral" in m and "not in the label config" in m for m in report.messages)
 
     flagged = {f["task_id"] for f in report.findings}
-    precision = len(flagged & flipped_ids) / max(1, len(flagged))
-    recall = len(flagged & flipped_ids) / len(flipped_ids)
-    assert precision >= PRECISION_FLOOR and recall >= RECALL_FLOOR, (precision, recall, len(flagged))
+    by_id = {f["task_id"]: f for f in report.findings}
+    for task, original in zip(dup_tasks, (10, 20)):
+        assert "near_duplicate" in by_id[task.id]["issues"]
+        assert str(tasks[original].id) in by_id[task.id]["reason"]
+    label_errors = {f["task_id"] for f in report.findings if "label_error" in f["issues"]}
+    precision = len(label_errors & flipped_ids) / max(1, len(label_errors))
+    recall = len(label_errors & flipped_ids) / len(flipped_ids)
+    assert precision >= PRECISION_FLOOR and recall >= RECALL_FLOOR, (precision, recall, len(label_errors))
     assert (report.report_dir / "report.html").exists()
     assert (report.report_dir / "annotator_quality.png").exists()  # CROWDLAB ran on the two annotators
     assert len((report.report_dir / "findings.jsonl").read_text().splitlines()) == len(report.findings)
@@ -69,8 +83,8 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, tmp_path):
 
     # a reviewer fixes one flagged flipped label; the next audit no longer flags it
     # (one the model got right, on a task with a single annotator)
-    by_id = {f["task_id"]: f for f in report.findings}
-    fixed = next(t for i, t in enumerate(tasks) if i >= 5 and t.id in flagged & flipped_ids
+    fixed = next(t for i, t in enumerate(tasks) if i >= 5 and t.id in label_errors & flipped_ids
+                 and by_id[t.id]["issues"] == ["label_error"]
                  and by_id[t.id]["suggested"] == items[i].label)
     truth = items[tasks.index(fixed)].label
     ls_client.annotations.create(id=fixed.id, result=choice(truth))
@@ -87,3 +101,56 @@ def test_audit_of_an_empty_project_is_a_clear_error(ls_client, tmp_path):
     projects.import_tasks(ls_client, project.id, [{"text": "unlabelled"}])
     with pytest.raises(NotEnoughLabelsError, match="no finished annotations"):
         run_audit(ls_client, project.id, out_dir=tmp_path)
+
+
+TOPIC_PHRASES = {
+    "Acting": ["The lead actor gives a superb performance", "The cast delivers every line with conviction",
+               "Her acting is wooden and unconvincing", "The performances feel natural and heartfelt"],
+    "Story": ["The plot twists kept me guessing until the end", "The storyline is full of holes",
+              "A gripping narrative about two brothers", "The script meanders without a clear story"],
+    "Visuals": ["The cinematography is breathtaking", "Every frame looks like a painting",
+                "The special effects look cheap", "Gorgeous shots of the desert at dawn"],
+    "Music": ["The soundtrack is haunting and beautiful", "The score swells at all the right moments",
+              "The songs are catchy and memorable", "The music is too loud and distracting"],
+    "Humour": ["I laughed out loud at the jokes", "The comedy falls flat every time",
+               "A witty and hilarious script", "The gags are silly but funny"],
+}
+
+
+def test_multi_label_audit_flags_wrong_label_sets(ls_client, tmp_path):
+    rng = np.random.default_rng(1)
+    topics = sorted(TOPIC_PHRASES)
+    items, seen = [], set()
+    while len(items) < 150:
+        chosen = tuple(sorted(rng.choice(topics, size=rng.integers(1, 3), replace=False)))
+        phrases = tuple(str(rng.choice(TOPIC_PHRASES[t])) for t in chosen)
+        if phrases not in seen:
+            seen.add(phrases)
+            items.append((". ".join(phrases) + ".", chosen))
+    project = projects.create_project(ls_client, "multi audit", "multi_label_classification")
+    projects.import_tasks(ls_client, project.id, [{"text": text} for text, _ in items])
+    tasks = sorted(projects.iter_tasks(ls_client, project.id), key=lambda t: t.id)
+    corrupted = set(range(0, 150, 10))
+    for i, (task, (_, labels)) in enumerate(zip(tasks, items)):
+        if i in corrupted:  # one wrong topic instead of the right ones
+            labels = (next(t for t in topics if t not in labels),)
+        ls_client.annotations.create(id=task.id, result=[{
+            "from_name": "topics", "to_name": "text", "type": "choices", "value": {"choices": list(labels)}}])
+    before = annotations_state(ls_client, project.id)
+    report = run_audit(ls_client, project.id, out_dir=tmp_path)
+    assert annotations_state(ls_client, project.id) == before
+
+    corrupted_ids = {tasks[i].id for i in corrupted}
+    label_errors = {f["task_id"]: f for f in report.findings if "label_error" in f["issues"]}
+    hits = corrupted_ids & set(label_errors)
+    assert len(hits) >= 0.7 * len(corrupted_ids) and len(hits) >= 0.5 * len(label_errors), (
+        len(hits), len(label_errors))
+    truth = {task.id: list(labels) for task, (_, labels) in zip(tasks, items)}
+    assert all(isinstance(label_errors[t]["given"], list) for t in hits)
+    assert sum(label_errors[t]["suggested"] == truth[t] for t in hits) >= 0.5 * len(hits)
+
+    view = next(v for v in ls_client.views.list(project=project.id) if v.data.get("title") == VIEW_TITLE)
+    in_view = list(ls_client.tasks.list(project=project.id, view=view.id, fields="all"))
+    assert {t.id for t in in_view} == {f["task_id"] for f in report.findings}
+    pushed = [p for t in in_view for p in map(as_dict, t.predictions) if p["model_version"] == report.model_version]
+    assert any(len(p["result"][0]["value"]["choices"]) == 2 for p in pushed if p["result"])

@@ -61,3 +61,32 @@ def test_works_under_the_spawn_start_method_label_studio_ml_sets():
         assert issues.is_issue.any()
     finally:
         multiprocessing.set_start_method(previous, force=True)
+
+
+def test_multilabel_issues_flag_wrong_label_sets():
+    from labelloop.model.label_issues import find_multilabel_issues
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(scale=2.0, size=(3, 16))
+    names = ["a", "b", "c"]
+    truth = [tuple(sorted({names[i] for i in rng.choice(3, size=rng.integers(1, 3), replace=False)}))
+             for _ in range(240)]
+    X = np.array([sum(centers[names.index(n)] for n in labels) + 0.5 * rng.normal(size=16) for labels in truth])
+    given = list(truth)
+    corrupted = set(range(0, 240, 12))
+    for i in corrupted:
+        given[i] = tuple(n for n in names if n not in truth[i])[:1]
+    issues = find_multilabel_issues(X, given, names)
+    flagged = set(np.flatnonzero(issues.is_issue).tolist())
+    assert len(flagged & corrupted) / len(corrupted) > 0.8
+    assert len(flagged & corrupted) / len(flagged) > 0.6
+    assert issues.pred_probs.shape == (240, 3)
+    assert all(issues.suggested[i] == truth[i] for i in list(corrupted)[:5])
+    assert issues.given[0] == given[0] and isinstance(issues.suggested[0], tuple)
+
+
+def test_multilabel_with_one_label_in_use_is_a_clear_error():
+    from labelloop.model.label_issues import find_multilabel_issues
+
+    with pytest.raises(NotEnoughLabelsError, match="two labels"):
+        find_multilabel_issues(np.zeros((10, 4)), [("a",)] * 10, ["a", "b"])

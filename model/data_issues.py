@@ -1,0 +1,98 @@
+"""Near-duplicates and outliers from embeddings.
+
+`knn_graph` builds the one k-nearest-neighbour graph everything here shares. `find_data_issues`
+hands it to Cleanlab's Datalab (``near_duplicate`` and ``outlier`` issue types) for the audit.
+`near_duplicate_groups` groups items whose cosine similarity passes an explicit threshold, which
+is what a leakage-free split needs: every group must land in one split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+
+def _normalised(features) -> np.ndarray:
+    X = np.asarray(features, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"features must have shape (n_samples, dim), got {X.shape}")
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.maximum(norms, 1e-12)
+
+
+def knn_graph(features, *, n_neighbors: int = 10) -> csr_matrix:
+    """Sparse ``(n_samples, n_samples)`` graph: each row holds its ``n_neighbors`` nearest other
+    items with their cosine distance ``1 - cos``.
+
+    Euclidean search over L2-normalised float32 vectors ranks exactly like cosine and uses
+    scikit-learn's fast float32 path: about 3x faster than ``metric="cosine"``.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    X = _normalised(features)
+    k = min(n_neighbors, len(X) - 1)
+    if k < 1:
+        return csr_matrix((len(X), len(X)))
+    graph = NearestNeighbors(n_neighbors=k, algorithm="brute", metric="euclidean").fit(X).kneighbors_graph(
+        mode="distance")
+    graph.data = np.clip(graph.data.astype(np.float64) ** 2 / 2.0, 0.0, 2.0)  # |a-b|^2 / 2 = 1 - cos
+    return graph
+
+
+@dataclass
+class DataIssues:
+    """Per-item arrays of shape ``(n_samples,)``; scores in [0, 1], lower is more suspicious.
+
+    ``near_duplicate_of`` holds, per item, the indices of its near-duplicates (empty if none).
+    """
+
+    is_near_duplicate: np.ndarray
+    near_duplicate_score: np.ndarray
+    near_duplicate_of: list
+    is_outlier: np.ndarray
+    outlier_score: np.ndarray
+
+
+def find_data_issues(features, *, n_neighbors: int = 10, graph: csr_matrix | None = None) -> DataIssues:
+    """Cleanlab Datalab's near-duplicate and outlier checks on ``features`` ``(n_samples, dim)``."""
+    from cleanlab import Datalab
+
+    X = _normalised(features)
+    n = len(X)
+    if n < 3:
+        empty = np.zeros(n, dtype=bool)
+        return DataIssues(empty, np.ones(n), [[] for _ in range(n)], empty.copy(), np.ones(n))
+    graph = graph if graph is not None else knn_graph(X, n_neighbors=n_neighbors)
+    lab = Datalab(data={"index": np.arange(n)}, verbosity=0)
+    lab.find_issues(knn_graph=graph, issue_types={"near_duplicate": {}, "outlier": {}})
+    dup = lab.get_issues("near_duplicate")
+    out = lab.get_issues("outlier")
+    return DataIssues(
+        is_near_duplicate=dup["is_near_duplicate_issue"].to_numpy(bool),
+        near_duplicate_score=dup["near_duplicate_score"].to_numpy(float),
+        near_duplicate_of=[list(map(int, s)) for s in dup["near_duplicate_sets"]],
+        is_outlier=out["is_outlier_issue"].to_numpy(bool),
+        outlier_score=out["outlier_score"].to_numpy(float))
+
+
+def near_duplicate_groups(features, *, threshold: float = 0.95, n_neighbors: int = 10,
+                          graph: csr_matrix | None = None) -> np.ndarray:
+    """Group ids ``(n_samples,)``: items joined by a chain of cosine similarities >= ``threshold``
+    share a group. Ids are numbered in order of first appearance, so they are deterministic."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    n = len(features)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    graph = graph if graph is not None else knn_graph(features, n_neighbors=n_neighbors)
+    close = graph.copy().tocsr()
+    close.data = (close.data <= 1.0 - threshold + 1e-6).astype(np.int8)
+    close.eliminate_zeros()
+    _, components = connected_components(close, directed=False)
+    _, first = np.unique(components, return_index=True)
+    order = np.argsort(first)
+    renumber = np.empty_like(order)
+    renumber[order] = np.arange(len(order))
+    return renumber[components]
