@@ -11,6 +11,7 @@ TEMPLATES = {
     "multi_label_classification": "multi-label text classification (Choices choice=\"multiple\")",
     "ner": "named entities (Labels spans over Text)",
     "llm_fine_tuning": "Supervised LLM Fine-tuning: prompt -> response TextArea",
+    "llm_preference": "preference pairs: which of two answers to a prompt is better (for DPO)",
 }
 
 

@@ -87,3 +87,98 @@ def chosen_labels(result, spec: ClassificationSpec) -> tuple[str, ...]:
                 and region.get("type", "choices").lower() == "choices":
             chosen.extend(str(c) for c in (region.get("value") or {}).get("choices") or ())
     return tuple(dict.fromkeys(chosen))
+
+
+# What `labelloop export` reads. Each spec names the control whose results hold the label.
+
+@dataclass(frozen=True)
+class ResponseSpec:
+    """Supervised LLM fine-tuning: a TextArea (``from_name``) answering the Text ``prompt_key``."""
+
+    from_name: str
+    to_name: str
+    prompt_key: str
+
+
+@dataclass(frozen=True)
+class SpanSpec:
+    """NER: a Labels control marking spans of the Text ``value_key``."""
+
+    from_name: str
+    to_name: str
+    value_key: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PreferenceSpec:
+    """Preference pairs: a Choices control whose choices (their ``alias``) name the Text objects
+    holding the candidate answers. ``answers`` maps each choice to its task data field."""
+
+    from_name: str
+    prompt_key: str
+    answers: tuple[tuple[str, str], ...]
+
+
+def parse_project_config(config: str):
+    """The spec `labelloop export` works from: `PreferenceSpec`, `ResponseSpec`, `SpanSpec` or
+    `ClassificationSpec` (``kind`` "classification"), tried in that order.
+
+    Raises `UnsupportedLabelConfig` with a message naming what is supported.
+    """
+    from label_studio_sdk.label_interface import LabelInterface
+
+    if not isinstance(config, str) or not config.strip():
+        raise UnsupportedLabelConfig("the project has no label config")
+    try:
+        interface = LabelInterface(config)
+    except Exception as exc:  # the SDK raises several XML and validation error types
+        raise UnsupportedLabelConfig(f"the label config could not be parsed: {exc}") from exc
+    texts = {o.name: o.value.lstrip("$") for o in interface.objects if o.tag in _TEXT_OBJECTS and o.value}
+    for control in interface.controls:
+        targets = [t for t in control.to_name if t in texts]
+        if not targets:
+            continue
+        if control.tag == "Choices":
+            answers = [label for label in control.labels if label in texts and label not in targets]
+            if len(answers) >= 2 and len(answers) == len(control.labels):
+                return PreferenceSpec(control.name, texts[targets[0]], tuple((a, texts[a]) for a in answers))
+    for tag, build in (("TextArea", lambda c, t: ResponseSpec(c.name, t, texts[t])),
+                       ("Labels", lambda c, t: SpanSpec(c.name, t, texts[t], tuple(map(str, c.labels))))):
+        for control in interface.controls:
+            targets = [t for t in control.to_name if t in texts]
+            if control.tag == tag and targets:
+                return build(control, targets[0])
+    try:
+        return parse_label_config(config)
+    except UnsupportedLabelConfig:
+        raise UnsupportedLabelConfig(
+            "labelloop exports Supervised LLM Fine-tuning (TextArea over Text), preference pairs "
+            "(Choices naming two answer Texts), NER (Labels over Text) and text classification (Choices over "
+            f"Text); found controls: {', '.join(sorted({c.tag for c in interface.controls})) or 'none'}") from None
+
+
+def textarea_text(result, spec: ResponseSpec) -> str | None:
+    """The text an annotation's ``result`` writes in the spec's TextArea (lines joined), or None."""
+    for region in result or ():
+        if isinstance(region, dict) and region.get("from_name") == spec.from_name:
+            text = (region.get("value") or {}).get("text")
+            if isinstance(text, list):
+                text = "\n".join(str(t) for t in text)
+            if isinstance(text, str):
+                return text
+    return None
+
+
+def labelled_spans(result, spec: SpanSpec) -> list[tuple[int, int, str]]:
+    """``(start, end, label)`` character spans an annotation marks in the spec's Labels control, sorted."""
+    spans = []
+    for region in result or ():
+        if not (isinstance(region, dict) and region.get("from_name") == spec.from_name):
+            continue
+        value = region.get("value") or {}
+        start, end = value.get("start"), value.get("end")
+        for label in value.get("labels") or ():
+            if isinstance(start, int) and isinstance(end, int) and 0 <= start < end:
+                spans.append((start, end, str(label)))
+    return sorted(set(spans))

@@ -80,10 +80,11 @@ def find_data_issues(features, *, n_neighbors: int = 10, graph: csr_matrix | Non
 def near_duplicate_groups(features, *, threshold: float = 0.95, n_neighbors: int = 10,
                           graph: csr_matrix | None = None) -> np.ndarray:
     """Group ids ``(n_samples,)``: items joined by a chain of cosine similarities >= ``threshold``
-    share a group. Ids are numbered in order of first appearance, so they are deterministic."""
+    share a group. Ids are numbered in order of first appearance, so they are deterministic.
+    ``features`` may be None when a `knn_graph` is given."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    n = len(features)
+    n = graph.shape[0] if graph is not None else len(features)
     if n == 0:
         return np.zeros(0, dtype=int)
     graph = graph if graph is not None else knn_graph(features, n_neighbors=n_neighbors)

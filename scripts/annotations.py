@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,6 +70,29 @@ def labelled_task(task, spec: ClassificationSpec) -> LabelledTask | None:
         labels = labels[:1]
     return LabelledTask(int(task["id"]), text, labels, int(annotation.get("id", 0)),
                         str(annotation.get("updated_at") or ""))
+
+
+def annotator_labels(task: dict, spec, unknown: set | None = None) -> dict:
+    """Latest usable label per annotator of one task: ``{annotator id: label}``, where the label
+    is a string, or a sorted tuple of labels for multi-label configs.
+
+    Labels that are not in the config are left out and added to ``unknown``.
+    """
+    by_annotator = defaultdict(list)
+    for annotation in task.get("annotations") or ():
+        by_annotator[annotation.get("completed_by")].append(annotation)
+    out = {}
+    for annotator, own in by_annotator.items():
+        latest = latest_annotation(own)
+        if latest is None:
+            continue
+        chosen = chosen_labels(latest.get("result"), spec)
+        if unknown is not None:
+            unknown.update(label for label in chosen if label not in spec.labels)
+        labels = [label for label in chosen if label in spec.labels]
+        if labels:
+            out[annotator] = tuple(sorted(labels)) if spec.multi_label else labels[0]
+    return out
 
 
 class LabelSnapshot:

@@ -11,13 +11,13 @@ import html
 import json
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from labelloop.label_config.spec import UnsupportedLabelConfig, choices_result, chosen_labels, parse_label_config
+from labelloop.label_config.spec import UnsupportedLabelConfig, choices_result, parse_label_config
 from labelloop.model.classifier import embed
 from labelloop.model.consensus import crowdlab, majority_vote, majority_vote_multilabel
 from labelloop.model.data_issues import find_data_issues
@@ -25,7 +25,7 @@ from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 from labelloop.model.label_issues import find_label_issues, find_multilabel_issues, issues_from_proba
 from labelloop.model.store import atomic_write_text
 
-from .annotations import latest_annotation
+from .annotations import annotator_labels
 from .filters import has_model_version, save_view
 from .predictions import push_predictions
 from .sync import ProjectSnapshot
@@ -44,29 +44,8 @@ class AuditReport:
     messages: list[str] = field(default_factory=list)
     report_dir: Path | None = None
     view_id: int | None = None
-
-
-def _annotator_labels(task: dict, spec, unknown: set | None = None) -> dict:
-    """Latest usable label per annotator of one task: ``{annotator id: label}``, where the label
-    is a string, or a sorted tuple of labels for multi-label configs.
-
-    Labels that are not in the config are left out and added to ``unknown``.
-    """
-    by_annotator = defaultdict(list)
-    for annotation in task.get("annotations") or ():
-        by_annotator[annotation.get("completed_by")].append(annotation)
-    out = {}
-    for annotator, own in by_annotator.items():
-        latest = latest_annotation(own)
-        if latest is None:
-            continue
-        chosen = chosen_labels(latest.get("result"), spec)
-        if unknown is not None:
-            unknown.update(label for label in chosen if label not in spec.labels)
-        labels = [label for label in chosen if label in spec.labels]
-        if labels:
-            out[annotator] = tuple(sorted(labels)) if spec.multi_label else labels[0]
-    return out
+    task_ids: list = field(default_factory=list)
+    created_at: str = ""
 
 
 def _consensus_and_issues(matrix, X, spec, n_folds: int, messages: list):
@@ -148,7 +127,7 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
     messages: list[str] = []
     rows, texts, empty, unknown = [], [], [], set()
     for task in tasks.values():
-        labels = _annotator_labels(task, spec, unknown)
+        labels = annotator_labels(task, spec, unknown)
         if not labels:
             continue
         text = (task.get("data") or {}).get(spec.value_key)
@@ -178,7 +157,8 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
                  for t in empty]
     findings.sort(key=lambda f: f["quality"])
 
-    report = AuditReport(project_id, version, len(rows), findings, messages)
+    report = AuditReport(project_id, version, len(rows), findings, messages, task_ids=[t for t, _ in rows],
+                         created_at=datetime.now(timezone.utc).isoformat())
     report.report_dir = write_report(out_dir / f"audit-{project_id}-{version.removeprefix('labelloop-audit-')}",
                                      report, issues, consensus, annotator_stats)
     if push and findings:
@@ -254,7 +234,11 @@ def write_report(directory: Path, report: AuditReport, issues, consensus, annota
         ax.set_ylabel("annotator quality (CROWDLAB)")
         save(fig, "annotator_quality.png", "Annotator quality")
 
+    atomic_write_text(directory / "consensus.jsonl", "".join(
+        json.dumps({"task_id": task_id, "label": _label_value(label)}) + "\n"
+        for task_id, label in zip(report.task_ids, consensus.label)))
     summary = {"project_id": report.project_id, "model_version": report.model_version,
+               "created_at": report.created_at,
                "labelled_tasks": report.n_labelled, "findings": len(report.findings),
                "findings_by_kind": dict(zip(kinds.tolist(), kind_counts.tolist())), "messages": report.messages}
     atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))

@@ -148,6 +148,94 @@ def audit(
         console.print(f"  review them in Label Studio: view '{VIEW_TITLE}' (predictions {report.model_version})")
 
 
+@app.command()
+def export(
+    project: int = typer.Option(..., help="Label Studio project ID."),
+    format: str = typer.Option(..., "--format", "-f",
+                               help="openai-chat, openai-dpo, messages, alpaca, sharegpt, classification-jsonl "
+                                    "or conll."),
+    out: Path = typer.Option(..., help="Output directory (refused if it holds files, unless --overwrite)."),
+    split: str = typer.Option("0.8,0.1,0.1", help="train,validation,test shares."),
+    seed: int = typer.Option(0, help="Same seed and annotations: byte-identical files."),
+    system: Optional[str] = typer.Option(None, help="System message for chat formats (none by default)."),
+    instruction: Optional[str] = typer.Option(
+        None, help="Classification/NER: the instruction before the text; {labels} becomes the label names."),
+    near_duplicate_threshold: float = typer.Option(
+        0.95, help="Cosine similarity of the texts' embeddings above which examples are near-duplicates "
+                   "(kept in one split)."),
+    exclude_flagged: bool = typer.Option(False, help="Leave out tasks with unresolved findings of the last audit."),
+    max_tokens: int = typer.Option(16385, help="Per-example token limit checked on every line."),
+    tokenizer: str = typer.Option("auto", help="'auto' (tiktoken o200k_base if cached, else the local encoder's "
+                                               "tokenizer), 'tiktoken:<encoding>', or a local/HF tokenizer."),
+    overwrite: bool = typer.Option(False, help="Replace the files already in --out."),
+    plot: bool = typer.Option(False, help="Also write label_distribution.png (label shares per split)."),
+    data: Path = typer.Option(Path("labelloop-data"), help="Snapshots, and the audits `labelloop audit` wrote."),
+    url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
+    api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
+):
+    """Write clean, deduplicated, leakage-free, validated fine-tuning files for a project."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .client import connect
+    from .export import ExportOptions, run_export
+
+    options = ExportOptions(format, split, seed, system, instruction, near_duplicate_threshold, exclude_flagged,
+                            max_tokens, tokenizer, overwrite=overwrite, plot=plot)
+    try:
+        from labelloop.model.splits import parse_fractions
+
+        parse_fractions(split)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--split") from None
+    client = connect(url, api_key)
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("pulling tasks", total=None)
+        result = run_export(client, project, out, options, data_dir=data,
+                            progress=lambda n: progress.advance(bar, n))
+    manifest = result.manifest
+    for message in result.messages:
+        console.print(f"[yellow]note:[/] {message}")
+    table = Table(title=f"project {project} -> {format} in {out}")
+    for column in ("split", "examples", "tokens mean / max", "labels"):
+        table.add_column(column)
+    for name, counts in manifest["counts"].items():
+        stats = manifest["tokens"].get(name) or {}
+        labels = ", ".join(f"{k} {v}" for k, v in list(counts["labels"].items())[:6])
+        table.add_row(name, str(counts["examples"]), f"{stats.get('mean', '-')} / {stats.get('max', '-')}", labels)
+    console.print(table)
+    dups = manifest["near_duplicates"]
+    dropped = ", ".join(f"{len(ids)} {reason}" for reason, ids in manifest["dropped"].items()) or "none"
+    console.print(f"dropped: {dropped}. Near-duplicate pairs across splits: {dups['cross_split_pairs']} "
+                  f"(a random split would have had {dups['cross_split_pairs_random_split']}). "
+                  f"Tokens counted with {manifest['tokens']['tokenizer']}.")
+
+
+@app.command()
+def validate(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A JSONL (or .conll) fine-tuning file."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Detected from the first line if omitted."),
+    max_tokens: int = typer.Option(16385, help="Per-example token limit."),
+    tokenizer: str = typer.Option("auto", help="As for `labelloop export`."),
+    min_examples: int = typer.Option(10, help="Fewer examples than this is an error."),
+):
+    """Check a fine-tuning file line by line as OpenAI's cookbook does; exit code 1 on errors."""
+    from labelloop.model.chat_validation import validate_file
+    from labelloop.model.tokens import token_counter
+
+    counter = token_counter(tokenizer)
+    with console.status(f"validating {file}"):
+        report = validate_file(file, fmt=format, counter=counter, max_tokens=max_tokens, min_examples=min_examples)
+    for line, code, message in report.errors[:50]:
+        console.print(f"[red]line {line}[/] {code}: {message}")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    stats = report.token_stats()
+    console.print(f"{file}: {report.n_examples} examples, format {report.format}, {len(report.errors)} errors "
+                  f"{report.error_counts() or ''}; tokens ({report.tokenizer}): {stats or 'n/a'}")
+    raise typer.Exit(1 if report.errors else 0)
+
+
 def main() -> None:
     try:
         app()
