@@ -69,6 +69,10 @@ def crowdlab(labels, pred_probs: np.ndarray, classes) -> Consensus:
 
     ``pred_probs``: out-of-sample probabilities ``(n_items, n_classes)``, columns in ``classes``
     order (see `labelloop.model.label_issues.out_of_sample_proba`).
+
+    Items with a single annotator keep that annotator's label: CROWDLAB would otherwise replace
+    it with the model's guess whenever it trusts the model more than the annotator, and a label
+    check against those probabilities would then never disagree.
     """
     import pandas as pd
     from cleanlab.multiannotator import get_label_quality_multiannotator
@@ -88,6 +92,7 @@ def crowdlab(labels, pred_probs: np.ndarray, classes) -> Consensus:
     quality = result["label_quality"]
     vote = majority_vote(matrix, pred_probs=pred_probs, classes=classes)
     label = np.asarray([classes[int(c)] for c in quality["consensus_label"]], dtype=object)
+    label = np.where(vote.n_annotators > 1, label, vote.label)
     return Consensus(label, quality["annotator_agreement"].to_numpy(dtype=float),
                      quality["num_annotations"].to_numpy(dtype=int), vote.tie,
                      quality["consensus_quality_score"].to_numpy(dtype=float), result["annotator_stats"])

@@ -63,3 +63,18 @@ def test_multilabel_majority_keeps_labels_most_annotators_chose_and_flags_ties()
     assert result.agreement[0] == 2 / 3 and result.agreement[2] == 1.0
     with pytest.raises(NotEnoughLabelsError):
         majority_vote_multilabel([[None, None]])
+
+
+def test_crowdlab_keeps_single_annotator_labels_even_when_the_model_disagrees():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(2, size=60)
+    given = truth.copy()
+    given[:10] = 1 - given[:10]  # single annotators who are wrong
+    pred_probs = np.where(truth[:, None] == np.arange(2), 0.95, 0.05)
+    names = np.array(["a", "b"], dtype=object)
+    labels = [[names[g], None] for g in given]
+    labels[20][1] = labels[20][0]  # CROWDLAB needs some item with two annotators
+    labels[21][1] = names[1 - given[21]]
+    result = crowdlab(labels, pred_probs, ["a", "b"])
+    assert list(result.label[:10]) == list(names[given[:10]])
+    assert result.label[21] in ("a", "b") and result.n_annotators[21] == 2

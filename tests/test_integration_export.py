@@ -308,3 +308,43 @@ def test_export_command_line(ls_client, label_studio, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 2 and "no finished annotations" in done.stdout
     assert not (tmp_path / "empty").exists()
+
+
+def test_audit_consensus_and_exclude_flagged(ls_client, tmp_path):
+    from labelloop.scripts.audit import run_audit
+
+    items = rotten_tomatoes(200, seed=11)
+    project = projects.create_project(ls_client, "export after audit", "text_classification")
+    tasks = new_tasks(ls_client, project.id, [{"text": it.text} for it in items])
+    flipped = {tasks[i].id for i in range(3, 200, 10)}
+    other = {"Positive": "Negative", "Negative": "Positive"}
+    for task, item in zip(tasks, items):
+        ls_client.annotations.create(id=task.id, result=[choice(other[item.label] if task.id in flipped
+                                                                else item.label)])
+    second = ls_client.users.create(username="auditexport", email="auditexport@example.com",
+                                    password="second-pass-123")
+    ls_client.annotations.create(id=tasks[0].id, result=[choice(other[items[0].label])], completed_by=second.id)
+
+    without = export(ls_client, project.id, tmp_path / "before", "classification-jsonl", tmp_path)
+    assert tasks[0].id in without.manifest["dropped"]["tied annotators (run labelloop audit to resolve)"]
+
+    report = run_audit(ls_client, project.id, out_dir=tmp_path / "data", push=False)
+    audited = {row["task_id"]: row["label"] for row in map(json.loads, open(
+        report.report_dir / "consensus.jsonl", encoding="utf-8"))}
+    flagged = {f["task_id"] for f in report.findings}
+    result = export(ls_client, project.id, tmp_path / "after", "classification-jsonl", tmp_path,
+                    exclude_flagged=True)
+    records = read_split_records(result)
+    # the tie now takes the audit's (CROWDLAB) consensus, unless the audit flagged it
+    if tasks[0].id not in flagged:
+        assert records[tasks[0].id][1]["label"] == audited[tasks[0].id]
+    assert flagged and not flagged & set(records)
+    assert sorted(result.manifest["dropped"]["unresolved audit finding"]) == sorted(flagged & set(audited))
+    # a reviewer's correction after the audit resolves the finding: the task is exported again
+    fixed = next((t for t in tasks[1:] if t.id in flagged), None)
+    assert fixed is not None, (report.findings, report.messages)
+    truth = items[tasks.index(fixed)].label
+    ls_client.annotations.create(id=fixed.id, result=[choice(truth)])
+    again = export(ls_client, project.id, tmp_path / "fixed", "classification-jsonl", tmp_path,
+                   exclude_flagged=True)
+    assert read_split_records(again)[fixed.id][1]["label"] == truth
