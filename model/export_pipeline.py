@@ -94,15 +94,19 @@ def prepare(examples: Sequence[Example], *, kind: str, fractions="0.8,0.1,0.1", 
             unique.append(example)
     seconds["clean_and_exact_dedup"] = time.perf_counter() - t
 
-    t = time.perf_counter()
     prompts = [e.prompt for e in unique]
     if embed is not None and len(unique) > 1:
-        graph = knn_graph(embed(prompts), n_neighbors=n_neighbors)
+        t = time.perf_counter()
+        vectors = embed(prompts)
+        seconds["embed"] = time.perf_counter() - t
+        t = time.perf_counter()
+        graph = knn_graph(vectors, n_neighbors=n_neighbors)
         group = near_duplicate_groups(None, threshold=near_duplicate_threshold, graph=graph)
         coo = graph.tocoo()
         close = coo.data <= 1.0 - near_duplicate_threshold + 1e-6
         pairs = np.unique(np.sort(np.c_[coo.row[close], coo.col[close]], axis=1), axis=0)
     else:
+        t = time.perf_counter()
         first = {}
         group = np.asarray([first.setdefault(p, len(first)) for p in prompts], dtype=int)
         pairs = np.zeros((0, 2), dtype=int)

@@ -190,9 +190,11 @@ def export(
         raise typer.BadParameter(str(exc), param_hint="--split") from None
     client = connect(url, api_key)
     with Progress(console=console, transient=True) as progress:
-        bar = progress.add_task("pulling tasks", total=None)
-        result = run_export(client, project, out, options, data_dir=data,
-                            progress=lambda n: progress.advance(bar, n))
+        def step(name, total):
+            bar = progress.add_task(name, total=total)
+            return lambda n: progress.advance(bar, n)
+
+        result = run_export(client, project, out, options, data_dir=data, progress=step)
     manifest = result.manifest
     for message in result.messages:
         console.print(f"[yellow]note:[/] {message}")

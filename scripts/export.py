@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
@@ -61,9 +62,12 @@ class ExportOptions:
 
 @dataclass
 class ExportResult:
+    """``seconds``: wall time per step (kept out of the manifest, which must not change between runs)."""
+
     out_dir: Path
     manifest: dict
     messages: list[str] = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)
 
 
 def project_kind(spec) -> str:
@@ -180,7 +184,10 @@ def _versions() -> dict:
 
 def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOptions, *,
                     audit_root: Path | None = None, progress=None) -> ExportResult:
-    """Everything after the pull: examples, pipeline, validation, files and manifest."""
+    """Everything after the pull: examples, pipeline, validation, files and manifest.
+
+    ``progress(step, total)``, if given, returns a callback that advances that step's bar.
+    """
     out_dir = Path(out_dir)
     check_out_dir(out_dir, options.overwrite)
     state = snapshot.state()
@@ -191,18 +198,22 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
     kind = project_kind(spec)
     check_format(options.fmt, kind)
     audit_dir = _latest_audit(audit_root, snapshot.project_id)
+    started = time.perf_counter()
     examples, skipped, messages = examples_from_tasks(snapshot.tasks(), spec, audit_dir=audit_dir,
                                                       exclude_flagged=options.exclude_flagged)
+    seconds = {"read_snapshot": time.perf_counter() - started}
     if not examples:
         raise NotEnoughLabelsError(f"project {snapshot.project_id} has no finished annotations to export")
 
     def embed(texts):
-        from labelloop.model.classifier import embed as embed_texts
+        from labelloop.model.embeddings import get_embedder
 
-        return embed_texts(texts, options.model_name)
+        advance = progress("embedding texts for near-duplicates", len(texts)) if progress else None
+        return get_embedder(options.model_name).embed(texts, progress=advance)
 
     prepared = prepare(examples, kind=kind, fractions=options.fractions, seed=options.seed,
                        near_duplicate_threshold=options.near_duplicate_threshold, embed=embed)
+    seconds.update(prepared.seconds)
     for reason, ids in skipped.items():
         prepared.dropped[reason] = ids + prepared.dropped.get(reason, [])
     label_names = spec.labels if kind in ("classification", "ner") else ()
@@ -210,7 +221,10 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
                          options.instruction)
     if options.instruction and "{text}" in options.instruction:
         raise ExportError("--instruction goes before the text; use {labels} for the label names, not {text}")
+    started = time.perf_counter()
     lines = render_splits(prepared, options.fmt, opts)
+    seconds["render"] = time.perf_counter() - started
+    started = time.perf_counter()
     counter = token_counter(options.tokenizer)
     reports = {name: validate_lines(_content(split_lines, options.fmt).splitlines(), fmt=options.fmt, counter=counter, max_tokens=options.max_tokens,
                                     path=name, min_examples=10 if name == "train" else 1)
@@ -220,9 +234,12 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
         raise ExportError(f"the {options.fmt} files would not be valid, nothing written ({len(problems)} "
                           f"problems):\n  " + "\n  ".join(problems[:20]))
     messages += [f"{name}: {w}" for name, r in reports.items() for w in r.warnings]
+    seconds["validate"] = time.perf_counter() - started
+    started = time.perf_counter()
     manifest = build_manifest(snapshot.project_id, kind, options, prepared, lines, reports, counter.name)
     write_files(out_dir, lines, manifest, options)
-    return ExportResult(out_dir, manifest, messages)
+    seconds["write"] = time.perf_counter() - started
+    return ExportResult(out_dir, manifest, messages, seconds)
 
 
 def file_name(split: str, fmt: str) -> str:
@@ -315,10 +332,11 @@ def plot_label_distribution(path: Path, counts: dict) -> None:
 def run_export(client, project_id: int, out_dir: Path, options: ExportOptions, *, data_dir: Path,
                progress=None) -> ExportResult:
     """Sync the project's snapshot under ``data_dir``, then `export_snapshot` (audits are looked
-    up in ``data_dir`` too, where `labelloop audit` writes them)."""
+    up in ``data_dir`` too, where `labelloop audit` writes them). ``progress`` as for
+    `export_snapshot`; the pull reports under "pulling tasks" with an unknown total."""
     check_out_dir(Path(out_dir), options.overwrite)  # before any network work
     if options.fmt not in FORMATS:
         check_format(options.fmt, "")  # raises: unknown format
     snapshot = ProjectSnapshot(data_dir / "snapshots", project_id)
-    snapshot.sync(client, progress=progress)
-    return export_snapshot(snapshot, Path(out_dir), options, audit_root=data_dir)
+    snapshot.sync(client, progress=progress("pulling tasks", None) if progress else None)
+    return export_snapshot(snapshot, Path(out_dir), options, audit_root=data_dir, progress=progress)
