@@ -1,5 +1,6 @@
 """`labelloop demo`: a real Label Studio on SQLite, the backend, and a demo project that goes
-through the loop: prelabels, ranking by uncertainty, a seed set of labels, retraining."""
+through the loop: prelabels, ranking by uncertainty, a seed set of labels, retraining, and an
+export of the labels as validated OpenAI chat files."""
 from __future__ import annotations
 
 import json
@@ -10,9 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from labelloop.model.datasets import rotten_tomatoes
+from labelloop.model.errors import LabelloopError
 
 from . import projects
 from .client import as_dict, connect
+from .export import ExportOptions, run_export
 from .rank import SAMPLING, VIEW_TITLE, rank_project
 from .services import LabelStudioCredentials, backend_service, label_studio_service
 
@@ -49,6 +52,7 @@ def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, see
         client = connect(ls.url, creds.token)
         summary = build_demo_project(client, backend.url, n_tasks=n_tasks, console=console)
         summary.update(rank_and_learn(client, summary["project_id"], seed_labels=seed_labels, console=console))
+        summary.update(export_labels(client, summary["project_id"], state_dir, console=console))
         console.print(f"\n[bold green]Label Studio is running:[/] {ls.url}/projects/{summary['project_id']}")
         console.print(f"  login: [bold]{creds.username}[/]  password: [bold]{creds.password}[/]")
         console.print(f"  API key (LABEL_STUDIO_API_KEY): {creds.token}")
@@ -143,3 +147,19 @@ def rank_and_learn(client, project_id: int, *, seed_labels: int, console: Consol
     console.print(f"Retrained from {len(seed)} labels: {version} serves; agreement on the "
                   f"{len(current)} unlabelled tasks: {accuracy:.0%}")
     return {"model_version": version, "trained_accuracy": accuracy}
+
+
+def export_labels(client, project_id: int, state_dir: Path, *, console: Console) -> dict:
+    """`labelloop export --format openai-chat` of the demo's labels into ``state_dir/export``."""
+    out = state_dir / "export"
+    try:
+        with console.status("Exporting the labels as OpenAI chat files"):
+            result = run_export(client, project_id, out, ExportOptions("openai-chat", overwrite=True),
+                                data_dir=state_dir / "data")
+    except LabelloopError as exc:  # e.g. too few labels for a valid training file
+        console.print(f"[yellow]export skipped:[/] {exc}")
+        return {}
+    counts = {name: c["examples"] for name, c in result.manifest["counts"].items()}
+    console.print(f"Exported to {out}: {', '.join(f'{n} {k}' for k, n in counts.items())} examples, validated; "
+                  f"see manifest.json")
+    return {"export": str(out), "export_counts": counts}

@@ -1,4 +1,5 @@
 """Prelabels end to end: a real Label Studio 1.23.2 and the real backend under gunicorn."""
+import json
 import os
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def test_demo_command_runs_end_to_end(tmp_path):
     """The README's `make demo`, without waiting for Ctrl-C."""
     from labelloop.scripts.services import free_port
 
-    cmd = [sys.executable, "-m", "labelloop.scripts.cli", "demo", "--no-wait", "--tasks", "30", "--seed-labels", "8",
+    cmd = [sys.executable, "-m", "labelloop.scripts.cli", "demo", "--no-wait", "--tasks", "30", "--seed-labels", "14",
            "--port", str(free_port()), "--backend-port", str(free_port()),
            "--state-dir", str(tmp_path / "demo")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
@@ -84,6 +85,9 @@ def test_demo_command_runs_end_to_end(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "30/30 tasks prelabelled" in out.stdout
     assert "Uncertainty sampling" in out.stdout and "Most informative first" in out.stdout
-    assert "Retrained from 8 labels: labelloop-v" in out.stdout
+    assert "Retrained from 14 labels: labelloop-v" in out.stdout
+    assert "Exported to" in out.stdout and "validated" in out.stdout
+    lines = (tmp_path / "demo" / "export" / "train.jsonl").read_text().splitlines()
+    assert len(lines) >= 10 and all(json.loads(line)["messages"][-1]["role"] == "assistant" for line in lines)
     assert "password" in out.stdout
     assert "are stopped" in out.stdout
