@@ -34,6 +34,18 @@ class ClassificationSpec:
         return "multi_label" if self.multi_label else "single_label"
 
 
+def _interface(config: str):
+    """The SDK's `LabelInterface` for ``config``, or `UnsupportedLabelConfig` saying why not."""
+    from label_studio_sdk.label_interface import LabelInterface
+
+    if not isinstance(config, str) or not config.strip():
+        raise UnsupportedLabelConfig("the project has no label config")
+    try:
+        return LabelInterface(config)
+    except Exception as exc:  # the SDK raises several XML and validation error types
+        raise UnsupportedLabelConfig(f"the label config could not be parsed: {exc}") from exc
+
+
 @functools.lru_cache(maxsize=256)
 def parse_label_config(config: str) -> ClassificationSpec:
     """Find the first Choices/Text pair in ``config``.
@@ -41,14 +53,7 @@ def parse_label_config(config: str) -> ClassificationSpec:
     Raises `UnsupportedLabelConfig` with a message meant for the Label Studio user.
     Cached: Label Studio sends the same config with every request.
     """
-    from label_studio_sdk.label_interface import LabelInterface
-
-    if not isinstance(config, str) or not config.strip():
-        raise UnsupportedLabelConfig("the project has no label config")
-    try:
-        interface = LabelInterface(config)
-    except Exception as exc:  # the SDK raises several XML and validation error types
-        raise UnsupportedLabelConfig(f"the label config could not be parsed: {exc}") from exc
+    interface = _interface(config)
     try:
         from_name, to_name, value_key = interface.get_first_tag_occurence("Choices", _TEXT_OBJECTS)
     except ValueError:
@@ -122,18 +127,11 @@ class PreferenceSpec:
 
 def parse_project_config(config: str):
     """The spec `labelloop export` works from: `PreferenceSpec`, `ResponseSpec`, `SpanSpec` or
-    `ClassificationSpec` (``kind`` "classification"), tried in that order.
+    `ClassificationSpec`, tried in that order.
 
     Raises `UnsupportedLabelConfig` with a message naming what is supported.
     """
-    from label_studio_sdk.label_interface import LabelInterface
-
-    if not isinstance(config, str) or not config.strip():
-        raise UnsupportedLabelConfig("the project has no label config")
-    try:
-        interface = LabelInterface(config)
-    except Exception as exc:  # the SDK raises several XML and validation error types
-        raise UnsupportedLabelConfig(f"the label config could not be parsed: {exc}") from exc
+    interface = _interface(config)
     texts = {o.name: o.value.lstrip("$") for o in interface.objects if o.tag in _TEXT_OBJECTS and o.value}
     for control in interface.controls:
         targets = [t for t in control.to_name if t in texts]

@@ -77,3 +77,29 @@ def test_all_templates_are_listed():
         assert load(name).lstrip().startswith("<View")
     with pytest.raises(KeyError):
         load("nope")
+
+
+def test_export_specs_for_every_template_and_a_clear_refusal():
+    import pytest
+
+    from labelloop.label_config import load
+    from labelloop.label_config.spec import (ClassificationSpec, PreferenceSpec, ResponseSpec, SpanSpec,
+                                             UnsupportedLabelConfig, labelled_spans, parse_project_config,
+                                             textarea_text)
+
+    assert parse_project_config(load("llm_fine_tuning")) == ResponseSpec("response", "prompt", "prompt")
+    preference = parse_project_config(load("llm_preference"))
+    assert isinstance(preference, PreferenceSpec) and dict(preference.answers) == {"answer1": "answer1",
+                                                                                  "answer2": "answer2"}
+    ner = parse_project_config(load("ner"))
+    assert isinstance(ner, SpanSpec) and "person" in ner.labels
+    assert isinstance(parse_project_config(load("text_classification")), ClassificationSpec)
+    with pytest.raises(UnsupportedLabelConfig, match="exports Supervised LLM Fine-tuning.*found controls: RectangleLabels"):
+        parse_project_config('<View><Image name="img" value="$image"/>'
+                             '<RectangleLabels name="box" toName="img"><Label value="cat"/></RectangleLabels></View>')
+    spec = parse_project_config(load("llm_fine_tuning"))
+    assert textarea_text([{"from_name": "response", "value": {"text": ["a", "b"]}}], spec) == "a\nb"
+    assert textarea_text([{"from_name": "other", "value": {"text": ["x"]}}], spec) is None
+    spans = labelled_spans([{"from_name": "label", "value": {"start": 4, "end": 9, "labels": ["person"]}},
+                            {"from_name": "label", "value": {"start": 0, "end": 0, "labels": ["x"]}}], ner)
+    assert spans == [(4, 9, "person")]
