@@ -15,7 +15,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -226,9 +226,14 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
     seconds["render"] = time.perf_counter() - started
     started = time.perf_counter()
     counter = token_counter(options.tokenizer)
-    reports = {name: validate_lines(_content(split_lines, options.fmt).splitlines(), fmt=options.fmt, counter=counter, max_tokens=options.max_tokens,
-                                    path=name, min_examples=10 if name == "train" else 1)
-               for name, split_lines in lines.items() if split_lines or name == "train"}
+    reports = _validate(lines, options, counter)
+    too_long = {prepared.split_examples()[name][line - 1].task_id for name, r in reports.items()
+                for line, code, _ in r.errors if code == "too_many_tokens"}
+    if too_long:  # one huge example should not sink the export: leave it out, say so, re-check the rest
+        prepared = _without(prepared, too_long)
+        prepared.dropped[f"over {options.max_tokens} tokens"] = sorted(too_long)
+        lines = render_splits(prepared, options.fmt, opts)
+        reports = _validate(lines, options, counter)
     problems = [f"{name} line {line}: {message}" for name, r in reports.items() for line, _, message in r.errors]
     if problems:
         raise ExportError(f"the {options.fmt} files would not be valid, nothing written ({len(problems)} "
@@ -240,6 +245,19 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
     write_files(out_dir, lines, manifest, options)
     seconds["write"] = time.perf_counter() - started
     return ExportResult(out_dir, manifest, messages, seconds)
+
+
+def _validate(lines: dict, options: ExportOptions, counter) -> dict:
+    """A validation report per split; the training file needs OpenAI's 10 examples."""
+    return {name: validate_lines(_content(split_lines, options.fmt).splitlines(), fmt=options.fmt, counter=counter,
+                                 max_tokens=options.max_tokens, path=name, min_examples=10 if name == "train" else 1)
+            for name, split_lines in lines.items() if split_lines or name == "train"}
+
+
+def _without(prepared: PreparedExport, task_ids: set) -> PreparedExport:
+    keep = np.asarray([e.task_id not in task_ids for e in prepared.examples], dtype=bool)
+    return replace(prepared, examples=[e for e, k in zip(prepared.examples, keep) if k], split=prepared.split[keep],
+                   group=prepared.group[keep])
 
 
 def file_name(split: str, fmt: str) -> str:

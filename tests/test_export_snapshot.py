@@ -1,0 +1,74 @@
+"""`export_snapshot` on a local snapshot (no Label Studio): bad input, atomic output."""
+import json
+
+import pytest
+
+from labelloop.label_config import load
+from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
+from labelloop.scripts.export import ExportOptions, export_snapshot
+from labelloop.scripts.sync import ProjectSnapshot
+
+
+def snapshot_with(tmp_path, pairs, template="llm_fine_tuning"):
+    snapshot = ProjectSnapshot(tmp_path / "snapshots", 7)
+    snapshot.dir.mkdir(parents=True)
+    with open(snapshot.tasks_path, "w", encoding="utf-8") as f:
+        for i, (prompt, response) in enumerate(pairs, start=1):
+            annotations = [] if response is None else [{
+                "id": i, "completed_by": 1, "updated_at": "2026-01-01T00:00:00Z",
+                "result": [{"from_name": "response", "to_name": "prompt", "type": "textarea",
+                            "value": {"text": [response]}}]}]
+            f.write(json.dumps({"id": i, "data": {"prompt": prompt}, "annotations": annotations}) + "\n")
+    snapshot.state_path.write_text(json.dumps({"project_id": 7, "label_config": load(template)}))
+    return snapshot
+
+
+PAIRS = [(f"Question number {n}: what is {n} times three?", f"{n} times three is {3 * n}.") for n in range(20)]
+
+
+def test_an_example_over_the_token_limit_is_left_out_and_reported(tmp_path):
+    huge = ("Tell me everything. " + "word " * 400, "Fine.")
+    snapshot = snapshot_with(tmp_path, PAIRS + [huge])
+    result = export_snapshot(snapshot, tmp_path / "out", ExportOptions("openai-chat", max_tokens=200,
+                                                                       near_duplicate_threshold=0.999))
+    assert result.manifest["dropped"] == {"over 200 tokens": [21]}
+    assert sum(c["examples"] for c in result.manifest["counts"].values()) == 20
+    assert result.manifest["tokens"]["train"]["max"] <= 200
+
+
+def test_failed_exports_leave_nothing_behind(tmp_path):
+    snapshot = snapshot_with(tmp_path, PAIRS[:8])  # 6 training examples: under OpenAI's floor of 10
+    with pytest.raises(LabelloopError, match="at least 10 are required"):
+        export_snapshot(snapshot, tmp_path / "out", ExportOptions("openai-chat"))
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["snapshots"]
+    with pytest.raises(LabelloopError, match="unknown format 'csv'"):
+        export_snapshot(snapshot, tmp_path / "out", ExportOptions("csv"))
+    empty = snapshot_with(tmp_path / "empty", [("unanswered", None)])
+    with pytest.raises(NotEnoughLabelsError, match="no finished annotations"):
+        export_snapshot(empty, tmp_path / "out", ExportOptions("openai-chat"))
+
+
+def test_existing_files_are_kept_unless_overwrite(tmp_path):
+    snapshot = snapshot_with(tmp_path, PAIRS)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(LabelloopError, match="--overwrite"):
+        export_snapshot(snapshot, out, ExportOptions("openai-chat"))
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    result = export_snapshot(snapshot, out, ExportOptions("sharegpt", overwrite=True, fractions="0.9,0.1", plot=True))
+    assert sorted(p.name for p in out.iterdir()) == ["label_distribution.png", "manifest.json", "train.jsonl",
+                                                     "validation.jsonl"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest == json.loads(json.dumps(result.manifest))
+    assert manifest["format"] == "sharegpt" and manifest["split"] == [0.9, 0.1]
+    assert sorted(e["task_id"] for split in manifest["examples"].values() for e in split) == list(range(1, 21))
+
+
+def test_non_utf8_and_huge_text_do_not_crash(tmp_path):
+    garbled = ("\ufffd\ufffd\ufffd\ufffd?", "x")          # bytes that were not UTF-8, decoded with replacement
+    snapshot = snapshot_with(tmp_path, PAIRS + [garbled, ("Q " * 200_000, "A long one.")])
+    result = export_snapshot(snapshot, tmp_path / "out", ExportOptions("alpaca"))
+    assert result.manifest["dropped"]["prompt/text no letters or digits"] == [21]
+    assert result.manifest["dropped"]["over 16385 tokens"] == [22]
