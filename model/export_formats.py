@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import LabelloopError
-
-KINDS = ("llm", "preference", "classification", "ner")
 
 #: format -> project kinds it can be written for
 FORMATS = {
@@ -64,7 +62,6 @@ class RenderOptions:
     multi_label: bool = False
     system: str | None = None
     instruction: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def instruction_text(self) -> str | None:
         if self.kind not in ("classification", "ner"):

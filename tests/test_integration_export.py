@@ -245,10 +245,21 @@ def test_ner_project_exports_spans_and_conll(ls_client, tmp_path):
             {"from_name": "label", "to_name": "text", "type": "labels",
              "value": {"start": s, "end": e, "text": text[s:e], "labels": [label]}} for s, e, label in spans])
     truth = {t.id: sentence for t, sentence in zip(tasks, sentences)}
+    # near-duplicates: upper-cased copies (the encoder is uncased), same spans
+    copies = new_tasks(ls_client, project.id, [{"text": sentences[i][0].upper()} for i in range(3)])
+    for i, task in enumerate(copies):
+        text, spans = sentences[i][0].upper(), sentences[i][1]
+        ls_client.annotations.create(id=task.id, result=[
+            {"from_name": "label", "to_name": "text", "type": "labels",
+             "value": {"start": s, "end": e, "text": text[s:e], "labels": [label]}} for s, e, label in spans])
+        truth[task.id] = (text, spans)
+    groups = [{tasks[i].id, copies[i].id} for i in range(3)]
     for fmt in ("openai-chat", "messages", "alpaca", "sharegpt", "conll"):
         result = export(ls_client, project.id, tmp_path / fmt, fmt, tmp_path)
         records = check_all_valid(result, fmt)
         assert set(records) == set(truth)
+        assert_groups_within_one_split(records, groups)
+        assert result.manifest["near_duplicates"]["cross_split_pairs"] == 0
         for task_id, (_, record) in records.items():
             text, spans = truth[task_id]
             if fmt == "conll":
