@@ -125,47 +125,56 @@ def examples_from_tasks(tasks: dict[int, dict], spec, *, audit_dir: Path | None 
         messages.append("--exclude-flagged: no audit of this project found, nothing excluded")
     examples = []
     for task_id, task in sorted(tasks.items()):
-        data = task.get("data") or {}
         fresh_audit = audit_time is not None and not _changed_since(task, audit_time)
         if exclude_flagged and task_id in flagged and fresh_audit:
-            skipped.setdefault("unresolved audit finding", []).append(task_id)
-            continue
-        if kind == "classification":
-            labels = annotator_labels(task, spec)
-            if not labels:
-                continue
-            votes = [list(labels.values())]
-            vote = majority_vote_multilabel(votes) if spec.multi_label else majority_vote(votes)
-            chosen = vote.label[0]
-            if len(labels) > 1 and vote.agreement[0] < 1.0:
-                if fresh_audit and task_id in consensus:
-                    chosen = consensus[task_id]
-                elif vote.tie[0]:
-                    skipped.setdefault("tied annotators (run labelloop audit to resolve)", []).append(task_id)
-                    continue
-            labels_out = tuple(chosen) if isinstance(chosen, (list, tuple)) else (str(chosen),)
-            examples.append(Example(task_id, data.get(spec.value_key), labels=labels_out))
-            continue
-        annotation = latest_annotation(task.get("annotations"))
-        if annotation is None:
-            continue
-        result = annotation.get("result")
-        if kind == "llm":
-            examples.append(Example(task_id, data.get(spec.prompt_key), response=textarea_text(result, spec)))
-        elif kind == "preference":
-            picked = [c for c in chosen_labels(result, spec) if c in dict(spec.answers)]
-            if not picked:
-                skipped.setdefault("no preferred answer chosen", []).append(task_id)
-                continue
-            answers = dict(spec.answers)
-            other = next(key for choice, key in spec.answers if choice != picked[0])
-            examples.append(Example(task_id, data.get(spec.prompt_key), response=data.get(answers[picked[0]]),
-                                    rejected=data.get(other)))
+            reason = "unresolved audit finding"
+        elif kind == "classification":
+            example, reason = _classification_example(task, spec, consensus.get(task_id) if fresh_audit else None)
         else:
-            text = data.get(spec.value_key)
-            spans = tuple(s for s in labelled_spans(result, spec) if isinstance(text, str) and s[1] <= len(text))
-            examples.append(Example(task_id, text, spans=spans))
+            example, reason = _annotation_example(task, spec, kind)
+        if reason:
+            skipped.setdefault(reason, []).append(task_id)
+        elif example is not None:
+            examples.append(example)
     return examples, skipped, messages
+
+
+def _classification_example(task: dict, spec, audit_label) -> tuple[Example | None, str | None]:
+    """(example or None, reason it was left out or None) from the annotators' consensus."""
+    labels = annotator_labels(task, spec)
+    if not labels:
+        return None, None
+    votes = [list(labels.values())]
+    vote = majority_vote_multilabel(votes) if spec.multi_label else majority_vote(votes)
+    chosen = vote.label[0]
+    if len(labels) > 1 and vote.agreement[0] < 1.0:
+        if audit_label is not None:
+            chosen = audit_label
+        elif vote.tie[0]:
+            return None, "tied annotators (run labelloop audit to resolve)"
+    chosen = tuple(chosen) if isinstance(chosen, (list, tuple)) else (str(chosen),)
+    return Example(task["id"], (task.get("data") or {}).get(spec.value_key), labels=chosen), None
+
+
+def _annotation_example(task: dict, spec, kind: str) -> tuple[Example | None, str | None]:
+    """(example or None, reason it was left out or None) from the latest finished annotation."""
+    annotation = latest_annotation(task.get("annotations"))
+    if annotation is None:
+        return None, None
+    data, result = task.get("data") or {}, annotation.get("result")
+    if kind == "llm":
+        return Example(task["id"], data.get(spec.prompt_key), response=textarea_text(result, spec)), None
+    if kind == "preference":
+        answers = dict(spec.answers)
+        picked = [choice for choice in chosen_labels(result, spec) if choice in answers]
+        if not picked:
+            return None, "no preferred answer chosen"
+        other = next(key for choice, key in spec.answers if choice != picked[0])
+        return Example(task["id"], data.get(spec.prompt_key), response=data.get(answers[picked[0]]),
+                       rejected=data.get(other)), None
+    text = data.get(spec.value_key)
+    spans = tuple(s for s in labelled_spans(result, spec) if isinstance(text, str) and s[1] <= len(text))
+    return Example(task["id"], text, spans=spans), None
 
 
 def _hash(text: str) -> str:
