@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from labelloop.label_config.spec import UnsupportedLabelConfig, choices_result, parse_label_config
-from labelloop.model.classifier import embed
 from labelloop.model.consensus import crowdlab, majority_vote, majority_vote_multilabel
 from labelloop.model.data_issues import find_data_issues
+from labelloop.model.embeddings import get_embedder
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 from labelloop.model.label_issues import find_label_issues, find_multilabel_issues, issues_from_proba
 from labelloop.model.store import atomic_write_text
@@ -115,9 +115,13 @@ def _findings(rows, vote, consensus, issues, data) -> list[dict]:
 
 
 def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "default", n_folds: int = 5,
-              push: bool = True) -> AuditReport:
+              push: bool = True, progress=None) -> AuditReport:
+    """Sync, consensus, detection, report and (``push``) review in Label Studio.
+
+    ``progress(step, total)``, if given, returns a callback that advances that step's bar.
+    """
     snapshot = ProjectSnapshot(out_dir / "snapshots", project_id)
-    snapshot.sync(client)
+    snapshot.sync(client, progress=progress("pulling tasks", None) if progress else None)
     state = snapshot.state()
     try:
         spec = parse_label_config(state["label_config"])
@@ -143,7 +147,9 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
         raise NotEnoughLabelsError(f"project {project_id} has no finished annotations to audit")
     annotators = sorted({a for _, labels in rows for a in labels}, key=str)
     matrix = [[labels.get(a) for a in annotators] for _, labels in rows]
-    X = embed(texts, model_name)
+    X = get_embedder(model_name).embed(texts, progress=progress("embedding texts", len(texts)) if progress else None)
+    if progress:
+        progress("cross-validating, Cleanlab, near-duplicates and outliers", None)
     vote, consensus, issues, annotator_stats = _consensus_and_issues(matrix, X, spec, n_folds, messages)
     data = find_data_issues(X)
     n_ties = int(vote.tie.sum())

@@ -7,12 +7,22 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn
 
 from labelloop.model.errors import LabelloopError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Close the loop between Label Studio and fine-tuning files.")
 console = Console()
+
+
+def _step_bars(progress: Progress):
+    """``step(name, total) -> advance(n)``: one bar per long step; ``total`` None gives a pulsing bar."""
+    def step(name, total):
+        bar = progress.add_task(name, total=total)
+        return lambda n: progress.advance(bar, n)
+
+    return step
 
 
 @app.command()
@@ -109,8 +119,6 @@ def sync(
     api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
 ):
     """Pull tasks, annotations and predictions into a local snapshot (read-only, incremental)."""
-    from rich.progress import Progress
-
     from .client import connect
     from .sync import ProjectSnapshot
 
@@ -136,8 +144,8 @@ def audit(
     from .client import connect
 
     client = connect(url, api_key)
-    with console.status("syncing, embedding, cross-validating, finding near-duplicates and outliers"):
-        report = run_audit(client, project, out_dir=out, n_folds=folds, push=push)
+    with Progress(SpinnerColumn(), *Progress.get_default_columns(), console=console, transient=True) as progress:
+        report = run_audit(client, project, out_dir=out, n_folds=folds, push=push, progress=_step_bars(progress))
     for message in report.messages:
         console.print(f"[yellow]note:[/] {message}")
     kinds = Counter(kind for finding in report.findings for kind in finding["issues"])
@@ -174,7 +182,6 @@ def export(
     api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
 ):
     """Write clean, deduplicated, leakage-free, validated fine-tuning files for a project."""
-    from rich.progress import Progress
     from rich.table import Table
 
     from .client import connect
@@ -189,12 +196,8 @@ def export(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--split") from None
     client = connect(url, api_key)
-    with Progress(console=console, transient=True) as progress:
-        def step(name, total):
-            bar = progress.add_task(name, total=total)
-            return lambda n: progress.advance(bar, n)
-
-        result = run_export(client, project, out, options, data_dir=data, progress=step)
+    with Progress(SpinnerColumn(), *Progress.get_default_columns(), console=console, transient=True) as progress:
+        result = run_export(client, project, out, options, data_dir=data, progress=_step_bars(progress))
     manifest = result.manifest
     for message in result.messages:
         console.print(f"[yellow]note:[/] {message}")

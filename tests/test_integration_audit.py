@@ -1,5 +1,8 @@
 """The audit end to end against a real Label Studio: flipped labels are found, nothing is overwritten."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -117,7 +120,7 @@ TOPIC_PHRASES = {
 }
 
 
-def test_multi_label_audit_flags_wrong_label_sets(ls_client, tmp_path):
+def test_multi_label_audit_flags_wrong_label_sets(ls_client, label_studio, tmp_path):
     rng = np.random.default_rng(1)
     topics = sorted(TOPIC_PHRASES)
     items, seen = [], set()
@@ -154,3 +157,12 @@ def test_multi_label_audit_flags_wrong_label_sets(ls_client, tmp_path):
     assert {t.id for t in in_view} == {f["task_id"] for f in report.findings}
     pushed = [p for t in in_view for p in map(as_dict, t.predictions) if p["model_version"] == report.model_version]
     assert any(len(p["result"][0]["value"]["choices"]) == 2 for p in pushed if p["result"])
+
+    # the same through the command line, without pushing
+    done = subprocess.run([sys.executable, "-m", "labelloop.scripts.cli", "audit", "--project", str(project.id),
+                           "--out", str(tmp_path / "cli"), "--no-push"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "LABEL_STUDIO_URL": label_studio.url,
+                               "LABEL_STUDIO_API_KEY": label_studio.token, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(report.findings)} findings among 150 labelled tasks" in done.stdout
+    assert "label_error" in done.stdout and "report.html" in done.stdout
