@@ -248,6 +248,12 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
         raise ExportError(f"the {options.fmt} files would not be valid, nothing written ({len(problems)} "
                           f"problems):\n  " + "\n  ".join(problems[:20]))
     messages += [f"{name}: {w}" for name, r in reports.items() for w in r.warnings]
+    largest = int(np.bincount(prepared.group).max()) if len(prepared.group) else 0
+    if largest > max(10, 0.05 * len(prepared.group)):
+        # templated prompts can chain into one big group, which then lands in a single split
+        messages.append(f"{largest} examples form one near-duplicate group, so they share a split; if they are "
+                        f"not really duplicates, raise --near-duplicate-threshold "
+                        f"(now {options.near_duplicate_threshold})")
     seconds["validate"] = time.perf_counter() - started
     started = time.perf_counter()
     manifest = build_manifest(snapshot.project_id, kind, options, prepared, lines, reports, counter.name)
@@ -280,6 +286,7 @@ def _content(split_lines: list[str], fmt: str) -> str:
 def build_manifest(project_id, kind, options: ExportOptions, prepared: PreparedExport, lines, reports,
                    tokenizer) -> dict:
     splits = prepared.split_examples()
+    sizes = np.bincount(prepared.group) if len(prepared.group) else np.zeros(0, dtype=int)
     counts = {}
     for name, examples in splits.items():
         labels = [label for e in examples for label in (e.labels or tuple(s[2] for s in e.spans))]
@@ -296,8 +303,8 @@ def build_manifest(project_id, kind, options: ExportOptions, prepared: PreparedE
                    **{name: r.token_stats() for name, r in reports.items()}},
         "dropped": {reason: sorted(ids) for reason, ids in sorted(prepared.dropped.items())},
         "near_duplicates": {"pairs": int(len(prepared.near_duplicate_pairs)),
-                            "groups_with_several_items": int((np.bincount(prepared.group) > 1).sum())
-                            if len(prepared.group) else 0,
+                            "groups_with_several_items": int((sizes > 1).sum()),
+                            "largest_group": int(sizes.max(initial=0)),
                             "cross_split_pairs_random_split": prepared.overlap_before,
                             "cross_split_pairs": prepared.overlap_after},
         "files": {file_name(name, options.fmt): {"sha256": _hash(_content(split_lines, options.fmt)),

@@ -72,3 +72,13 @@ def test_non_utf8_and_huge_text_do_not_crash(tmp_path):
     result = export_snapshot(snapshot, tmp_path / "out", ExportOptions("alpaca"))
     assert result.manifest["dropped"]["prompt/text no letters or digits"] == [21]
     assert result.manifest["dropped"]["over 16385 tokens"] == [22]
+
+
+def test_a_giant_near_duplicate_group_is_reported(tmp_path):
+    same = [("Rate this product review please.", f"Rating {n}.") for n in range(30)]
+    snapshot = snapshot_with(tmp_path, same + PAIRS)
+    result = export_snapshot(snapshot, tmp_path / "out", ExportOptions("openai-chat"))
+    assert result.manifest["near_duplicates"]["largest_group"] == 30
+    assert any("30 examples form one near-duplicate group" in m for m in result.messages)
+    splits = {e["task_id"]: name for name, entries in result.manifest["examples"].items() for e in entries}
+    assert len({splits[t] for t in range(1, 31)}) == 1
