@@ -77,23 +77,31 @@ def find_data_issues(features, *, n_neighbors: int = 10, graph: csr_matrix | Non
         outlier_score=out["outlier_score"].to_numpy(float))
 
 
+def near_duplicate_pairs(graph: csr_matrix, *, threshold: float = 0.95) -> np.ndarray:
+    """Pairs ``(n_pairs, 2)``, ``i < j``, of `knn_graph` neighbours with cosine similarity >= ``threshold``."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    coo = graph.tocoo()
+    close = coo.data <= 1.0 - threshold + 1e-6
+    pairs = np.sort(np.c_[coo.row[close], coo.col[close]], axis=1)
+    return np.unique(pairs, axis=0) if len(pairs) else np.zeros((0, 2), dtype=int)
+
+
+def groups_from_pairs(n_samples: int, pairs) -> np.ndarray:
+    """Group ids ``(n_samples,)`` of the connected components that ``pairs`` ``(n_pairs, 2)`` form,
+    numbered in order of first appearance, so they are deterministic."""
+    pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)
+    links = csr_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n_samples, n_samples))
+    _, components = connected_components(links, directed=False)
+    _, first = np.unique(components, return_index=True)
+    renumber = np.empty(len(first), dtype=int)
+    renumber[np.argsort(first)] = np.arange(len(first))
+    return renumber[components]
+
+
 def near_duplicate_groups(features, *, threshold: float = 0.95, n_neighbors: int = 10,
                           graph: csr_matrix | None = None) -> np.ndarray:
     """Group ids ``(n_samples,)``: items joined by a chain of cosine similarities >= ``threshold``
-    share a group. Ids are numbered in order of first appearance, so they are deterministic.
-    ``features`` may be None when a `knn_graph` is given."""
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    n = graph.shape[0] if graph is not None else len(features)
-    if n == 0:
-        return np.zeros(0, dtype=int)
+    share a group (see `groups_from_pairs`). ``features`` may be None when a `knn_graph` is given."""
     graph = graph if graph is not None else knn_graph(features, n_neighbors=n_neighbors)
-    close = graph.copy().tocsr()
-    close.data = (close.data <= 1.0 - threshold + 1e-6).astype(np.int8)
-    close.eliminate_zeros()
-    _, components = connected_components(close, directed=False)
-    _, first = np.unique(components, return_index=True)
-    order = np.argsort(first)
-    renumber = np.empty_like(order)
-    renumber[order] = np.arange(len(order))
-    return renumber[components]
+    return groups_from_pairs(graph.shape[0], near_duplicate_pairs(graph, threshold=threshold))

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .data_issues import knn_graph, near_duplicate_groups
+from .data_issues import groups_from_pairs, knn_graph, near_duplicate_pairs
 from .export_formats import Example, RenderOptions, render
 from .splits import SPLIT_NAMES, cross_split_pairs, leakage_free_split, parse_fractions, random_split
 from .text_cleaning import normalise_whitespace, unintelligible_reason
@@ -95,29 +95,24 @@ def prepare(examples: Sequence[Example], *, kind: str, fractions="0.8,0.1,0.1", 
     seconds["clean_and_exact_dedup"] = time.perf_counter() - t
 
     prompts = [e.prompt for e in unique]
+    pairs = np.zeros((0, 2), dtype=int)
     if embed is not None and len(unique) > 1:
         t = time.perf_counter()
         vectors = embed(prompts)
         seconds["embed"] = time.perf_counter() - t
-        t = time.perf_counter()
-        graph = knn_graph(vectors, n_neighbors=n_neighbors)
-        group = near_duplicate_groups(None, threshold=near_duplicate_threshold, graph=graph)
-        coo = graph.tocoo()
-        close = coo.data <= 1.0 - near_duplicate_threshold + 1e-6
-        pairs = np.unique(np.sort(np.c_[coo.row[close], coo.col[close]], axis=1), axis=0)
-    else:
-        t = time.perf_counter()
-        first = {}
-        group = np.asarray([first.setdefault(p, len(first)) for p in prompts], dtype=int)
-        pairs = np.zeros((0, 2), dtype=int)
+    t = time.perf_counter()
+    if embed is not None and len(unique) > 1:
+        pairs = near_duplicate_pairs(knn_graph(vectors, n_neighbors=n_neighbors), threshold=near_duplicate_threshold)
     # identical prompts are near-duplicates whatever the encoder says
-    by_prompt: dict = {}
-    for i, p in enumerate(prompts):
-        by_prompt.setdefault(p, []).append(i)
-    same = [(members[0], j) for members in by_prompt.values() for j in members[1:]]
+    first: dict = {}
+    same = []
+    for i, prompt in enumerate(prompts):
+        j = first.setdefault(prompt, i)
+        if j != i:
+            same.append((j, i))
     if same:
-        pairs = np.unique(np.vstack([pairs.reshape(-1, 2), np.asarray(same)]), axis=0)
-        group = _merge_groups(group, same)
+        pairs = np.unique(np.vstack([pairs, np.asarray(same)]), axis=0)
+    group = groups_from_pairs(len(unique), pairs)
     seconds["near_duplicates"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -126,24 +121,6 @@ def prepare(examples: Sequence[Example], *, kind: str, fractions="0.8,0.1,0.1", 
     before = cross_split_pairs(pairs, random_split(len(unique), fractions=fractions, seed=seed))
     return PreparedExport(unique, split, group, fractions, dropped, len(dropped.get("exact duplicate", ())),
                           pairs, before, cross_split_pairs(pairs, split), seconds)
-
-
-def _merge_groups(group: np.ndarray, pairs) -> np.ndarray:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(group)
-    pairs = np.asarray(pairs, dtype=int)
-    # items of a group are chained to its first member, plus the extra pairs
-    first = np.unique(group, return_index=True)[1][group]
-    rows = np.concatenate([np.arange(n), pairs[:, 0]])
-    cols = np.concatenate([first, pairs[:, 1]])
-    _, components = connected_components(coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)),
-                                         directed=False)
-    _, order = np.unique(components, return_index=True)
-    renumber = np.empty(len(order), dtype=int)
-    renumber[np.argsort(order)] = np.arange(len(order))
-    return renumber[components]
 
 
 def render_splits(prepared: PreparedExport, fmt: str, opts: RenderOptions) -> dict[str, list[str]]:
