@@ -114,7 +114,7 @@ def check_messages(messages, *, final_role: str = "assistant") -> list[tuple[str
                                        f"turns alternating from user; got {roles}"))
     elif not turns or turns[-1] != final_role:
         code = "example_missing_assistant_message" if final_role == "assistant" else "role_order"
-        problems.append((code, f"the chat must end on a {final_role} message; got {roles}"))
+        problems.append((code, f"the chat must end with a message from the {final_role}; got {roles}"))
     return problems
 
 

@@ -232,7 +232,7 @@ def validate(
     with console.status(f"validating {file}"):
         report = validate_file(file, fmt=format, counter=counter, max_tokens=max_tokens, min_examples=min_examples)
     for line, code, message in report.errors[:50]:
-        console.print(f"[red]line {line}[/] {code}: {message}")
+        console.print(f"[red]{f'line {line}' if line else 'file'}[/] {code}: {message}")
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     stats = report.token_stats()
