@@ -169,8 +169,9 @@ def export(
     instruction: Optional[str] = typer.Option(
         None, help="Classification/NER: the instruction before the text; {labels} becomes the label names."),
     near_duplicate_threshold: float = typer.Option(
-        0.95, help="Cosine similarity of the texts' embeddings above which examples are near-duplicates "
-                   "(kept in one split)."),
+        0.95, min=0.0, max=1.0,
+        help="Cosine similarity of the texts' embeddings above which examples are near-duplicates "
+             "(kept in one split). 0 skips the embedding: only repeated texts are grouped."),
     exclude_flagged: bool = typer.Option(False, help="Leave out tasks with unresolved findings of the last audit."),
     max_tokens: int = typer.Option(16385, help="Per-example token limit checked on every line."),
     tokenizer: str = typer.Option("auto", help="'auto' (tiktoken o200k_base if cached, else the local encoder's "

@@ -221,7 +221,8 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
         return get_embedder(options.model_name).embed(texts, progress=advance)
 
     prepared = prepare(examples, kind=kind, fractions=options.fractions, seed=options.seed,
-                       near_duplicate_threshold=options.near_duplicate_threshold, embed=embed)
+                       near_duplicate_threshold=options.near_duplicate_threshold,
+                       embed=embed if options.near_duplicate_threshold > 0 else None)
     seconds.update(prepared.seconds)
     for reason, ids in skipped.items():
         prepared.dropped[reason] = ids + prepared.dropped.get(reason, [])

@@ -82,3 +82,15 @@ def test_a_giant_near_duplicate_group_is_reported(tmp_path):
     assert any("30 examples form one near-duplicate group" in m for m in result.messages)
     splits = {e["task_id"]: name for name, entries in result.manifest["examples"].items() for e in entries}
     assert len({splits[t] for t in range(1, 31)}) == 1
+
+
+def test_threshold_zero_groups_repeated_prompts_without_embedding(tmp_path, monkeypatch):
+    import labelloop.model.embeddings as embeddings
+
+    monkeypatch.setattr(embeddings, "get_embedder", lambda *a, **k: pytest.fail("embedded"))
+    repeated = [(PAIRS[0][0], "A second answer."), (PAIRS[1][0] + " ", "A third answer.")]
+    snapshot = snapshot_with(tmp_path, PAIRS + repeated)
+    result = export_snapshot(snapshot, tmp_path / "out", ExportOptions("openai-chat", near_duplicate_threshold=0))
+    assert result.manifest["near_duplicates"]["pairs"] == 2 and "embed" not in result.seconds
+    splits = {e["task_id"]: name for name, entries in result.manifest["examples"].items() for e in entries}
+    assert splits[1] == splits[21] and splits[2] == splits[22]
