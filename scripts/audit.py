@@ -126,7 +126,9 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
     try:
         spec = parse_label_config(state["label_config"])
     except UnsupportedLabelConfig as exc:
-        raise LabelloopError(f"project {project_id}: {exc}") from None
+        # the parser's message opens with what the backend prelabels; the audit says what it checks
+        raise LabelloopError(f"project {project_id} cannot be audited: the audit checks classification labels; "
+                             f"{str(exc).split(': ', 1)[-1]}") from None
     tasks = snapshot.tasks()
     messages: list[str] = []
     rows, texts, empty, unknown = [], [], [], set()

@@ -166,3 +166,12 @@ def test_multi_label_audit_flags_wrong_label_sets(ls_client, label_studio, tmp_p
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{len(report.findings)} findings among 150 labelled tasks" in done.stdout
     assert "label_error" in done.stdout and "report.html" in done.stdout
+
+
+def test_audit_of_a_ner_project_says_what_it_checks(ls_client, tmp_path):
+    from labelloop.model.errors import LabelloopError
+
+    project = projects.create_project(ls_client, "ner audit", "ner")
+    with pytest.raises(LabelloopError, match="cannot be audited: the audit checks classification labels; "
+                                             "the label config needs a <Choices>.*found controls: Labels"):
+        run_audit(ls_client, project.id, out_dir=tmp_path)
