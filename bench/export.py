@@ -110,10 +110,12 @@ def main() -> None:
     table.add_row("total", f"{total_s:.1f}")
     console.print(table)
     without_embedding = total_s - result.seconds.get("embed", 0.0)
-    console.print(f"exported {exported} examples ({', '.join(f'{k} {v}' for k, v in manifest['counts'].items() for v in [v['examples']])}); "
+    per_split = ", ".join(f"{name} {c['examples']}" for name, c in manifest["counts"].items())
+    dups = manifest["near_duplicates"]
+    console.print(f"exported {exported} examples ({per_split}); "
                   f"dropped {sum(len(v) for v in manifest['dropped'].values())}; near-duplicate pairs "
-                  f"{manifest['near_duplicates']['pairs']}, across splits {manifest['near_duplicates']['cross_split_pairs']} "
-                  f"(random split: {manifest['near_duplicates']['cross_split_pairs_random_split']}); "
+                  f"{dups['pairs']}, across splits {dups['cross_split_pairs']} "
+                  f"(random split: {dups['cross_split_pairs_random_split']}); "
                   f"tokens counted with {manifest['tokens']['tokenizer']}")
     console.print(f"throughput: {args.n / total_s:.0f} examples/s end to end, {args.n / without_embedding:.0f}/s "
                   f"without embedding; peak RSS {peak_gb:.2f} GB")

@@ -97,9 +97,9 @@ def check_messages(messages, *, final_role: str = "assistant") -> list[tuple[str
         content = message.get("content")
         if "content" in message and (not isinstance(content, str) or not content.strip()):
             problems.append(("missing_content", f"message {k} ({role}) has empty or non-text content"))
-        elif isinstance(content, str) and _PLACEHOLDER.search(content):
+        elif isinstance(content, str) and (placeholder := _PLACEHOLDER.search(content)):
             problems.append(("unfilled_placeholder",
-                             f"message {k} ({role}) holds a template placeholder {_PLACEHOLDER.search(content).group()!r}"))
+                             f"message {k} ({role}) holds a template placeholder {placeholder.group()!r}"))
         if "weight" in message:
             if role != "assistant":
                 problems.append(("invalid_weight", f"message {k}: 'weight' is only allowed on assistant messages"))
@@ -217,11 +217,9 @@ def validate_lines(lines: Iterable[str], *, fmt: str | None = None, counter: Tok
         report.errors += [(number, code, message) for code, message in problems]
         if not problems and chats:
             pending.append((number, chats))
-    # counted as TokenCounter.count_messages does, in one batch
-    texts = [str(m.get(key) or "") for _, chats in pending for chat in chats for m in chat for key in ("role", "content")]
-    counts = iter(counter.count_many(texts)) if texts else iter(())
+    counts = iter(counter.count_chats([chat for _, chats in pending for chat in chats]))
     for number, chats in pending:
-        longest = max(3 * len(chat) + 3 + sum(next(counts) + next(counts) for _ in chat) for chat in chats)
+        longest = max(next(counts) for _ in chats)
         report.tokens.append(longest)
         if longest > max_tokens:
             report.errors.append((number, "too_many_tokens", f"{longest} tokens, over the limit of {max_tokens}"))

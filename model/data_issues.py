@@ -59,12 +59,11 @@ def find_data_issues(features, *, n_neighbors: int = 10, graph: csr_matrix | Non
     """Cleanlab Datalab's near-duplicate and outlier checks on ``features`` ``(n_samples, dim)``."""
     from cleanlab import Datalab
 
-    X = _normalised(features)
-    n = len(X)
+    n = len(features)
     if n < 3:
         empty = np.zeros(n, dtype=bool)
         return DataIssues(empty, np.ones(n), [[] for _ in range(n)], empty.copy(), np.ones(n))
-    graph = graph if graph is not None else knn_graph(X, n_neighbors=n_neighbors)
+    graph = graph if graph is not None else knn_graph(features, n_neighbors=n_neighbors)
     lab = Datalab(data={"index": np.arange(n)}, verbosity=0)
     lab.find_issues(knn_graph=graph, issue_types={"near_duplicate": {}, "outlier": {}})
     dup = lab.get_issues("near_duplicate")

@@ -71,11 +71,11 @@ class RenderOptions:
         return template.replace("{labels}", ", ".join(self.label_names))
 
 
-def check_format(fmt: str, kind: str) -> None:
-    """Raise `FormatError` unless ``fmt`` exists and fits projects of ``kind``."""
+def check_format(fmt: str, kind: str | None = None) -> None:
+    """Raise `FormatError` unless ``fmt`` exists and (when ``kind`` is given) fits projects of ``kind``."""
     if fmt not in FORMATS:
         raise FormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if kind not in FORMATS[fmt]:
+    if kind is not None and kind not in FORMATS[fmt]:
         fits = [f for f, kinds in FORMATS.items() if kind in kinds]
         raise FormatError(f"format {fmt!r} does not fit a {kind} project; it fits "
                           f"{', '.join(sorted(FORMATS[fmt]))} projects. For this project use: {', '.join(fits)}")

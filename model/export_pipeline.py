@@ -57,8 +57,8 @@ def clean(examples: Sequence[Example], *, kind: str) -> tuple[list[Example], dic
         elif kind in ("llm", "preference"):
             response = normalise_whitespace(example.response) if isinstance(example.response, str) else None
             rejected = normalise_whitespace(example.rejected) if isinstance(example.rejected, str) else None
-            reason = "empty response" if not response else (f"response {unintelligible_reason(response)}"
-                                                            if unintelligible_reason(response) else None)
+            unusable = unintelligible_reason(response) if response else None
+            reason = "empty response" if not response else (f"response {unusable}" if unusable else None)
             if not reason and kind == "preference" and (not rejected or rejected == response):
                 reason = "rejected response empty or the same as the chosen one"
             example = replace(example, response=response, rejected=rejected)

@@ -43,6 +43,13 @@ def latest_annotation(annotations: Iterable) -> dict | None:
     return max(usable, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id", 0)))
 
 
+def _known_and_unknown(annotation: dict, spec: ClassificationSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The labels an annotation chose, split into those in the label config and those not."""
+    chosen = chosen_labels(annotation.get("result"), spec)
+    return (tuple(label for label in chosen if label in spec.labels),
+            tuple(label for label in chosen if label not in spec.labels))
+
+
 def labelled_task(task, spec: ClassificationSpec) -> LabelledTask | None:
     """The task's label(s) from its latest usable annotation, or None.
 
@@ -58,12 +65,10 @@ def labelled_task(task, spec: ClassificationSpec) -> LabelledTask | None:
         logger.warning("task %s: annotated, but its %r field holds no text; not used for training",
                        task.get("id"), spec.value_key)
         return None
-    labels = chosen_labels(annotation.get("result"), spec)
-    unknown = [label for label in labels if label not in spec.labels]
+    labels, unknown = _known_and_unknown(annotation, spec)
     if unknown:
         logger.warning("task %s annotation %s: labels %s are not in the label config %s; ignored",
-                       task.get("id"), annotation.get("id"), unknown, list(spec.labels))
-        labels = tuple(label for label in labels if label in spec.labels)
+                       task.get("id"), annotation.get("id"), list(unknown), list(spec.labels))
     if not labels:
         return None
     if not spec.multi_label:
@@ -86,10 +91,9 @@ def annotator_labels(task: dict, spec, unknown: set | None = None) -> dict:
         latest = latest_annotation(own)
         if latest is None:
             continue
-        chosen = chosen_labels(latest.get("result"), spec)
+        labels, unknown_here = _known_and_unknown(latest, spec)
         if unknown is not None:
-            unknown.update(label for label in chosen if label not in spec.labels)
-        labels = [label for label in chosen if label in spec.labels]
+            unknown.update(unknown_here)
         if labels:
             out[annotator] = tuple(sorted(labels)) if spec.multi_label else labels[0]
     return out

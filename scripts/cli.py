@@ -16,6 +16,10 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 console = Console()
 
 
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), *Progress.get_default_columns(), console=console, transient=True)
+
+
 def _step_bars(progress: Progress):
     """``step(name, total) -> advance(n)``: one bar per long step; ``total`` None gives a pulsing bar."""
     def step(name, total):
@@ -123,10 +127,9 @@ def sync(
     from .sync import ProjectSnapshot
 
     client = connect(url, api_key)
-    with Progress(transient=True) as progress:
-        bar = progress.add_task("tasks pulled", total=None)
-        report = ProjectSnapshot(out, project).sync(client, full=full,
-                                                     progress=lambda n: progress.advance(bar, n))
+    with _progress() as progress:
+        pulled = _step_bars(progress)("tasks pulled", None)
+        report = ProjectSnapshot(out, project).sync(client, full=full, progress=pulled)
     console.print(f"project {project}: {report.fetched} tasks pulled, {report.total} in {report.path}")
 
 
@@ -144,7 +147,7 @@ def audit(
     from .client import connect
 
     client = connect(url, api_key)
-    with Progress(SpinnerColumn(), *Progress.get_default_columns(), console=console, transient=True) as progress:
+    with _progress() as progress:
         report = run_audit(client, project, out_dir=out, n_folds=folds, push=push, progress=_step_bars(progress))
     for message in report.messages:
         console.print(f"[yellow]note:[/] {message}")
@@ -197,7 +200,7 @@ def export(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--split") from None
     client = connect(url, api_key)
-    with Progress(SpinnerColumn(), *Progress.get_default_columns(), console=console, transient=True) as progress:
+    with _progress() as progress:
         result = run_export(client, project, out, options, data_dir=data, progress=_step_bars(progress))
     manifest = result.manifest
     for message in result.messages:

@@ -28,7 +28,7 @@ from labelloop.label_config.spec import (ClassificationSpec, PreferenceSpec, Res
 from labelloop.model.chat_validation import DEFAULT_MAX_TOKENS, validate_lines
 from labelloop.model.consensus import majority_vote, majority_vote_multilabel
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
-from labelloop.model.export_formats import FORMATS, Example, RenderOptions, check_format
+from labelloop.model.export_formats import Example, RenderOptions, check_format
 from labelloop.model.export_pipeline import PreparedExport, prepare, render_splits
 from labelloop.model.tokens import token_counter
 
@@ -206,6 +206,8 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
         raise ExportError(f"project {snapshot.project_id}: {exc}") from None
     kind = project_kind(spec)
     check_format(options.fmt, kind)
+    if options.instruction and "{text}" in options.instruction:
+        raise ExportError("--instruction goes before the text; use {labels} for the label names, not {text}")
     audit_dir = _latest_audit(audit_root, snapshot.project_id)
     started = time.perf_counter()
     examples, skipped, messages = examples_from_tasks(snapshot.tasks(), spec, audit_dir=audit_dir,
@@ -229,45 +231,48 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
     label_names = spec.labels if kind in ("classification", "ner") else ()
     opts = RenderOptions(kind, tuple(label_names), bool(getattr(spec, "multi_label", False)), options.system,
                          options.instruction)
-    if options.instruction and "{text}" in options.instruction:
-        raise ExportError("--instruction goes before the text; use {labels} for the label names, not {text}")
     started = time.perf_counter()
-    lines = render_splits(prepared, options.fmt, opts)
+    contents = _render(prepared, options.fmt, opts)
     seconds["render"] = time.perf_counter() - started
     started = time.perf_counter()
     counter = token_counter(options.tokenizer)
-    reports = _validate(lines, options, counter)
+    reports = _validate(contents, options, counter)
     too_long = {prepared.split_examples()[name][line - 1].task_id for name, r in reports.items()
                 for line, code, _ in r.errors if code == "too_many_tokens"}
     if too_long:  # one huge example should not sink the export: leave it out, say so, re-check the rest
         prepared = _without(prepared, too_long)
         prepared.dropped[f"over {options.max_tokens} tokens"] = sorted(too_long)
-        lines = render_splits(prepared, options.fmt, opts)
-        reports = _validate(lines, options, counter)
+        contents = _render(prepared, options.fmt, opts)
+        reports = _validate(contents, options, counter)
     problems = [f"{name} line {line}: {message}" for name, r in reports.items() for line, _, message in r.errors]
     if problems:
         raise ExportError(f"the {options.fmt} files would not be valid, nothing written ({len(problems)} "
                           f"problems):\n  " + "\n  ".join(problems[:20]))
     messages += [f"{name}: {w}" for name, r in reports.items() for w in r.warnings]
-    largest = int(np.bincount(prepared.group).max()) if len(prepared.group) else 0
+    seconds["validate"] = time.perf_counter() - started
+    started = time.perf_counter()
+    manifest = build_manifest(snapshot.project_id, kind, options, prepared, contents, reports, counter.name)
+    largest = manifest["near_duplicates"]["largest_group"]
     if largest > max(10, 0.05 * len(prepared.group)):
         # templated prompts can chain into one big group, which then lands in a single split
         messages.append(f"{largest} examples form one near-duplicate group, so they share a split; if they are "
                         f"not really duplicates, raise --near-duplicate-threshold "
                         f"(now {options.near_duplicate_threshold})")
-    seconds["validate"] = time.perf_counter() - started
-    started = time.perf_counter()
-    manifest = build_manifest(snapshot.project_id, kind, options, prepared, lines, reports, counter.name)
-    write_files(out_dir, lines, manifest, options)
+    write_files(out_dir, contents, manifest, options)
     seconds["write"] = time.perf_counter() - started
     return ExportResult(out_dir, manifest, messages, seconds)
 
 
-def _validate(lines: dict, options: ExportOptions, counter) -> dict:
+def _render(prepared: PreparedExport, fmt: str, opts: RenderOptions) -> dict[str, tuple[list[str], str]]:
+    """Per split: the records (JSON lines or CoNLL blocks) and the file text they make."""
+    return {name: (records, _content(records, fmt)) for name, records in render_splits(prepared, fmt, opts).items()}
+
+
+def _validate(contents: dict, options: ExportOptions, counter) -> dict:
     """A validation report per split; the training file needs OpenAI's 10 examples."""
-    return {name: validate_lines(_content(split_lines, options.fmt).splitlines(), fmt=options.fmt, counter=counter,
-                                 max_tokens=options.max_tokens, path=name, min_examples=10 if name == "train" else 1)
-            for name, split_lines in lines.items() if split_lines or name == "train"}
+    return {name: validate_lines(text.splitlines(), fmt=options.fmt, counter=counter, max_tokens=options.max_tokens,
+                                 path=name, min_examples=10 if name == "train" else 1)
+            for name, (records, text) in contents.items() if records or name == "train"}
 
 
 def _without(prepared: PreparedExport, task_ids: set) -> PreparedExport:
@@ -284,7 +289,7 @@ def _content(split_lines: list[str], fmt: str) -> str:
     return ("\n" if fmt == "conll" else "").join(line if fmt == "conll" else line + "\n" for line in split_lines)
 
 
-def build_manifest(project_id, kind, options: ExportOptions, prepared: PreparedExport, lines, reports,
+def build_manifest(project_id, kind, options: ExportOptions, prepared: PreparedExport, contents, reports,
                    tokenizer) -> dict:
     splits = prepared.split_examples()
     sizes = np.bincount(prepared.group) if len(prepared.group) else np.zeros(0, dtype=int)
@@ -308,26 +313,25 @@ def build_manifest(project_id, kind, options: ExportOptions, prepared: PreparedE
                             "largest_group": int(sizes.max(initial=0)),
                             "cross_split_pairs_random_split": prepared.overlap_before,
                             "cross_split_pairs": prepared.overlap_after},
-        "files": {file_name(name, options.fmt): {"sha256": _hash(_content(split_lines, options.fmt)),
-                                                 "examples": len(split_lines)}
-                  for name, split_lines in lines.items() if split_lines},
-        "examples": {name: [{"task_id": e.task_id, "sha256": _hash(line)}
-                            for e, line in zip(splits[name], lines[name])] for name in lines},
+        "files": {file_name(name, options.fmt): {"sha256": _hash(text), "examples": len(records)}
+                  for name, (records, text) in contents.items() if records},
+        "examples": {name: [{"task_id": e.task_id, "sha256": _hash(record)}
+                            for e, record in zip(splits[name], records)] for name, (records, _) in contents.items()},
         "versions": _versions(),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
 
 
-def write_files(out_dir: Path, lines: dict, manifest: dict, options: ExportOptions) -> None:
+def write_files(out_dir: Path, contents: dict, manifest: dict, options: ExportOptions) -> None:
     """Write into a temporary sibling directory, then swap it in: all files appear at once."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        for name, split_lines in lines.items():
-            if split_lines:
-                (tmp / file_name(name, options.fmt)).write_text(_content(split_lines, options.fmt), encoding="utf-8")
+        for name, (records, text) in contents.items():
+            if records:
+                (tmp / file_name(name, options.fmt)).write_text(text, encoding="utf-8")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if options.plot:
             plot_label_distribution(tmp / "label_distribution.png", manifest["counts"])
@@ -370,8 +374,7 @@ def run_export(client, project_id: int, out_dir: Path, options: ExportOptions, *
     up in ``data_dir`` too, where `labelloop audit` writes them). ``progress`` as for
     `export_snapshot`; the pull reports under "pulling tasks" with an unknown total."""
     check_out_dir(Path(out_dir), options.overwrite)  # before any network work
-    if options.fmt not in FORMATS:
-        check_format(options.fmt, "")  # raises: unknown format
+    check_format(options.fmt)
     snapshot = ProjectSnapshot(data_dir / "snapshots", project_id)
     snapshot.sync(client, progress=progress("pulling tasks", None) if progress else None)
     return export_snapshot(snapshot, Path(out_dir), options, audit_root=data_dir, progress=progress)
