@@ -39,6 +39,10 @@ class Settings:
     finetune_epochs        LABELLOOP_FINETUNE_EPOCHS
     prior_strength         LABELLOOP_PRIOR_STRENGTH        labels at which a trained model and the
                                                            zero-shot prior weigh the same (0: off)
+    backend_url            LABELLOOP_BACKEND_URL           this backend's URL as Label Studio knows it
+                                                           (default: the URL a webhook came to)
+    max_request_bytes      LABELLOOP_MAX_REQUEST_BYTES     larger request bodies get 413
+    max_predict_tasks      LABELLOOP_MAX_PREDICT_TASKS     more tasks in one /predict get 413
     =====================  ==============================  =======================================
 
     A project can choose its own strategy through the ML backend's "extra params" in Label
@@ -60,6 +64,9 @@ class Settings:
     finetune_min_labels: int = 0
     finetune_epochs: int = 3
     prior_strength: float = 50.0
+    backend_url: str | None = None
+    max_request_bytes: int = 100 * 2**20
+    max_predict_tasks: int = 20_000
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -80,6 +87,9 @@ class Settings:
             finetune_min_labels=_env_int("LABELLOOP_FINETUNE_MIN_LABELS", cls.finetune_min_labels),
             finetune_epochs=_env_int("LABELLOOP_FINETUNE_EPOCHS", cls.finetune_epochs),
             prior_strength=float(env.get("LABELLOOP_PRIOR_STRENGTH") or cls.prior_strength),
+            backend_url=env.get("LABELLOOP_BACKEND_URL") or None,
+            max_request_bytes=_env_int("LABELLOOP_MAX_REQUEST_BYTES", cls.max_request_bytes),
+            max_predict_tasks=_env_int("LABELLOOP_MAX_PREDICT_TASKS", cls.max_predict_tasks),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
@@ -99,7 +109,41 @@ class Settings:
 
         if self.strategy not in STRATEGIES:
             raise UnknownStrategyError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.max_request_bytes < 1024 or self.max_predict_tasks < 1:
+            raise ValueError("LABELLOOP_MAX_REQUEST_BYTES must be at least 1024 and LABELLOOP_MAX_PREDICT_TASKS at least 1")
         if self.debounce_s < 0:
             raise ValueError("debounce_s must not be negative")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+
+    @property
+    def has_auth(self) -> bool:
+        return bool(self.basic_auth_user and self.basic_auth_pass)
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost."""
+    import ipaddress
+
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve anywhere
+
+
+class UnauthenticatedExposure(ValueError):
+    """``serve`` was asked to listen beyond loopback without credentials."""
+
+
+def check_exposure(settings: Settings, host: str, *, allow_unauthenticated: bool = False) -> None:
+    """Refuse to listen off loopback without Basic auth, unless explicitly allowed."""
+    if is_loopback(host) or settings.has_auth or allow_unauthenticated:
+        return
+    raise UnauthenticatedExposure(
+        f"refusing to listen on {host} without authentication: anyone who reaches it could read task texts "
+        "through /predict and start training runs. Set BASIC_AUTH_USER and BASIC_AUTH_PASS (and the same "
+        "user and password under Basic Authentication when you connect the model in Label Studio), or pass "
+        "--allow-unauthenticated on a network you trust.")

@@ -17,6 +17,8 @@ from labelloop.label_config.spec import ClassificationSpec, choices_result
 
 logger = logging.getLogger(__name__)
 
+UNUSABLE_SCORE = 1.0  # the highest score: Label Studio's uncertainty sampling serves it last
+
 
 def task_text(task: Any, value_key: str, *, max_chars: int) -> tuple[str | None, str | None]:
     """Return ``(text, None)`` for a usable task, else ``(None, reason)``.
@@ -50,7 +52,7 @@ def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, mo
     ``strategy`` (lower means ask first; see `labelloop.model.query_strategies`): with margin,
     the default, the gap between the two most likely labels; with least_confidence, the
     probability of the predicted label.
-    A task without usable text gets an empty result and score 0.
+    A task without usable text gets an empty result and `UNUSABLE_SCORE` (served last).
     With ``with_clusters``, usable tasks also get a k-means ``cluster`` for batch diversity.
     """
     predictions: list[dict | None] = [None] * len(tasks)
@@ -60,7 +62,8 @@ def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, mo
         if text is None:
             task_id = task.get("id") if isinstance(task, dict) else None
             logger.warning("task %s gets no prelabel: %s", task_id, problem)
-            predictions[i] = {"result": [], "score": 0.0, "model_version": model_version}
+            # lower scores are asked first: a task nobody can label from its text goes last
+            predictions[i] = {"result": [], "score": UNUSABLE_SCORE, "model_version": model_version}
         else:
             usable.append((i, text))
 

@@ -41,13 +41,21 @@ def serve(
     workers: int = typer.Option(1, help="gunicorn worker processes (each holds its own model cache)."),
     threads: int = typer.Option(8, help="Threads per worker."),
     log_level: str = typer.Option("info"),
+    allow_unauthenticated: bool = typer.Option(
+        False, help="Listen beyond loopback without BASIC_AUTH_USER/BASIC_AUTH_PASS. Anyone who reaches the "
+                    "port can then read task texts through /predict and start training runs."),
 ):
     """Run the ML backend that Label Studio connects to (gunicorn)."""
-    from labelloop.backend.config import Settings
+    from labelloop.backend.config import Settings, UnauthenticatedExposure, check_exposure
     from labelloop.backend.server import serve as run
 
     settings = Settings.from_env(model_dir=str(model_dir) if model_dir else None,
                                  model_name=model_name, batch_size=batch_size)
+    try:
+        check_exposure(settings, host, allow_unauthenticated=allow_unauthenticated)
+    except UnauthenticatedExposure as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     run(settings, host=host, port=port, workers=workers, threads=threads, log_level=log_level)
 
 

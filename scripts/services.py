@@ -61,6 +61,7 @@ class ManagedService:
     log_path: Path
     env: dict = field(default_factory=dict)
     host: str = "127.0.0.1"
+    auth: tuple[str, str] | None = field(default=None, repr=False)  # Basic auth for the health check
     process: subprocess.Popen | None = None
 
     @property
@@ -79,7 +80,7 @@ class ManagedService:
 
     def is_healthy(self) -> bool:
         try:
-            return requests.get(self.url + self.health_path, timeout=2).status_code == 200
+            return requests.get(self.url + self.health_path, timeout=2, auth=self.auth).status_code == 200
         except requests.RequestException:
             return False
 
@@ -185,5 +186,7 @@ def backend_service(model_dir: Path, *, port: int | None = None, model_name: str
     command = [sys.executable, "-m", "labelloop.scripts.cli", "serve", "--host", "127.0.0.1",
                "--port", str(port), "--model-dir", str(model_dir), "--model-name", model_name]
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(extra_env or {})}
+    merged = {**os.environ, **env}
+    auth = (merged["BASIC_AUTH_USER"], merged.get("BASIC_AUTH_PASS") or "") if merged.get("BASIC_AUTH_USER") else None
     return ManagedService("labelloop backend", command, port, "/health",
-                          log_path or Path(model_dir) / "backend.log", env=env)
+                          log_path or Path(model_dir) / "backend.log", env=env, auth=auth)

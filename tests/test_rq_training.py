@@ -1,4 +1,5 @@
 """Training through RQ, with a real redis-server on loopback (skipped where it is not installed)."""
+import os
 import shutil
 import subprocess
 import time
@@ -10,8 +11,14 @@ from labelloop.backend.config import Settings
 from labelloop.backend.registry import ModelRegistry
 from labelloop.scripts.services import free_port
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                reason="redis-server is not installed (.ci/run installs it with apt-get)")
+
+@pytest.fixture(autouse=True)
+def _needs_redis_server():
+    if shutil.which("redis-server") is None:
+        reason = "redis-server is not installed (.ci/run installs it with apt-get)"
+        if os.environ.get("LABELLOOP_REQUIRE_SERVICES"):
+            pytest.fail(reason + "; LABELLOOP_REQUIRE_SERVICES is set, so this is an error")
+        pytest.skip(reason)
 
 
 @pytest.fixture
