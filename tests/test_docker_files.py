@@ -44,3 +44,10 @@ def test_compose_backend_runs_labelloop_serve_with_valid_options():
     assert ctx.params["host"] == "0.0.0.0" and ctx.params["port"] == 9090
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert '"labelloop", "serve"' in dockerfile and "torch==2.13.0" in dockerfile
+
+
+def test_compose_backend_runs_with_credentials():
+    env = COMPOSE["services"]["backend"]["environment"]
+    # ${VAR:?message}: compose refuses to start without them, as `labelloop serve` would
+    assert env["BASIC_AUTH_USER"].startswith("${BASIC_AUTH_USER:?")
+    assert env["BASIC_AUTH_PASS"].startswith("${BASIC_AUTH_PASS:?")
