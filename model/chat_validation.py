@@ -3,8 +3,9 @@
 Every JSONL format is first checked for its own keys, then viewed as one or more chats (lists of
 ``{"role", "content"}`` messages) that all get the cookbook's checks: known keys and roles, an
 optional system message then user/assistant turns ending on the assistant, non-empty content
-without unfilled template placeholders, ``weight`` only on assistant messages and only 0 or 1,
-and a token count under the limit.
+``weight`` only on assistant messages and only 0 or 1, and a token count under the limit.
+Something that looks like an unfilled template placeholder (``{text}``, ``$prompt``) is a
+warning, not an error: code and templates in real prompts legitimately hold braces.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ ROLES = {"system", "user", "assistant", "tool", "function"}
 _PLACEHOLDER = re.compile(
     r"\{\{\s*[\w.]+\s*\}\}|\{(?:text|labels?|prompt|input|output|response|instruction|question|answer)\}"
     r"|^\$[A-Za-z_]\w*$")
+WARNING_CODES = frozenset({"unfilled_placeholder"})
 _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
@@ -214,6 +216,8 @@ def validate_lines(lines: Iterable[str], *, fmt: str | None = None, counter: Tok
         chats, problems = as_chats(record, report.format)
         for chat in chats:
             problems = problems + check_messages(chat)
+        report.warnings += [f"line {number}: {message}" for code, message in problems if code in WARNING_CODES]
+        problems = [(code, message) for code, message in problems if code not in WARNING_CODES]
         report.errors += [(number, code, message) for code, message in problems]
         if not problems and chats:
             pending.append((number, chats))

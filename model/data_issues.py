@@ -104,3 +104,71 @@ def near_duplicate_groups(features, *, threshold: float = 0.95, n_neighbors: int
     share a group (see `groups_from_pairs`). ``features`` may be None when a `knn_graph` is given."""
     graph = graph if graph is not None else knn_graph(features, n_neighbors=n_neighbors)
     return groups_from_pairs(graph.shape[0], near_duplicate_pairs(graph, threshold=threshold))
+
+
+def same_key_pairs(keys) -> np.ndarray:
+    """Pairs ``(n_pairs, 2)``, ``i < j``, linking each item to the first item with an equal key
+    (a chain per key is enough for grouping)."""
+    first: dict = {}
+    pairs = [(first.setdefault(key, i), i) for i, key in enumerate(keys) if key]
+    pairs = [(a, b) for a, b in pairs if a != b]
+    return np.asarray(pairs, dtype=int).reshape(-1, 2)
+
+
+def _shingles(text: str, size: int) -> set[str]:
+    words = text.split()
+    if len(words) < size:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i:i + size]) for i in range(len(words) - size + 1)}
+
+
+def minhash_pairs(texts, *, threshold: float = 0.8, num_perm: int = 128, shingle_size: int = 2,
+                  seed: int = 1) -> np.ndarray:
+    """Pairs ``(n_pairs, 2)``, ``i < j``, whose word-shingle Jaccard similarity is estimated at or
+    above ``threshold``, through datasketch's MinHash-LSH, as LLM-data deduplication does.
+
+    ``texts`` should already be normalised (see `labelloop.model.text_cleaning.dedup_key`).
+    Unlike a k-nearest-neighbour search, LSH returns every candidate however many there are.
+    """
+    from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    shingles = [_shingles(t, shingle_size) for t in texts]
+    hashes = MinHash.bulk([[s.encode("utf-8") for s in sh] for sh in shingles], num_perm=num_perm, seed=seed)
+    pairs = set()
+    for i, (sh, mh) in enumerate(zip(shingles, hashes)):
+        if not sh:
+            continue
+        lean = LeanMinHash(mh)
+        for j in lsh.query(lean):
+            if lean.jaccard(hashes[j]) >= threshold:  # LSH candidates include some below it
+                pairs.add((j, i))
+        lsh.insert(i, lean)
+    return np.asarray(sorted(pairs), dtype=int).reshape(-1, 2)
+
+
+def cross_split_neighbours(features, split, *, threshold: float = 0.95) -> np.ndarray:
+    """Pairs ``(n_pairs, 2)`` across splits with cosine similarity >= ``threshold``, found by an
+    exact nearest-neighbour search of each later split's items among the earlier splits' items.
+
+    ``split``: ``(n_samples,)`` split indices. This checks a split without relying on any
+    neighbour graph: an item whose nearest item in an earlier split is below ``threshold`` has
+    no near-duplicate there at all.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    X = _normalised(features)
+    split = np.asarray(split)
+    max_distance = np.sqrt(max(0.0, 2.0 - 2.0 * threshold)) + 1e-6  # |a-b| for unit vectors
+    found = []
+    for s in np.unique(split)[1:]:
+        earlier, later = np.flatnonzero(split < s), np.flatnonzero(split == s)
+        if not len(earlier) or not len(later):
+            continue
+        distance, index = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(X[earlier]).kneighbors(X[later])
+        close = distance[:, 0] <= max_distance
+        found.append(np.c_[earlier[index[close, 0]], later[close]])
+    pairs = np.vstack(found) if found else np.zeros((0, 2), dtype=int)
+    return np.sort(pairs, axis=1).astype(int)

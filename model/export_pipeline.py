@@ -1,9 +1,17 @@
 """From labelled examples to clean, deduplicated, leakage-free splits (no file I/O here).
 
-`prepare` cleans (whitespace, unusable texts), collapses exact duplicates, groups
-near-duplicates by embedding cosine and splits whole groups (`labelloop.model.splits`). It
-reports the cross-split near-duplicate pairs a plain random split would have had, and the
-count after (0 by construction). `render_splits` writes the format's lines per split.
+`prepare` cleans (text hygiene and unusable texts; the text itself stays verbatim), collapses
+exact duplicates, links near-duplicates with three detectors and splits whole groups
+(`labelloop.model.splits`):
+
+- ``normalised_text``: equal after case, punctuation, whitespace and NFKC are set aside;
+- ``minhash``: word-shingle Jaccard similarity over a threshold (MinHash-LSH);
+- ``embedding``: cosine similarity of the texts' embeddings over a threshold (k-NN graph).
+
+The split is then checked without the k-NN graph: each validation/test item's nearest
+earlier-split item (exact search) must be below the threshold; any pair found joins the groups
+and the split is redone. It reports the cross-split pairs a plain random split would have had,
+and the count after (0). `render_splits` writes the format's lines per split.
 """
 from __future__ import annotations
 
@@ -14,17 +22,21 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .data_issues import groups_from_pairs, knn_graph, near_duplicate_pairs
+from .data_issues import (cross_split_neighbours, groups_from_pairs, knn_graph, minhash_pairs, near_duplicate_pairs,
+                          same_key_pairs)
 from .export_formats import Example, RenderOptions, render
 from .splits import SPLIT_NAMES, cross_split_pairs, leakage_free_split, parse_fractions, random_split
-from .text_cleaning import normalise_whitespace, unintelligible_reason
+from .text_cleaning import clean_text, dedup_key, unintelligible_reason, verbatim
+
+DETECTORS = ("normalised_text", "minhash", "embedding")
 
 
 @dataclass
 class PreparedExport:
     """``examples``: kept examples in input order; ``split`` and ``group``: ``(n_kept,)``.
     ``dropped``: reason -> task ids. ``near_duplicate_pairs``: ``(n_pairs, 2)`` indices into
-    ``examples``. ``seconds``: wall time per step."""
+    ``examples``, all detectors together; ``pairs_by_detector``: how many each one found.
+    ``seconds``: wall time per step."""
 
     examples: list[Example]
     split: np.ndarray
@@ -36,32 +48,38 @@ class PreparedExport:
     overlap_before: int = 0
     overlap_after: int = 0
     seconds: dict = field(default_factory=dict)
+    pairs_by_detector: dict = field(default_factory=dict)
 
     def split_examples(self) -> dict[str, list[Example]]:
         return {name: [e for e, s in zip(self.examples, self.split) if s == k]
                 for k, name in enumerate(SPLIT_NAMES[:len(self.fractions)])}
 
 
-def clean(examples: Sequence[Example], *, kind: str) -> tuple[list[Example], dict]:
-    """Normalised examples that are worth training on, and ``{reason: [task ids]}`` of the rest.
+def _text(value, *, keep_offsets: bool):
+    if not isinstance(value, str):
+        return value
+    return clean_text(value) if keep_offsets else verbatim(value)
 
-    NER texts are kept verbatim: their spans are character offsets into them."""
+
+def clean(examples: Sequence[Example], *, kind: str) -> tuple[list[Example], dict]:
+    """Examples worth training on, and ``{reason: [task ids]}`` of the rest.
+
+    Texts stay as annotated: `verbatim` only unifies line endings and trims the ends. NER texts
+    only get `clean_text`, which keeps every offset: the spans point into them."""
     kept, dropped = [], {}
     for example in examples:
-        if kind != "ner":
-            example = replace(example, prompt=normalise_whitespace(example.prompt) if isinstance(
-                example.prompt, str) else example.prompt)
+        example = replace(example, prompt=_text(example.prompt, keep_offsets=kind == "ner"),
+                          response=_text(example.response, keep_offsets=False),
+                          rejected=_text(example.rejected, keep_offsets=False))
         reason = unintelligible_reason(example.prompt)
         if reason:
             reason = f"prompt/text {reason}"
         elif kind in ("llm", "preference"):
-            response = normalise_whitespace(example.response) if isinstance(example.response, str) else None
-            rejected = normalise_whitespace(example.rejected) if isinstance(example.rejected, str) else None
+            response, rejected = example.response, example.rejected
             unusable = unintelligible_reason(response) if response else None
             reason = "empty response" if not response else (f"response {unusable}" if unusable else None)
             if not reason and kind == "preference" and (not rejected or rejected == response):
                 reason = "rejected response empty or the same as the chosen one"
-            example = replace(example, response=response, rejected=rejected)
         elif kind == "classification" and not example.labels:
             reason = "no label"
         if reason:
@@ -77,9 +95,10 @@ def _content_key(example: Example) -> str:
 
 def prepare(examples: Sequence[Example], *, kind: str, fractions="0.8,0.1,0.1", seed: int = 0,
             near_duplicate_threshold: float = 0.95, embed: Callable[[list[str]], np.ndarray] | None = None,
-            n_neighbors: int = 10) -> PreparedExport:
+            n_neighbors: int = 10, minhash_threshold: float = 0.8, max_rounds: int = 5) -> PreparedExport:
     """Clean, collapse exact duplicates, group near-duplicates of the user's text (``embed``
-    maps texts to ``(n, dim)`` vectors; None groups exact repeats of a text only), and split."""
+    maps texts to ``(n, dim)`` vectors; None skips the embedding detector), split, and check the
+    split (see the module docstring)."""
     fractions = parse_fractions(fractions)
     seconds = {}
     t = time.perf_counter()
@@ -94,33 +113,50 @@ def prepare(examples: Sequence[Example], *, kind: str, fractions="0.8,0.1,0.1", 
             unique.append(example)
     seconds["clean_and_exact_dedup"] = time.perf_counter() - t
 
-    prompts = [e.prompt for e in unique]
-    pairs = np.zeros((0, 2), dtype=int)
+    t = time.perf_counter()
+    keys = [dedup_key(e.prompt) for e in unique]
+    found = {"normalised_text": same_key_pairs(keys),
+             "minhash": minhash_pairs(keys, threshold=minhash_threshold) if minhash_threshold > 0
+             else np.zeros((0, 2), dtype=int)}
+    seconds["text_near_duplicates"] = time.perf_counter() - t
+    vectors = None
     if embed is not None and len(unique) > 1:
         t = time.perf_counter()
-        vectors = embed(prompts)
+        vectors = embed([e.prompt for e in unique])
         seconds["embed"] = time.perf_counter() - t
-    t = time.perf_counter()
-    if embed is not None and len(unique) > 1:
-        pairs = near_duplicate_pairs(knn_graph(vectors, n_neighbors=n_neighbors), threshold=near_duplicate_threshold)
-    # identical prompts are near-duplicates whatever the encoder says
-    first: dict = {}
-    same = []
-    for i, prompt in enumerate(prompts):
-        j = first.setdefault(prompt, i)
-        if j != i:
-            same.append((j, i))
-    if same:
-        pairs = np.unique(np.vstack([pairs, np.asarray(same)]), axis=0)
-    group = groups_from_pairs(len(unique), pairs)
-    seconds["near_duplicates"] = time.perf_counter() - t
+        t = time.perf_counter()
+        found["embedding"] = near_duplicate_pairs(knn_graph(vectors, n_neighbors=n_neighbors),
+                                                  threshold=near_duplicate_threshold)
+        seconds["embedding_near_duplicates"] = time.perf_counter() - t
+    pairs = _union(found.values())
 
     t = time.perf_counter()
-    split = leakage_free_split(group, [e.stratum for e in unique], fractions=fractions, seed=seed)
+    strata = [e.stratum for e in unique]
+    for _ in range(max_rounds):
+        group = groups_from_pairs(len(unique), pairs)
+        split = leakage_free_split(group, strata, fractions=fractions, seed=seed)
+        if vectors is None:
+            break
+        # the k-NN graph sees 10 neighbours per text; an exact search per split sees them all
+        missed = cross_split_neighbours(vectors, split, threshold=near_duplicate_threshold)
+        if not len(missed):
+            break
+        found["embedding"] = _union([found["embedding"], missed])
+        pairs = _union([pairs, missed])
     seconds["split"] = time.perf_counter() - t
     before = cross_split_pairs(pairs, random_split(len(unique), fractions=fractions, seed=seed))
+    after = cross_split_pairs(pairs, split)
+    if vectors is not None:
+        after += len(cross_split_neighbours(vectors, split, threshold=near_duplicate_threshold))
     return PreparedExport(unique, split, group, fractions, dropped, len(dropped.get("exact duplicate", ())),
-                          pairs, before, cross_split_pairs(pairs, split), seconds)
+                          pairs, before, after, seconds,
+                          {name: int(len(found[name])) if name in found else None for name in DETECTORS})
+
+
+def _union(arrays) -> np.ndarray:
+    stacked = [np.asarray(a, dtype=int).reshape(-1, 2) for a in arrays]
+    stacked = np.vstack(stacked) if stacked else np.zeros((0, 2), dtype=int)
+    return np.unique(np.sort(stacked, axis=1), axis=0) if len(stacked) else stacked
 
 
 def render_splits(prepared: PreparedExport, fmt: str, opts: RenderOptions) -> dict[str, list[str]]:

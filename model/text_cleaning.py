@@ -1,20 +1,40 @@
-"""Text normalisation for fine-tuning files: whitespace, and texts nobody could learn from."""
+"""Text hygiene, in one place for every command: what annotators wrote stays as they wrote it.
+
+- `clean_text`: the one function every command (predict, train, audit, export) runs on text from
+  Label Studio. Lone surrogates and control characters crash UTF-8 encoders and hashing, and
+  mean nothing to a tokenizer. Each becomes one character, so span offsets stay valid.
+- `verbatim`: what an export writes: line endings unified and the ends trimmed, nothing else.
+  Indentation, double spaces, tabs and blank lines are the annotator's, and are kept.
+- `dedup_key`: a key that is equal for texts differing only in case, punctuation, whitespace or
+  Unicode form, used to find variants that would leak across splits.
+"""
 from __future__ import annotations
 
 import re
 import unicodedata
 
-_SPACES = re.compile(r"[^\S\n]+")           # runs of whitespace other than newlines
-_BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")  # three or more line breaks
+# C0 controls except tab, newline and carriage return; DEL; C1 controls; lone surrogates
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_NOT_WORD = re.compile(r"[\W_]+")
 
 
-def normalise_whitespace(text: str) -> str:
-    """Unify line breaks, collapse runs of spaces and tabs, keep at most one blank line, strip.
+def clean_text(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD and each control character other than
+    tab and line breaks by a space. Same length in code points, so offsets into it stay valid."""
+    if not isinstance(text, str):
+        raise TypeError(f"clean_text takes a str, got {type(text).__name__}")
+    return _CONTROL.sub(" ", _SURROGATE.sub("\ufffd", text))
 
-    Newlines survive: they carry structure in LLM responses (lists, code)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+def verbatim(text: str) -> str:
+    """``\\r\\n`` and ``\\r`` become ``\\n`` and the ends are trimmed; everything else is kept."""
+    return clean_text(text).replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def dedup_key(text: str) -> str:
+    """Case-folded NFKC words joined by single spaces: punctuation and whitespace do not count."""
+    return " ".join(_NOT_WORD.sub(" ", unicodedata.normalize("NFKC", clean_text(text)).casefold()).split())
 
 
 def unintelligible_reason(text) -> str | None:

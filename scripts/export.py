@@ -52,6 +52,7 @@ class ExportOptions:
     system: str | None = None
     instruction: str | None = None
     near_duplicate_threshold: float = 0.95
+    minhash_threshold: float = 0.8
     exclude_flagged: bool = False
     max_tokens: int = DEFAULT_MAX_TOKENS
     tokenizer: str = "auto"
@@ -74,9 +75,34 @@ def project_kind(spec) -> str:
     return _KIND[type(spec)]
 
 
+PLOT_FILE = "label_distribution.png"
+
+
+def previous_export_files(out_dir: Path) -> set[str]:
+    """The files a previous export wrote into ``out_dir``, as its manifest lists them."""
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+        return {"manifest.json", PLOT_FILE, *manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise ExportError(f"{out_dir} already holds files; pass --overwrite to replace them")
+    """``out_dir`` must be empty, or (with ``overwrite``) hold only what a previous export wrote."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ExportError(f"{out_dir} is a file, not a directory")
+    present = {p.name for p in out_dir.iterdir()}
+    if not present:
+        return
+    if not overwrite:
+        raise ExportError(f"{out_dir} already holds files; pass --overwrite to replace a previous export there")
+    foreign = sorted(present - previous_export_files(out_dir))
+    if foreign:
+        raise ExportError(f"--overwrite replaces only what labelloop export wrote (the files its manifest.json "
+                          f"lists), but {out_dir} also holds {', '.join(foreign[:5])}"
+                          f"{' ...' if len(foreign) > 5 else ''}; choose another --out")
 
 
 def _latest_audit(audit_root: Path | None, project_id: int) -> Path | None:
@@ -224,6 +250,7 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
 
     prepared = prepare(examples, kind=kind, fractions=options.fractions, seed=options.seed,
                        near_duplicate_threshold=options.near_duplicate_threshold,
+                       minhash_threshold=options.minhash_threshold,
                        embed=embed if options.near_duplicate_threshold > 0 else None)
     seconds.update(prepared.seconds)
     for reason, ids in skipped.items():
@@ -236,14 +263,13 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
     seconds["render"] = time.perf_counter() - started
     started = time.perf_counter()
     counter = token_counter(options.tokenizer)
-    reports = _validate(contents, options, counter)
-    too_long = {prepared.split_examples()[name][line - 1].task_id for name, r in reports.items()
-                for line, code, _ in r.errors if code == "too_many_tokens"}
-    if too_long:  # one huge example should not sink the export: leave it out, say so, re-check the rest
-        prepared = _without(prepared, too_long)
-        prepared.dropped[f"over {options.max_tokens} tokens"] = sorted(too_long)
+    invalid = _invalid_examples(prepared, contents, options, counter)
+    if invalid:  # one bad example should not sink the export: leave it out, say why, re-check the rest
+        prepared = _without(prepared, set(invalid))
+        for task_id, reason in sorted(invalid.items()):
+            prepared.dropped.setdefault(reason, []).append(task_id)
         contents = _render(prepared, options.fmt, opts)
-        reports = _validate(contents, options, counter)
+    reports = _validate(contents, options, counter)
     problems = [f"{name} line {line}: {message}" for name, r in reports.items() for line, _, message in r.errors]
     if problems:
         raise ExportError(f"the {options.fmt} files would not be valid, nothing written ({len(problems)} "
@@ -266,6 +292,26 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
 def _render(prepared: PreparedExport, fmt: str, opts: RenderOptions) -> dict[str, tuple[list[str], str]]:
     """Per split: the records (JSON lines or CoNLL blocks) and the file text they make."""
     return {name: (records, _content(records, fmt)) for name, records in render_splits(prepared, fmt, opts).items()}
+
+
+def _invalid_examples(prepared: PreparedExport, contents: dict, options: ExportOptions, counter) -> dict:
+    """``{task id: reason}`` for every example whose record fails validation on its own."""
+    from labelloop.model.chat_validation import validate_conll_lines
+
+    invalid = {}
+    splits = prepared.split_examples()
+    for name, (records, _) in contents.items():
+        if options.fmt == "conll":
+            errors = [(k, code, message) for k, block in enumerate(records)
+                      for _, code, message in validate_conll_lines(block.splitlines(), min_examples=0).errors[:1]]
+        else:
+            report = validate_lines(records, fmt=options.fmt, counter=counter, max_tokens=options.max_tokens,
+                                    min_examples=0)
+            errors = [(line - 1, code, message) for line, code, message in report.errors if line > 0]
+        for index, code, message in errors:
+            reason = f"over {options.max_tokens} tokens" if code == "too_many_tokens" else f"invalid ({code})"
+            invalid.setdefault(splits[name][index].task_id, reason)
+    return invalid
 
 
 def _validate(contents: dict, options: ExportOptions, counter) -> dict:
@@ -303,12 +349,14 @@ def build_manifest(project_id, kind, options: ExportOptions, prepared: PreparedE
         "project_id": project_id, "kind": kind, "format": options.fmt,
         "split": list(prepared.fractions), "seed": options.seed, "system": options.system,
         "instruction": options.instruction, "near_duplicate_threshold": options.near_duplicate_threshold,
+        "minhash_threshold": options.minhash_threshold,
         "exclude_flagged": options.exclude_flagged,
         "counts": counts,
         "tokens": {"tokenizer": tokenizer, "max_tokens": options.max_tokens,
                    **{name: r.token_stats() for name, r in reports.items()}},
         "dropped": {reason: sorted(ids) for reason, ids in sorted(prepared.dropped.items())},
         "near_duplicates": {"pairs": int(len(prepared.near_duplicate_pairs)),
+                            "pairs_by_detector": prepared.pairs_by_detector,
                             "groups_with_several_items": int((sizes > 1).sum()),
                             "largest_group": int(sizes.max(initial=0)),
                             "cross_split_pairs_random_split": prepared.overlap_before,
@@ -334,7 +382,7 @@ def write_files(out_dir: Path, contents: dict, manifest: dict, options: ExportOp
                 (tmp / file_name(name, options.fmt)).write_text(text, encoding="utf-8")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if options.plot:
-            plot_label_distribution(tmp / "label_distribution.png", manifest["counts"])
+            plot_label_distribution(tmp / PLOT_FILE, manifest["counts"])
         check_out_dir(out_dir, options.overwrite)  # nothing appeared meanwhile
         old = None
         if out_dir.exists():

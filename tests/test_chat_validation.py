@@ -30,8 +30,6 @@ def codes(lines, **kwargs):
                               {"role": "assistant", "content": "y"}]}), "message_unrecognized_key"),
     (chat(("robot", "x"), ("assistant", "y")), "unrecognized_role"),
     (chat(("user", "x"), ("assistant", "  ")), "missing_content"),
-    (chat(("user", "Classify: {text}"), ("assistant", "y")), "unfilled_placeholder"),
-    (chat(("user", "$prompt"), ("assistant", "y")), "unfilled_placeholder"),
     (chat(("user", "x"), ("user", "y"), ("assistant", "z")), "role_order"),
     (chat(("system", "s"), ("assistant", "y")), "role_order"),
     (chat(("user", "x")), "example_missing_assistant_message"),
@@ -46,6 +44,14 @@ def test_each_cookbook_check_catches_its_problem(line, code):
     found, report = codes([GOOD] * 20 + [line])
     assert code in found and set(found) <= {code, "role_order"}, report.errors  # a bad role also breaks the order
     assert report.errors[0][0] == 21  # 1-based line number
+
+
+@pytest.mark.parametrize("content", ["Classify: {text}", "$prompt"])
+def test_placeholders_are_warnings_not_errors(content):
+    # code prompts legitimately hold braces: a placeholder look-alike never fails a file
+    found, report = codes([GOOD] * 60 + [chat(("user", content), ("assistant", "y"))])
+    assert found == []
+    assert any(w.startswith("line 61:") and "placeholder" in w for w in report.warnings)
 
 
 def test_good_file_passes_and_counts_tokens_per_example():

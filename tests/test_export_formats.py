@@ -3,7 +3,7 @@ import json
 import pytest
 
 from labelloop.model.export_formats import Example, FormatError, RenderOptions, check_format, conll_block, render
-from labelloop.model.text_cleaning import normalise_whitespace, unintelligible_reason
+from labelloop.model.text_cleaning import unintelligible_reason
 
 LLM = RenderOptions("llm")
 
@@ -66,8 +66,6 @@ def test_format_must_exist_and_fit_the_project():
 
 
 def test_whitespace_and_unintelligible_text():
-    assert normalise_whitespace("  a \t b\r\n\r\n\r\n\nc  ") == "a b\n\nc"
-    assert normalise_whitespace("line 1\n  - item") == "line 1\n- item"
     assert unintelligible_reason("   ") == "empty"
     assert unintelligible_reason("?!...") == "no letters or digits"
     assert unintelligible_reason("\ufffd\ufffd\ufffdab\ufffd") == "mostly undecodable characters"

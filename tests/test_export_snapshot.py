@@ -49,23 +49,6 @@ def test_failed_exports_leave_nothing_behind(tmp_path):
         export_snapshot(empty, tmp_path / "out", ExportOptions("openai-chat"))
 
 
-def test_existing_files_are_kept_unless_overwrite(tmp_path):
-    snapshot = snapshot_with(tmp_path, PAIRS)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "mine.txt").write_text("keep me")
-    with pytest.raises(LabelloopError, match="--overwrite"):
-        export_snapshot(snapshot, out, ExportOptions("openai-chat"))
-    assert [p.name for p in out.iterdir()] == ["mine.txt"]
-    result = export_snapshot(snapshot, out, ExportOptions("sharegpt", overwrite=True, fractions="0.9,0.1", plot=True))
-    assert sorted(p.name for p in out.iterdir()) == ["label_distribution.png", "manifest.json", "train.jsonl",
-                                                     "validation.jsonl"]
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest == json.loads(json.dumps(result.manifest))
-    assert manifest["format"] == "sharegpt" and manifest["split"] == [0.9, 0.1]
-    assert sorted(e["task_id"] for split in manifest["examples"].values() for e in split) == list(range(1, 21))
-
-
 def test_non_utf8_and_huge_text_do_not_crash(tmp_path):
     garbled = ("\ufffd\ufffd\ufffd\ufffd?", "x")          # bytes that were not UTF-8, decoded with replacement
     snapshot = snapshot_with(tmp_path, PAIRS + [garbled, ("Q " * 200_000, "A long one.")])
