@@ -12,6 +12,7 @@ import numpy as np
 
 from labelloop.model import query_strategies
 from labelloop.model.classifier import align_columns, embed
+from labelloop.model.text_cleaning import clean_text
 
 from labelloop.label_config.spec import ClassificationSpec, choices_result
 
@@ -23,8 +24,8 @@ UNUSABLE_SCORE = 1.0  # the highest score: Label Studio's uncertainty sampling s
 def task_text(task: Any, value_key: str, *, max_chars: int) -> tuple[str | None, str | None]:
     """Return ``(text, None)`` for a usable task, else ``(None, reason)``.
 
-    Over-long texts are cut to ``max_chars``; characters that cannot be encoded as UTF-8
-    (lone surrogates) are replaced, so the tokenizer never sees them.
+    Over-long texts are cut to ``max_chars``; lone surrogates and control characters are
+    replaced (`clean_text`), so the tokenizer never sees them.
     """
     if not isinstance(task, dict):
         return None, f"task is a {type(task).__name__}, not an object"
@@ -38,8 +39,7 @@ def task_text(task: Any, value_key: str, *, max_chars: int) -> tuple[str | None,
         return None, f"task data field {value_key!r} is a {type(value).__name__}, not text"
     if not value.strip():
         return None, f"task data field {value_key!r} is empty"
-    text = value[:max_chars]
-    return text.encode("utf-8", "replace").decode("utf-8"), None
+    return clean_text(value[:max_chars]), None
 
 
 def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, model_version: str, *,

@@ -2,8 +2,9 @@
 
 A local snapshot (JSON, written atomically) makes later pulls incremental: only tasks whose
 ``updated_at`` moved since the last pull are fetched. Label Studio bumps a task's ``updated_at``
-when an annotation is created or changed. Deletions do not show up that way, so a full pull
-is made when annotations were deleted or when a training run is started by hand.
+when an annotation is created or changed. Deletions do not show up that way, so every pull
+also reconciles with an id-only listing of the annotated tasks (`labelloop.scripts.sync.task_index`):
+deleted tasks leave the training set, and tasks whose annotation counts changed are fetched again.
 """
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from typing import Iterable
 
 from labelloop.label_config.spec import ClassificationSpec, chosen_labels
 from labelloop.model.store import atomic_write_text
+from labelloop.model.text_cleaning import clean_text
 
 from .client import as_dict
 from .filters import CURSOR_OVERLAP, count_above_zero, query, updated_after
+from .sync import annotation_counts
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class LabelledTask:
     labels: tuple[str, ...]
     annotation_id: int
     updated_at: str
+    counts: tuple[int, int] = (0, 0)  # (annotations, cancelled) when pulled, to notice deletions
 
 
 def latest_annotation(annotations: Iterable) -> dict | None:
@@ -73,8 +77,8 @@ def labelled_task(task, spec: ClassificationSpec) -> LabelledTask | None:
         return None
     if not spec.multi_label:
         labels = labels[:1]
-    return LabelledTask(int(task["id"]), text, labels, int(annotation.get("id", 0)),
-                        str(annotation.get("updated_at") or ""))
+    return LabelledTask(int(task["id"]), clean_text(text), labels, int(annotation.get("id", 0)),
+                        str(annotation.get("updated_at") or ""), annotation_counts(task))
 
 
 def annotator_labels(task: dict, spec, unknown: set | None = None) -> dict:
@@ -110,7 +114,8 @@ class LabelSnapshot:
             try:
                 raw = json.loads(self.path.read_text(encoding="utf-8"))
                 self.cursor = datetime.fromisoformat(raw["cursor"]) if raw.get("cursor") else None
-                self.tasks = {int(k): LabelledTask(**{**v, "labels": tuple(v["labels"])})
+                self.tasks = {int(k): LabelledTask(**{**v, "labels": tuple(v["labels"]),
+                                                      "counts": tuple(v.get("counts") or (0, 0))})
                               for k, v in raw.get("tasks", {}).items()}
             except (ValueError, KeyError, TypeError) as exc:
                 logger.warning("label snapshot %s is unreadable (%s); pulling everything again", self.path, exc)
@@ -118,25 +123,42 @@ class LabelSnapshot:
 
     def pull(self, client, project_id: int, spec: ClassificationSpec, *, full: bool = False,
              page_size: int = 1000) -> int:
-        """Fetch new and changed tasks (all annotated tasks when ``full``); returns tasks fetched."""
+        """Fetch new and changed tasks (all annotated tasks when ``full``), drop deleted ones;
+        returns how many tasks were fetched."""
+        from .sync import fetch_tasks, task_index
+
         started = datetime.now(timezone.utc)
         incremental = not full and self.cursor is not None
         since = [updated_after(self.cursor - CURSOR_OVERLAP)] if incremental else []
         if not incremental:
             self.tasks = {}
         fetched = 0
+
+        def take(task) -> None:
+            item = labelled_task(task, spec)
+            task_id = int(as_dict(task)["id"])
+            if item is None:
+                self.tasks.pop(task_id, None)  # skipped, cancelled or emptied since the last pull
+            else:
+                self.tasks[task_id] = item
+
         # a task whose only annotation became "skipped" counts as cancelled, not annotated;
         # the SDK's only_annotated flag does not filter, hence the counters
         for counter in ("total_annotations", "cancelled_annotations"):
             for task in client.tasks.list(project=project_id, fields="all", page_size=page_size,
                                           query=query(count_above_zero(counter), *since)):
                 fetched += 1
-                item = labelled_task(task, spec)
-                task_id = int(as_dict(task)["id"])
-                if item is None:
-                    self.tasks.pop(task_id, None)  # skipped, cancelled or emptied since the last pull
-                else:
-                    self.tasks[task_id] = item
+                take(task)
+        if incremental:
+            annotated = query(count_above_zero("total_annotations"), count_above_zero("cancelled_annotations"),
+                              conjunction="or")
+            index = task_index(client, project_id, task_query=annotated, page_size=page_size)
+            for task_id in set(self.tasks) - set(index):
+                del self.tasks[task_id]  # the task, or all its annotations, were deleted
+            stale = [t for t, item in self.tasks.items() if item.counts != index[t]]
+            for task in fetch_tasks(client, project_id, stale) if stale else ():
+                fetched += 1
+                take(task)
         self.cursor = started
         return fetched
 

@@ -24,6 +24,7 @@ from labelloop.model.embeddings import get_embedder
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 from labelloop.model.label_issues import find_label_issues, find_multilabel_issues, issues_from_proba
 from labelloop.model.store import atomic_write_text
+from labelloop.model.text_cleaning import clean_text
 
 from .annotations import annotator_labels
 from .filters import has_model_version, save_view
@@ -115,13 +116,14 @@ def _findings(rows, vote, consensus, issues, data) -> list[dict]:
 
 
 def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "default", n_folds: int = 5,
-              push: bool = True, progress=None) -> AuditReport:
+              push: bool = True, full: bool = False, progress=None) -> AuditReport:
     """Sync, consensus, detection, report and (``push``) review in Label Studio.
 
     ``progress(step, total)``, if given, returns a callback that advances that step's bar.
+    ``full`` pulls the whole project again instead of what changed since the last sync.
     """
     snapshot = ProjectSnapshot(out_dir / "snapshots", project_id)
-    snapshot.sync(client, progress=progress("pulling tasks", None) if progress else None)
+    snapshot.sync(client, full=full, progress=progress("pulling tasks", None) if progress else None)
     state = snapshot.state()
     try:
         spec = parse_label_config(state["label_config"])
@@ -141,7 +143,7 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
             empty.append(task["id"])
             continue
         rows.append((task["id"], labels))
-        texts.append(text)
+        texts.append(clean_text(text))
     if unknown:
         messages.append(f"annotations use labels that are not in the label config, left out: "
                         f"{', '.join(sorted(unknown)[:10])}")

@@ -138,7 +138,8 @@ def sync(
     with _progress() as progress:
         pulled = _step_bars(progress)("tasks pulled", None)
         report = ProjectSnapshot(out, project).sync(client, full=full, progress=pulled)
-    console.print(f"project {project}: {report.fetched} tasks pulled, {report.total} in {report.path}")
+    console.print(f"project {project}: {report.fetched} tasks pulled, {report.removed} deleted ones removed, "
+                  f"{report.total} in {report.path}")
 
 
 @app.command()
@@ -147,6 +148,7 @@ def audit(
     out: Path = typer.Option(Path("labelloop-data"), help="Snapshots and reports go here."),
     push: bool = typer.Option(True, help="Send findings back to Label Studio for review."),
     folds: int = typer.Option(5, help="Cross-validation folds for out-of-sample probabilities."),
+    full: bool = typer.Option(False, help="Pull the whole project again instead of what changed."),
     url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
     api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
 ):
@@ -156,7 +158,8 @@ def audit(
 
     client = connect(url, api_key)
     with _progress() as progress:
-        report = run_audit(client, project, out_dir=out, n_folds=folds, push=push, progress=_step_bars(progress))
+        report = run_audit(client, project, out_dir=out, n_folds=folds, push=push, full=full,
+                           progress=_step_bars(progress))
     for message in report.messages:
         console.print(f"[yellow]note:[/] {message}")
     kinds = Counter(kind for finding in report.findings for kind in finding["issues"])
@@ -190,6 +193,10 @@ def export(
     overwrite: bool = typer.Option(False, help="Replace the files already in --out."),
     plot: bool = typer.Option(False, help="Also write label_distribution.png (label shares per split)."),
     data: Path = typer.Option(Path("labelloop-data"), help="Snapshots, and the audits `labelloop audit` wrote."),
+    full: bool = typer.Option(False, help="Pull the whole project again instead of what changed."),
+    minhash_threshold: float = typer.Option(
+        0.8, min=0.0, max=1.0, help="Word-shingle Jaccard similarity (MinHash-LSH) above which examples are "
+                                    "near-duplicates. 0 turns this detector off."),
     url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
     api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
 ):
@@ -199,8 +206,8 @@ def export(
     from .client import connect
     from .export import ExportOptions, run_export
 
-    options = ExportOptions(format, split, seed, system, instruction, near_duplicate_threshold, exclude_flagged,
-                            max_tokens, tokenizer, overwrite=overwrite, plot=plot)
+    options = ExportOptions(format, split, seed, system, instruction, near_duplicate_threshold, minhash_threshold,
+                            exclude_flagged, max_tokens, tokenizer, overwrite=overwrite, plot=plot)
     try:
         from labelloop.model.splits import parse_fractions
 
@@ -209,7 +216,7 @@ def export(
         raise typer.BadParameter(str(exc), param_hint="--split") from None
     client = connect(url, api_key)
     with _progress() as progress:
-        result = run_export(client, project, out, options, data_dir=data, progress=_step_bars(progress))
+        result = run_export(client, project, out, options, data_dir=data, full=full, progress=_step_bars(progress))
     manifest = result.manifest
     for message in result.messages:
         console.print(f"[yellow]note:[/] {message}")

@@ -417,12 +417,13 @@ def plot_label_distribution(path: Path, counts: dict) -> None:
 
 
 def run_export(client, project_id: int, out_dir: Path, options: ExportOptions, *, data_dir: Path,
-               progress=None) -> ExportResult:
+               full: bool = False, progress=None) -> ExportResult:
     """Sync the project's snapshot under ``data_dir``, then `export_snapshot` (audits are looked
     up in ``data_dir`` too, where `labelloop audit` writes them). ``progress`` as for
-    `export_snapshot`; the pull reports under "pulling tasks" with an unknown total."""
+    `export_snapshot`; the pull reports under "pulling tasks" with an unknown total. ``full`` pulls
+    the whole project again instead of what changed since the last sync."""
     check_out_dir(Path(out_dir), options.overwrite)  # before any network work
     check_format(options.fmt)
     snapshot = ProjectSnapshot(data_dir / "snapshots", project_id)
-    snapshot.sync(client, progress=progress("pulling tasks", None) if progress else None)
+    snapshot.sync(client, full=full, progress=progress("pulling tasks", None) if progress else None)
     return export_snapshot(snapshot, Path(out_dir), options, audit_root=data_dir, progress=progress)

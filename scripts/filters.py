@@ -31,14 +31,19 @@ def has_model_version(version: str) -> dict:
             "value": [version]}  # a list: Label Studio iterates over the value
 
 
-def filters(*items: dict) -> dict:
-    """The ``filters`` object of a view or an action: all ``items`` must hold."""
-    return {"conjunction": "and", "items": list(items)}
+def filters(*items: dict, conjunction: str = "and") -> dict:
+    """The ``filters`` object of a view or an action: all ``items`` must hold (or any, with "or")."""
+    return {"conjunction": conjunction, "items": list(items)}
 
 
-def query(*items: dict) -> str:
+def query(*items: dict, conjunction: str = "and") -> str:
     """The ``query`` parameter of ``tasks.list`` for ``items``."""
-    return json.dumps({"filters": filters(*items)})
+    return json.dumps({"filters": filters(*items, conjunction=conjunction)})
+
+
+def selected(task_ids) -> str:
+    """The ``query`` parameter of ``tasks.list`` for exactly these tasks."""
+    return json.dumps({"selectedItems": {"all": False, "included": [int(t) for t in task_ids]}})
 
 
 def save_view(client, project_id: int, title: str, items: list[dict], ordering: list[str]) -> int:

@@ -4,6 +4,12 @@ One JSONL file per project (one task per line, as the API returns it with ``fiel
 small state file. Pulls are incremental by ``updated_at`` and idempotent; the snapshot is
 replaced atomically only after a complete pull, so an interrupted sync leaves the previous
 snapshot intact and the next run simply pulls again. Nothing in Label Studio is modified.
+
+Deletions leave no ``updated_at`` behind, so every pull also reconciles with `task_index`, a
+cheap id-only listing with each task's annotation counts: tasks Label Studio no longer has
+leave the snapshot, and tasks whose counts changed (an annotation deleted) are fetched again.
+The backend's training pull (`labelloop.scripts.annotations.LabelSnapshot`) uses the same two
+functions.
 """
 from __future__ import annotations
 
@@ -17,8 +23,9 @@ from typing import Callable
 from labelloop.model.store import atomic_write_text
 
 from .client import LabelStudioUnavailable, as_dict
-from .filters import CURSOR_OVERLAP, query, updated_after
+from .filters import CURSOR_OVERLAP, query, selected, updated_after
 
+INDEX_FIELDS = "id,total_annotations,cancelled_annotations"
 
 
 def with_retries(call: Callable, *, attempts: int = 4, base_delay: float = 1.0, what: str = "Label Studio"):
@@ -38,12 +45,40 @@ def with_retries(call: Callable, *, attempts: int = 4, base_delay: float = 1.0, 
             time.sleep(base_delay * 2 ** attempt)
 
 
+def annotation_counts(task: dict) -> tuple[int, int]:
+    """``(annotations, cancelled annotations)`` as Label Studio counts them on a task."""
+    return int(task.get("total_annotations") or 0), int(task.get("cancelled_annotations") or 0)
+
+
+def task_index(client, project_id: int, *, task_query: str | None = None,
+               page_size: int = 1000) -> dict[int, tuple[int, int]]:
+    """``{task id: annotation_counts}`` for the project's tasks (those matching ``task_query``),
+    through a listing that carries nothing else."""
+    out = {}
+    for task in client.tasks.list(project=project_id, include=INDEX_FIELDS, query=task_query, page_size=page_size):
+        task = as_dict(task)
+        out[int(task["id"])] = annotation_counts(task)
+    return out
+
+
+def fetch_tasks(client, project_id: int, task_ids, *, chunk: int = 500) -> list[dict]:
+    """The full task JSON (``fields=all``) of ``task_ids``."""
+    ids = sorted(task_ids)
+    out = []
+    for start in range(0, len(ids), chunk):
+        part = ids[start:start + chunk]
+        out += [as_dict(t) for t in client.tasks.list(project=project_id, fields="all", query=selected(part),
+                                                     page_size=len(part))]
+    return out
+
+
 @dataclass
 class SyncReport:
     project_id: int
     fetched: int
     total: int
     path: Path
+    removed: int = 0
 
 
 class ProjectSnapshot:
@@ -93,11 +128,23 @@ class ProjectSnapshot:
         changed = with_retries(pull)  # a failed page restarts the pull; the snapshot is untouched
         for task in changed:
             tasks[task["id"]] = task
+        # after the pull, so that anything that changed meanwhile shows up as a count mismatch
+        index = with_retries(lambda: task_index(client, self.project_id))
+        gone = set(tasks) - set(index)
+        for task_id in gone:
+            del tasks[task_id]
+        stale = {t for t, counts in index.items() if t not in tasks or annotation_counts(tasks[t]) != counts}
+        if stale:
+            refetched = with_retries(lambda: fetch_tasks(client, self.project_id, stale))
+            for task in refetched:
+                tasks[task["id"]] = task
+            changed += refetched
         fetched = len(changed)
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.tasks_path, "".join(json.dumps(t, ensure_ascii=False) + "\n"
+        # ASCII escapes: a lone surrogate in a task must not make the snapshot unwritable
+        atomic_write_text(self.tasks_path, "".join(json.dumps(t) + "\n"
                                                    for _, t in sorted(tasks.items())))
         atomic_write_text(self.state_path, json.dumps({
             "project_id": self.project_id, "title": project.title, "label_config": project.label_config,
             "cursor": started.isoformat(), "n_tasks": len(tasks)}, indent=2))
-        return SyncReport(self.project_id, fetched, len(tasks), self.tasks_path)
+        return SyncReport(self.project_id, fetched, len(tasks), self.tasks_path, removed=len(gone))

@@ -9,7 +9,7 @@ from labelloop.backend.config import Settings
 from labelloop.backend.registry import ModelRegistry
 from labelloop.label_config import load
 from labelloop.label_config.spec import parse_label_config
-from labelloop.scripts.annotations import LabelSnapshot, labelled_task, latest_annotation
+from labelloop.scripts.annotations import labelled_task, latest_annotation
 
 SPEC = parse_label_config(load("text_classification"))
 MULTI = parse_label_config(load("multi_label_classification"))
@@ -43,40 +43,6 @@ def test_labelled_task_multi_label_and_missing_text():
             "annotations": [ann(1, ["Story", "Music"], "2026", from_name="topics")]}
     assert labelled_task(task, MULTI).labels == ("Story", "Music")
     assert labelled_task({"id": 9, "data": {}, "annotations": task["annotations"]}, MULTI) is None
-
-
-class FakeTasks:
-    def __init__(self, tasks):
-        self.tasks, self.calls = tasks, []
-
-    def list(self, **kwargs):
-        self.calls.append(kwargs)
-        return iter(self.tasks)
-
-
-class FakeClient:
-    def __init__(self, tasks):
-        self.tasks = FakeTasks(tasks)
-
-
-def test_snapshot_is_incremental_and_survives_a_restart(tmp_path):
-    path = tmp_path / "labels.json"
-    t1 = {"id": 1, "data": {"text": "a"}, "annotations": [ann(1, ["Positive"], "1")]}
-    t2 = {"id": 2, "data": {"text": "b"}, "annotations": [ann(2, ["Negative"], "1")]}
-    snap = LabelSnapshot(path)
-    client = FakeClient([t1, t2])
-    snap.pull(client, 5, SPEC)
-    assert "updated_at" not in client.tasks.calls[-1]["query"]  # first pull: everything
-    snap.save()
-
-    again = LabelSnapshot(path)
-    assert set(again.tasks) == {1, 2} and again.cursor is not None
-    t1_cancelled = {"id": 1, "data": {"text": "a"}, "annotations": [ann(3, ["Positive"], "2", cancelled=True)]}
-    client = FakeClient([t1_cancelled])
-    again.pull(client, 5, SPEC)
-    assert len(client.tasks.calls) == 2  # annotated, then cancelled-only tasks
-    assert "filter:tasks:updated_at" in client.tasks.calls[-1]["query"]
-    assert set(again.tasks) == {2}  # the skipped task left the training set
 
 
 def test_trainer_debounces_a_burst_into_one_run(monkeypatch, tmp_path):
@@ -124,12 +90,15 @@ def test_webhook_answers_at_once_while_training_runs(monkeypatch, tmp_path, tiny
 
     monkeypatch.setattr(training, "retrain_project", slow)
     app = create_app(Settings(model_dir=str(tmp_path), model_name=tiny_model, debounce_s=0.0))
+    # Label Studio's answer to "did project 11 connect this backend?" (checked for real in
+    # test_integration_security): yes
+    monkeypatch.setattr(app.config["LABELLOOP_CONNECTIONS"], "is_connected", lambda project, url: project == 11)
     client = app.test_client()
-    t = time.perf_counter()
     r = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 11}})
-    assert r.status_code == 201 and time.perf_counter() - t < 1.0
+    assert r.status_code == 201
     assert started.wait(5)
-    body = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}],
+    assert not release.is_set()  # the answer came while the run is still blocked
+    body = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "11.1",
                                          "label_config": load("text_classification")}).get_json()
     assert len(body["results"]) == 1  # /predict is served while the run is in progress
     release.set()
@@ -159,6 +128,25 @@ class FakeProjects:
         return self.project
 
 
+class FakeTasks:
+    """The SDK's ``tasks.list`` over fixed tasks; ``changed`` are those an ``updated_at`` filter
+    returns. (Label Studio refuses to drop a label that annotations use, so a config change
+    under existing labels cannot be staged on a real server.)"""
+
+    def __init__(self, tasks):
+        self.tasks, self.changed = tasks, tasks
+
+    def list(self, **kwargs):
+        if kwargs.get("include"):  # the id-only index
+            return iter({"id": t["id"]} for t in self.tasks)
+        return iter(self.changed if "updated_at" in (kwargs.get("query") or "") else self.tasks)
+
+
+class FakeClient:
+    def __init__(self, tasks):
+        self.tasks = FakeTasks(tasks)
+
+
 def test_labels_removed_from_the_config_are_not_trained_on(tmp_path, tiny_model, caplog, monkeypatch):
     """A config change between versions: stale labels are dropped, and the new model fits the config."""
     from labelloop.scripts import predictions
@@ -177,7 +165,7 @@ def test_labels_removed_from_the_config_are_not_trained_on(tmp_path, tiny_model,
     assert first.trained_version == "v1" and first.n_labels == 12
 
     client.projects = FakeProjects(load("text_classification"))  # "Neutral" was removed
-    client.tasks.tasks = []  # nothing changed in Label Studio since
+    client.tasks.changed = []  # nothing changed in Label Studio since
     second = training.retrain_project(1, full=False, settings=settings, registry=registry, client=client)
     assert second.trained_version == "v2" and second.n_labels == 8
     assert "no longer in the config" in caplog.text
