@@ -1,7 +1,11 @@
 """Likely label errors: out-of-sample probabilities by K-fold cross-validation, then Cleanlab.
 
 `out_of_sample_proba` runs scikit-learn's `cross_val_predict` over the same classifier the
-backend serves (`EmbeddingClassifier`), so every item is scored by a model that never saw it.
+backend serves (`EmbeddingClassifier`), so every item is scored by a model that never saw it,
+nor any of its near-duplicates: with ``groups``, folds keep each near-duplicate group together
+(`StratifiedGroupKFold`), so a duplicated text with a wrong label cannot confirm itself.
+Multi-label folds are stratified iteratively (iterative-stratification) so every label stays in
+every training part.
 `find_label_issues` hands those probabilities to `cleanlab.filter.find_label_issues` and
 `cleanlab.rank.get_label_quality_scores`. Input validation lives in `_prepare`: items of a class
 too rare to cross-validate are left out with a message instead of failing the whole audit.
@@ -12,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
 
 from .classifier import EmbeddingClassifier
 from .errors import NotEnoughLabelsError
@@ -69,27 +73,43 @@ def _prepare(y, n_folds: int) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
     return y, usable, folds, messages
 
 
-def out_of_sample_proba(X, y, *, n_folds: int = 5, random_state: int = 0, estimator=None):
+def _group_ids(groups, n: int) -> np.ndarray | None:
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups must have shape ({n},), got {groups.shape}")
+    return groups
+
+
+def out_of_sample_proba(X, y, *, n_folds: int = 5, random_state: int = 0, estimator=None, groups=None):
     """Cross-validated probabilities for the usable items.
 
-    ``X``: texts ``(n_samples,)`` or embeddings ``(n_samples, dim)``; ``y``: ``(n_samples,)``.
+    ``X``: texts ``(n_samples,)`` or embeddings ``(n_samples, dim)``; ``y``: ``(n_samples,)``;
+    ``groups``: ``(n_samples,)`` near-duplicate group ids, kept within one fold, or None.
     Returns ``(pred_probs, classes, usable, n_folds, messages)`` where ``pred_probs`` has shape
     ``(n_usable, n_classes)`` for the items where ``usable`` is True.
     """
     y, usable, folds, messages = _prepare(y, n_folds)
+    groups = _group_ids(groups, len(y))
     X_used = X[usable] if isinstance(X, np.ndarray) else [x for x, keep in zip(X, usable) if keep]
     y_used = y[usable]
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
     model = estimator if estimator is not None else EmbeddingClassifier()
-    pred_probs = cross_val_predict(model, X_used, y_used, cv=cv, method="predict_proba")
+    if groups is not None and len(np.unique(groups[usable])) >= folds:
+        cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=random_state)
+        pred_probs = cross_val_predict(model, X_used, y_used, groups=groups[usable], cv=cv, method="predict_proba")
+    else:
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+        pred_probs = cross_val_predict(model, X_used, y_used, cv=cv, method="predict_proba")
     return pred_probs, np.unique(y_used), usable, folds, messages
 
 
-def find_label_issues(X, y, *, n_folds: int = 5, random_state: int = 0, estimator=None,
+def find_label_issues(X, y, *, n_folds: int = 5, random_state: int = 0, estimator=None, groups=None,
                       filter_by: str = "prune_by_noise_rate") -> LabelIssues:
-    """Flag likely label errors and score every usable label's quality (lower is worse)."""
+    """Flag likely label errors and score every usable label's quality (lower is worse).
+    ``groups``: as for `out_of_sample_proba`."""
     pred_probs, classes, usable, folds, messages = out_of_sample_proba(
-        X, y, n_folds=n_folds, random_state=random_state, estimator=estimator)
+        X, y, n_folds=n_folds, random_state=random_state, estimator=estimator, groups=groups)
     full_probs = np.full((len(usable), len(classes)), np.nan)
     full_probs[usable] = pred_probs
     issues = issues_from_proba(y, full_probs, classes, usable, filter_by=filter_by)
@@ -123,12 +143,34 @@ def issues_from_proba(y, pred_probs: np.ndarray, classes, scored, *,
                        scored=scored, pred_probs=pred_probs, n_folds=0)
 
 
+def multilabel_folds(label_sets, classes, *, n_folds: int = 5, random_state: int = 0, groups=None):
+    """``[(train indices, test indices), ...]`` for multi-label items, iteratively stratified
+    (iterative-stratification's `MultilabelStratifiedKFold`) so that each label is spread over
+    the folds and stays in every training part. With ``groups`` ``(n_samples,)``, whole groups
+    are stratified by the union of their labels and land in one fold."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    classes = list(classes)
+    n = len(label_sets)
+    groups = _group_ids(groups, n)
+    groups = np.arange(n) if groups is None else groups
+    unique, member = np.unique(groups, return_inverse=True)
+    Y = np.zeros((len(unique), len(classes)), dtype=int)
+    for i, labels in enumerate(label_sets):
+        for label in labels:
+            Y[member[i], classes.index(label)] = 1
+    cv = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+    return [(np.flatnonzero(np.isin(member, g_train)), np.flatnonzero(np.isin(member, g_test)))
+            for g_train, g_test in cv.split(np.zeros((len(unique), 1)), Y)]
+
+
 def find_multilabel_issues(X, label_sets, classes, *, n_folds: int = 5, random_state: int = 0,
-                           estimator=None) -> LabelIssues:
+                           estimator=None, groups=None) -> LabelIssues:
     """Multi-label version of `find_label_issues`, through `cleanlab.multilabel_classification`.
 
     ``label_sets``: ``(n_samples,)`` collections of labels from ``classes``. Out-of-sample
-    probabilities ``(n_samples, n_classes)`` come from K-fold one-vs-rest heads. ``given`` and
+    probabilities ``(n_samples, n_classes)`` come from one-vs-rest heads over `multilabel_folds`
+    (``groups`` as there). ``given`` and
     ``suggested`` hold sorted label tuples; the suggestion is every label with probability >= 0.5,
     or the most likely one.
     """
@@ -144,13 +186,14 @@ def find_multilabel_issues(X, label_sets, classes, *, n_folds: int = 5, random_s
     used = sorted({label for labels in sets for label in labels})
     if len(used) < 2:
         raise NotEnoughLabelsError(f"label errors need at least two labels in use; found {used}")
-    folds = int(min(n_folds, len(sets)))
+    n_groups = len(np.unique(groups)) if groups is not None else len(sets)
+    folds = int(min(n_folds, n_groups))
     if folds < 2:
         raise NotEnoughLabelsError(f"need at least 2 labelled items to cross-validate, got {len(sets)}")
     messages = [] if folds == n_folds else [f"using {folds} folds instead of {n_folds}: only {len(sets)} items"]
     X = np.asarray(X)
     pred_probs = np.zeros((len(sets), len(classes)))
-    for train, test in KFold(n_splits=folds, shuffle=True, random_state=random_state).split(X):
+    for train, test in multilabel_folds(sets, classes, n_folds=folds, random_state=random_state, groups=groups):
         model = clone(estimator) if estimator is not None else EmbeddingClassifier(multi_label=True)
         model.fit(X[train], [sets[i] for i in train])
         pred_probs[test] = align_columns(model.predict_proba(X[test]), model.classes_, classes)

@@ -19,7 +19,7 @@ import numpy as np
 
 from labelloop.label_config.spec import UnsupportedLabelConfig, choices_result, parse_label_config
 from labelloop.model.consensus import crowdlab, majority_vote, majority_vote_multilabel
-from labelloop.model.data_issues import find_data_issues
+from labelloop.model.data_issues import find_data_issues, groups_from_pairs
 from labelloop.model.embeddings import get_embedder
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 from labelloop.model.label_issues import find_label_issues, find_multilabel_issues, issues_from_proba
@@ -49,23 +49,32 @@ class AuditReport:
     created_at: str = ""
 
 
-def _consensus_and_issues(matrix, X, spec, n_folds: int, messages: list):
-    """(majority vote, consensus, label issues, annotator table or None) for labelled rows."""
+def _consensus_and_issues(matrix, X, spec, n_folds: int, messages: list, groups=None):
+    """(majority vote, consensus, label issues, annotator table or None) for labelled rows.
+
+    ``groups``: near-duplicate group per row, kept within one cross-validation fold."""
     if spec.multi_label:
         vote = majority_vote_multilabel(matrix)
-        issues = find_multilabel_issues(X, vote.label, spec.labels, n_folds=n_folds)
+        issues = find_multilabel_issues(X, vote.label, spec.labels, n_folds=n_folds, groups=groups)
         messages += issues.messages
+        if (vote.n_annotators > 1).any():
+            messages.append("CROWDLAB did not run: it handles single-label classes only; the per-label majority "
+                            "vote is the consensus")
         return vote, vote, issues, None
     vote = majority_vote(matrix)
-    issues = find_label_issues(X, vote.label.astype(str), n_folds=n_folds)
+    issues = find_label_issues(X, vote.label.astype(str), n_folds=n_folds, groups=groups)
     messages += issues.messages
-    if not (vote.n_annotators > 1).any():
+    several = int((vote.n_annotators > 1).sum())
+    if not several:
+        messages.append("CROWDLAB did not run: every task has a single annotator, so there are no disagreements "
+                        "to settle; each annotator's label is the consensus")
         return vote, vote, issues, None
     probs = np.nan_to_num(issues.pred_probs, nan=1.0 / len(issues.classes))
     try:
         consensus = crowdlab(matrix, probs, issues.classes)
     except (NotEnoughLabelsError, ValueError) as exc:
-        messages.append(f"CROWDLAB skipped ({exc}); majority vote is the consensus")
+        messages.append(f"CROWDLAB did not run ({exc}); the majority vote is the consensus of the {several} "
+                        "tasks with several annotators")
         return vote, vote, issues, None
     # check the CROWDLAB consensus, not the raw vote, with the same out-of-sample probabilities
     rechecked = issues_from_proba(consensus.label.astype(str), issues.pred_probs, issues.classes, issues.scored)
@@ -154,8 +163,10 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
     X = get_embedder(model_name).embed(texts, progress=progress("embedding texts", len(texts)) if progress else None)
     if progress:
         progress("cross-validating, Cleanlab, near-duplicates and outliers", None)
-    vote, consensus, issues, annotator_stats = _consensus_and_issues(matrix, X, spec, n_folds, messages)
     data = find_data_issues(X)
+    # near-duplicates share a fold, so a copied wrong label cannot vouch for itself
+    groups = groups_from_pairs(len(X), [(i, j) for i, others in enumerate(data.near_duplicate_of) for j in others])
+    vote, consensus, issues, annotator_stats = _consensus_and_issues(matrix, X, spec, n_folds, messages, groups)
     n_ties = int(vote.tie.sum())
     if n_ties:
         messages.append(f"{n_ties} task(s) have tied votes: they are flagged for review")
