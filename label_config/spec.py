@@ -46,13 +46,19 @@ def _interface(config: str):
         raise UnsupportedLabelConfig(f"the label config could not be parsed: {exc}") from exc
 
 
-@functools.lru_cache(maxsize=256)
 def parse_label_config(config: str) -> ClassificationSpec:
     """Find the first Choices/Text pair in ``config``.
 
     Raises `UnsupportedLabelConfig` with a message meant for the Label Studio user.
     Cached: Label Studio sends the same config with every request.
     """
+    if not isinstance(config, str):  # a request body can hold anything; the cache needs a str
+        raise UnsupportedLabelConfig(f"the label config must be XML text, not {type(config).__name__}")
+    return _parse_classification(config)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_classification(config: str) -> ClassificationSpec:
     interface = _interface(config)
     try:
         from_name, to_name, value_key = interface.get_first_tag_occurence("Choices", _TEXT_OBJECTS)

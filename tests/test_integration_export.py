@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from labelloop.model.datasets import chatterbot_conversations, rotten_tomatoes, wnut_entities
 from labelloop.model.errors import LabelloopError
-from labelloop.model.text_cleaning import normalise_whitespace
+from labelloop.model.text_cleaning import verbatim
 from labelloop.scripts import projects
 from labelloop.scripts.cli import app
 from labelloop.scripts.export import ExportOptions, run_export
@@ -136,7 +136,7 @@ def test_llm_project_exports_every_format(ls_client, tmp_path):
         assert result.manifest["near_duplicates"]["cross_split_pairs"] == 0
         assert result.manifest["near_duplicates"]["pairs"] >= len(groups)
         for task_id, (_, record) in records.items():
-            response = normalise_whitespace(responses[task_id])
+            response = verbatim(responses[task_id])
             if fmt in ("openai-chat", "messages"):
                 assert record["messages"][-1]["content"] == response
             elif fmt == "alpaca":
@@ -218,8 +218,8 @@ def test_classification_project_uses_consensus_and_exports_every_format(ls_clien
         assert counts["train"]["labels"].keys() == {"Positive", "Negative"}  # stratified
     assert (tmp_path / "openai-chat" / "label_distribution.png").exists()
     chat = read_split_records(result)  # classification-jsonl has the text itself
-    assert all(r["text"] == normalise_whitespace(it.text) for t, it in zip(tasks, items)
-               for r in [chat.get(t.id, (None, {"text": normalise_whitespace(it.text)}))[1]])
+    assert all(r["text"] == verbatim(it.text) for t, it in zip(tasks, items)
+               for r in [chat.get(t.id, (None, {"text": verbatim(it.text)}))[1]])
 
 
 def label_of(record, fmt):

@@ -10,19 +10,11 @@ from labelloop.scripts import projects
 from labelloop.scripts.client import as_dict
 from labelloop.scripts.services import backend_service
 
+from test_integration_learning import wait_for
+
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "labelstudio", "b4ckend-s3cret"
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

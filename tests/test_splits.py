@@ -34,13 +34,16 @@ def test_fractions_are_checked():
 
 def test_prepare_cleans_collapses_duplicates_and_groups_identical_prompts():
     examples = [Example(i, f"Question  {i}?", response=f"Answer {i}.") for i in range(30)]
-    examples += [Example(100, "Question 3?", response="Answer 3."),       # exact duplicate after cleaning
-                 Example(101, "Question 4?", response="A different answer."),  # same prompt, new answer
+    examples += [Example(100, "Question  3?\r\n", response="Answer 3."),  # exact duplicate after cleaning
+                 Example(101, "Question  4?", response="A different answer."),  # same prompt, new answer
+                 Example(104, "QUESTION 5 ?", response="Another answer."),  # a variant of 5
                  Example(102, " \n", response="x"), Example(103, "Fine?", response="  ")]
     prepared = prepare(examples, kind="llm", fractions="0.8,0.1,0.1", seed=0)
     assert prepared.dropped == {"exact duplicate": [100], "prompt/text empty": [102], "empty response": [103]}
     ids = [e.task_id for e in prepared.examples]
-    assert ids == list(range(30)) + [101]
-    assert prepared.examples[0].prompt == "Question 0?"
+    assert ids == list(range(30)) + [101, 104]
+    assert prepared.examples[0].prompt == "Question  0?"  # verbatim: the double space stays
     assert prepared.split[ids.index(4)] == prepared.split[ids.index(101)]
-    assert prepared.overlap_after == 0 and len(prepared.near_duplicate_pairs) == 1
+    assert prepared.split[ids.index(5)] == prepared.split[ids.index(104)]
+    assert prepared.overlap_after == 0 and len(prepared.near_duplicate_pairs) == 2
+    assert prepared.pairs_by_detector == {"normalised_text": 2, "minhash": 2, "embedding": None}
