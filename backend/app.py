@@ -20,7 +20,7 @@ from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from labelloop.label_config.spec import UnsupportedLabelConfig
-from labelloop.model.query_strategies import UnknownStrategyError
+from labelloop.model.ranking import UnknownStrategyError
 
 from .config import Settings
 from .connections import ConnectedProjects

@@ -105,7 +105,7 @@ class Settings:
             raise ValueError("batch_size must be at least 1")
         if self.max_text_chars < 1:
             raise ValueError("max_text_chars must be at least 1")
-        from labelloop.model.query_strategies import STRATEGIES, UnknownStrategyError
+        from labelloop.model.ranking import STRATEGIES, UnknownStrategyError
 
         if self.strategy not in STRATEGIES:
             raise UnknownStrategyError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from label_studio_ml.model import LabelStudioMLBase
 
-from labelloop.model.query_strategies import STRATEGIES, UnknownStrategyError
+from labelloop.model.ranking import STRATEGIES, UnknownStrategyError
 
 from .config import Settings
 from labelloop.label_config.spec import parse_label_config

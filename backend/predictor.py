@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from labelloop.model import query_strategies
-from labelloop.model.classifier import align_columns, embed
+from labelloop.model import ranking
+from labelloop.model.classification.classifier import align_columns, embed
 from labelloop.model.text_cleaning import clean_text
 
 from labelloop.label_config.spec import ClassificationSpec, choices_result
@@ -49,7 +49,7 @@ def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, mo
 
     ``classifier`` has ``classes_``, ``model_name`` and ``predict_proba`` over texts. Its classes
     that are not in the label config are never predicted. ``score`` follows the query
-    ``strategy`` (lower means ask first; see `labelloop.model.query_strategies`): with margin,
+    ``strategy`` (lower means ask first; see `labelloop.model.ranking`): with margin,
     the default, the gap between the two most likely labels; with least_confidence, the
     probability of the predicted label.
     A task without usable text gets an empty result and `UNUSABLE_SCORE` (served last).
@@ -74,7 +74,7 @@ def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, mo
         chunk = usable[start:start + batch_size]
         proba = align_columns(classifier.predict_proba([text for _, text in chunk]), classifier.classes_,
                               spec.labels)
-        scores = query_strategies.score(proba, strategy=strategy, multi_label=spec.multi_label)
+        scores = ranking.score(proba, strategy=strategy, multi_label=spec.multi_label)
         for (i, _), row, score in zip(chunk, proba, scores):
             if spec.multi_label:
                 chosen = labels[row >= classifier.threshold].tolist() or [labels[row.argmax()]]
@@ -87,6 +87,6 @@ def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, mo
             }
     if with_clusters and usable:
         embeddings = embed([text for _, text in usable], classifier.model_name)  # cache hits
-        for (i, _), cluster in zip(usable, query_strategies.diversity_clusters(embeddings)):
+        for (i, _), cluster in zip(usable, ranking.diversity_clusters(embeddings)):
             predictions[i]["cluster"] = int(cluster)
     return predictions

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 
-from labelloop.model.classifier import BlendedClassifier, ZeroShotClassifier
+from labelloop.model.classification.classifier import BlendedClassifier, ZeroShotClassifier
 from labelloop.model.store import ModelStore
 
 from labelloop.label_config.spec import ClassificationSpec

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from labelloop.label_config.spec import UnsupportedLabelConfig, parse_label_config
-from labelloop.model.classifier import EmbeddingClassifier
+from labelloop.model.classification.classifier import EmbeddingClassifier
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 from labelloop.model.store import ModelStore
 
@@ -55,7 +55,7 @@ class RunReport:
 def make_classifier(settings: Settings, multi_label: bool, n_labels: int):
     """The head over frozen embeddings; a full fine-tune once there are enough labels (if enabled)."""
     if settings.finetune_min_labels and n_labels >= settings.finetune_min_labels:
-        from labelloop.model.finetune import FineTunedClassifier
+        from labelloop.model.classification.finetune import FineTunedClassifier
 
         return FineTunedClassifier(model_name=settings.model_name, multi_label=multi_label,
                                    epochs=settings.finetune_epochs)

@@ -30,9 +30,9 @@ from rich.progress import track  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from labelloop.model.classifier import EmbeddingClassifier, embed  # noqa: E402
+from labelloop.model.classification.classifier import EmbeddingClassifier, embed  # noqa: E402
 from labelloop.model.datasets import chatterbot_topics, rotten_tomatoes  # noqa: E402
-from labelloop.model.query_strategies import query  # noqa: E402
+from labelloop.model.ranking import query  # noqa: E402
 
 STRATEGIES = ("random", "least_confidence", "margin", "entropy")
 RESULTS = Path(__file__).parent / "results"

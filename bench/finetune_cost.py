@@ -24,10 +24,10 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from labelloop.model.classifier import EmbeddingClassifier  # noqa: E402
+from labelloop.model.classification.classifier import EmbeddingClassifier  # noqa: E402
 from labelloop.model.datasets import rotten_tomatoes  # noqa: E402
 from labelloop.model.embeddings import CachedEmbedder, TransformerEncoder, register_embedder  # noqa: E402
-from labelloop.model.finetune import FineTunedClassifier  # noqa: E402
+from labelloop.model.classification.finetune import FineTunedClassifier  # noqa: E402
 
 
 def main() -> None:

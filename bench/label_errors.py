@@ -33,10 +33,10 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sklearn.metrics import average_precision_score  # noqa: E402
 
-from labelloop.model.classifier import embed  # noqa: E402
+from labelloop.model.classification.classifier import embed  # noqa: E402
 from labelloop.model.data_issues import find_data_issues  # noqa: E402
 from labelloop.model.datasets import chatterbot_topics, rotten_tomatoes  # noqa: E402
-from labelloop.model.label_issues import find_label_issues  # noqa: E402
+from labelloop.model.classification.label_issues import find_label_issues  # noqa: E402
 
 
 def inject_noise(y_codes: np.ndarray, k: int, rate: float, seed: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Nothing here imports Label Studio.
 """
-from .classifier import EmbeddingClassifier, ZeroShotClassifier, confidence
+from .classification.classifier import EmbeddingClassifier, ZeroShotClassifier, confidence
 from .embeddings import CachedEmbedder, TransformerEncoder, get_embedder
 from .errors import LabelloopError, ModelNotFoundError, NotEnoughLabelsError
 from .store import ModelStore

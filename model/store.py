@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .classifier import EmbeddingClassifier
+from .classification.classifier import EmbeddingClassifier
 from .errors import ModelNotFoundError
 
 _VERSION_RE = re.compile(r"^v(\d+)$")
@@ -115,7 +115,7 @@ class ModelStore:
         if not (path / "meta.json").exists():
             raise ModelNotFoundError(f"project {project} has no stored version {version!r} at {path}")
         if self.read_meta(project, version).get("kind") == "finetuned":
-            from .finetune import FineTunedClassifier
+            from .classification.finetune import FineTunedClassifier
 
             return FineTunedClassifier.load(path)
         return EmbeddingClassifier.load(path)

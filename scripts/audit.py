@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from labelloop.label_config.spec import UnsupportedLabelConfig, choices_result, parse_label_config
-from labelloop.model.consensus import crowdlab, majority_vote, majority_vote_multilabel
+from labelloop.model.classification.consensus import crowdlab, majority_vote, majority_vote_multilabel
 from labelloop.model.data_issues import find_data_issues, groups_from_pairs
 from labelloop.model.embeddings import get_embedder
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
-from labelloop.model.label_issues import find_label_issues, find_multilabel_issues, issues_from_proba
+from labelloop.model.classification.label_issues import find_label_issues, find_multilabel_issues, issues_from_proba
 from labelloop.model.store import atomic_write_text
 from labelloop.model.text_cleaning import clean_text
 

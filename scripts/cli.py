@@ -209,7 +209,7 @@ def export(
     options = ExportOptions(format, split, seed, system, instruction, near_duplicate_threshold, minhash_threshold,
                             exclude_flagged, max_tokens, tokenizer, overwrite=overwrite, plot=plot)
     try:
-        from labelloop.model.splits import parse_fractions
+        from labelloop.model.export.splits import parse_fractions
 
         parse_fractions(split)
     except ValueError as exc:
@@ -244,8 +244,8 @@ def validate(
     min_examples: int = typer.Option(10, help="Fewer examples than this is an error."),
 ):
     """Check a fine-tuning file line by line as OpenAI's cookbook does; exit code 1 on errors."""
-    from labelloop.model.chat_validation import validate_file
-    from labelloop.model.tokens import token_counter
+    from labelloop.model.export.validation import validate_file
+    from labelloop.model.export.tokens import token_counter
 
     counter = token_counter(tokenizer)
     with console.status(f"validating {file}"):

@@ -1,7 +1,7 @@
 """`labelloop export`: a Label Studio project to validated fine-tuning files.
 
 Reads the project through a local snapshot (`labelloop sync`), turns each task's finished
-annotation into an `Example`, and hands them to `labelloop.model.export_pipeline` for cleaning,
+annotation into an `Example`, and hands them to `labelloop.model.export.pipeline` for cleaning,
 deduplication and the leakage-free split. Every line is validated before anything is written;
 the files and ``manifest.json`` then appear together (a temporary directory renamed into place),
 so a failed export leaves no partial file behind.
@@ -25,12 +25,12 @@ import numpy as np
 from labelloop.label_config.spec import (ClassificationSpec, PreferenceSpec, ResponseSpec, SpanSpec,
                                          UnsupportedLabelConfig, chosen_labels, labelled_spans,
                                          parse_project_config, textarea_text)
-from labelloop.model.chat_validation import DEFAULT_MAX_TOKENS, validate_lines
-from labelloop.model.consensus import majority_vote, majority_vote_multilabel
+from labelloop.model.export.validation import DEFAULT_MAX_TOKENS, validate_lines
+from labelloop.model.classification.consensus import majority_vote, majority_vote_multilabel
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
-from labelloop.model.export_formats import Example, RenderOptions, check_format
-from labelloop.model.export_pipeline import PreparedExport, prepare, render_splits
-from labelloop.model.tokens import token_counter
+from labelloop.model.export.formats import Example, RenderOptions, check_format
+from labelloop.model.export.pipeline import PreparedExport, prepare, render_splits
+from labelloop.model.export.tokens import token_counter
 
 from .annotations import annotator_labels, latest_annotation
 from .sync import ProjectSnapshot
@@ -296,7 +296,7 @@ def _render(prepared: PreparedExport, fmt: str, opts: RenderOptions) -> dict[str
 
 def _invalid_examples(prepared: PreparedExport, contents: dict, options: ExportOptions, counter) -> dict:
     """``{task id: reason}`` for every example whose record fails validation on its own."""
-    from labelloop.model.chat_validation import validate_conll_lines
+    from labelloop.model.export.validation import validate_conll_lines
 
     invalid = {}
     splits = prepared.split_examples()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from labelloop.model.errors import LabelloopError
-from labelloop.model.query_strategies import STRATEGIES, UnknownStrategyError
+from labelloop.model.ranking import STRATEGIES, UnknownStrategyError
 
 from .filters import UNLABELLED, has_model_version, query, save_view
 

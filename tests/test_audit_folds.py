@@ -7,7 +7,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from labelloop.label_config import load
 from labelloop.label_config.spec import parse_label_config
 from labelloop.model.data_issues import find_data_issues, groups_from_pairs
-from labelloop.model.label_issues import find_label_issues, multilabel_folds
+from labelloop.model.classification.label_issues import find_label_issues, multilabel_folds
 from labelloop.scripts.audit import _consensus_and_issues
 
 

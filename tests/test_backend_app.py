@@ -8,7 +8,7 @@ from labelloop.backend.app import create_app
 from labelloop.backend.config import Settings
 from labelloop.backend.model import LabelloopModel
 from labelloop.label_config import load
-from labelloop.model.classifier import EmbeddingClassifier
+from labelloop.model.classification.classifier import EmbeddingClassifier
 from labelloop.model.store import ModelStore
 
 CONFIG = load("text_classification")
@@ -118,7 +118,7 @@ def test_basic_auth(make_client):
 def test_predict_batches_model_calls(make_client, monkeypatch):
     client = make_client(batch_size=4)
     calls = []
-    from labelloop.model.classifier import ZeroShotClassifier
+    from labelloop.model.classification.classifier import ZeroShotClassifier
 
     original = ZeroShotClassifier.predict_proba
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from labelloop.model.chat_validation import detect_format, validate_file, validate_lines
-from labelloop.model.tokens import TokenCounter, token_counter
+from labelloop.model.export.validation import detect_format, validate_file, validate_lines
+from labelloop.model.export.tokens import TokenCounter, token_counter
 
 # whitespace tokens: enough to test the limits without a tokenizer file
 WORDS = TokenCounter("whitespace", lambda texts: [len(t.split()) for t in texts])

@@ -3,7 +3,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_predict
 
-from labelloop.model.classifier import EmbeddingClassifier, ZeroShotClassifier, confidence
+from labelloop.model.classification.classifier import EmbeddingClassifier, ZeroShotClassifier, confidence
 from labelloop.model.embeddings import CachedEmbedder, get_embedder
 from labelloop.model.errors import NotEnoughLabelsError
 
@@ -152,7 +152,7 @@ class FixedProba:
 
 
 def test_blend_shrinks_a_trained_model_towards_the_prior_while_labels_are_few():
-    from labelloop.model.classifier import BlendedClassifier
+    from labelloop.model.classification.classifier import BlendedClassifier
 
     prior = FixedProba(["Positive", "Negative", "Neutral"], [0.2, 0.2, 0.6])
     trained = FixedProba(["Negative", "Positive"], [0.1, 0.9])  # never saw "Neutral"

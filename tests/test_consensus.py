@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from labelloop.model.consensus import crowdlab, majority_vote
+from labelloop.model.classification.consensus import crowdlab, majority_vote
 from labelloop.model.errors import NotEnoughLabelsError
 
 
@@ -50,7 +50,7 @@ def test_crowdlab_bad_input():
 
 
 def test_multilabel_majority_keeps_labels_most_annotators_chose_and_flags_ties():
-    from labelloop.model.consensus import majority_vote_multilabel
+    from labelloop.model.classification.consensus import majority_vote_multilabel
 
     result = majority_vote_multilabel([
         [("a", "b"), ("a",), ("a", "b")],   # a: 3/3, b: 2/3

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from labelloop.model.export_formats import Example, FormatError, RenderOptions, check_format, conll_block, render
+from labelloop.model.export.formats import Example, FormatError, RenderOptions, check_format, conll_block, render
 from labelloop.model.text_cleaning import unintelligible_reason
 
 LLM = RenderOptions("llm")

@@ -8,8 +8,8 @@ import pytest
 from labelloop.label_config import load
 from labelloop.model.data_issues import cross_split_neighbours, minhash_pairs
 from labelloop.model.errors import LabelloopError
-from labelloop.model.export_formats import Example
-from labelloop.model.export_pipeline import prepare
+from labelloop.model.export.formats import Example
+from labelloop.model.export.pipeline import prepare
 from labelloop.model.text_cleaning import clean_text, dedup_key, verbatim
 from labelloop.scripts.export import ExportOptions, export_snapshot
 from labelloop.scripts.sync import ProjectSnapshot

@@ -4,9 +4,9 @@ import pytest
 
 from labelloop.backend.config import Settings
 from labelloop.backend.training import make_classifier
-from labelloop.model.classifier import EmbeddingClassifier
+from labelloop.model.classification.classifier import EmbeddingClassifier
 from labelloop.model.errors import NotEnoughLabelsError
-from labelloop.model.finetune import FineTunedClassifier
+from labelloop.model.classification.finetune import FineTunedClassifier
 from labelloop.model.store import ModelStore
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from labelloop.model.errors import NotEnoughLabelsError
-from labelloop.model.label_issues import find_label_issues
+from labelloop.model.classification.label_issues import find_label_issues
 
 
 def noisy_blobs(n=300, k=3, flip=0.1, seed=0):
@@ -64,7 +64,7 @@ def test_works_under_the_spawn_start_method_label_studio_ml_sets():
 
 
 def test_multilabel_issues_flag_wrong_label_sets():
-    from labelloop.model.label_issues import find_multilabel_issues
+    from labelloop.model.classification.label_issues import find_multilabel_issues
 
     rng = np.random.default_rng(0)
     centers = rng.normal(scale=2.0, size=(3, 16))
@@ -86,7 +86,7 @@ def test_multilabel_issues_flag_wrong_label_sets():
 
 
 def test_multilabel_with_one_label_in_use_is_a_clear_error():
-    from labelloop.model.label_issues import find_multilabel_issues
+    from labelloop.model.classification.label_issues import find_multilabel_issues
 
     with pytest.raises(NotEnoughLabelsError, match="two labels"):
         find_multilabel_issues(np.zeros((10, 4)), [("a",)] * 10, ["a", "b"])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from labelloop.model.query_strategies import (UnknownStrategyError, diversity_clusters, n_clusters_for, query,
+from labelloop.model.ranking import (UnknownStrategyError, diversity_clusters, n_clusters_for, query,
                                               score)
 
 P = np.array([[0.9, 0.05, 0.05],

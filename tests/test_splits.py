@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from labelloop.model.export_formats import Example
-from labelloop.model.export_pipeline import prepare
-from labelloop.model.splits import cross_split_pairs, leakage_free_split, parse_fractions, random_split
+from labelloop.model.export.formats import Example
+from labelloop.model.export.pipeline import prepare
+from labelloop.model.export.splits import cross_split_pairs, leakage_free_split, parse_fractions, random_split
 
 
 def test_groups_stay_together_labels_are_stratified_and_seeds_repeat():

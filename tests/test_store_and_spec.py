@@ -3,7 +3,7 @@ import pytest
 
 from labelloop.label_config.spec import UnsupportedLabelConfig, parse_label_config
 from labelloop.label_config import TEMPLATES, load
-from labelloop.model.classifier import EmbeddingClassifier
+from labelloop.model.classification.classifier import EmbeddingClassifier
 from labelloop.model.errors import ModelNotFoundError
 from labelloop.model.store import ModelStore
 

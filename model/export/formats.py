@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from .errors import LabelloopError
+from ..errors import LabelloopError
 
 #: format -> project kinds it can be written for
 FORMATS = {

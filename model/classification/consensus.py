@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import NotEnoughLabelsError
+from ..errors import NotEnoughLabelsError
 
 
 @dataclass
@@ -68,7 +68,7 @@ def crowdlab(labels, pred_probs: np.ndarray, classes) -> Consensus:
     """CROWDLAB consensus, consensus quality and annotator quality (`cleanlab.multiannotator`).
 
     ``pred_probs``: out-of-sample probabilities ``(n_items, n_classes)``, columns in ``classes``
-    order (see `labelloop.model.label_issues.out_of_sample_proba`).
+    order (see `labelloop.model.classification.label_issues.out_of_sample_proba`).
 
     Items with a single annotator keep that annotator's label: CROWDLAB would otherwise replace
     it with the model's guess whenever it trusts the model more than the annotator, and a label

@@ -23,8 +23,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from .embeddings import DEFAULT_MODEL, get_embedder
-from .errors import NotEnoughLabelsError
+from ..embeddings import DEFAULT_MODEL, get_embedder
+from ..errors import NotEnoughLabelsError
 
 _HEAD_FILE = "head.joblib"
 _META_FILE = "meta.json"

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .errors import LabelloopError
+from ..errors import LabelloopError
 
 TIKTOKEN_DEFAULT = "o200k_base"
 _TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
@@ -63,7 +63,7 @@ def _tiktoken(encoding: str) -> TokenCounter:
 def _huggingface(name: str) -> TokenCounter:
     from transformers import AutoTokenizer
 
-    from .embeddings import resolve_model_path, short_model_name
+    from ..embeddings import resolve_model_path, short_model_name
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name))

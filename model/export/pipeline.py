@@ -2,7 +2,7 @@
 
 `prepare` cleans (text hygiene and unusable texts; the text itself stays verbatim), collapses
 exact duplicates, links near-duplicates with three detectors and splits whole groups
-(`labelloop.model.splits`):
+(`labelloop.model.export.splits`):
 
 - ``normalised_text``: equal after case, punctuation, whitespace and NFKC are set aside;
 - ``minhash``: word-shingle Jaccard similarity over a threshold (MinHash-LSH);
@@ -22,11 +22,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .data_issues import (cross_split_neighbours, groups_from_pairs, knn_graph, minhash_pairs, near_duplicate_pairs,
+from ..data_issues import (cross_split_neighbours, groups_from_pairs, knn_graph, minhash_pairs, near_duplicate_pairs,
                           same_key_pairs)
-from .export_formats import Example, RenderOptions, render
+from .formats import Example, RenderOptions, render
 from .splits import SPLIT_NAMES, cross_split_pairs, leakage_free_split, parse_fractions, random_split
-from .text_cleaning import clean_text, dedup_key, unintelligible_reason, verbatim
+from ..text_cleaning import clean_text, dedup_key, unintelligible_reason, verbatim
 
 DETECTORS = ("normalised_text", "minhash", "embedding")
 

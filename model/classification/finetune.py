@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .classifier import _TextClassifierBase, _as_label_set
-from .embeddings import DEFAULT_MODEL, resolve_model_path
-from .errors import NotEnoughLabelsError
+from ..embeddings import DEFAULT_MODEL, resolve_model_path
+from ..errors import NotEnoughLabelsError
 
 _META_FILE = "meta.json"
 _WEIGHTS_DIR = "transformer"

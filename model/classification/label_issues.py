@@ -19,7 +19,7 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
 
 from .classifier import EmbeddingClassifier
-from .errors import NotEnoughLabelsError
+from ..errors import NotEnoughLabelsError
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Fine-tuning files: example records and formats, cleaning pipeline, splits, validation, tokens."""
