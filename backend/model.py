@@ -3,21 +3,22 @@ from __future__ import annotations
 
 from label_studio_ml.model import LabelStudioMLBase
 
+from labelloop.kinds import parse as parse_config
 from labelloop.model.ranking import STRATEGIES, UnknownStrategyError
 
 from .config import Settings
-from labelloop.label_config.spec import parse_label_config
 from .predictor import predict_tasks
 from .registry import ModelRegistry
 
 
 class LabelloopModel(LabelStudioMLBase):
-    """Prelabels a project's tasks with the classifier that currently serves it.
+    """Prelabels a project's tasks with the model that currently serves it.
 
-    Construction parses the label config (cached) and looks up the serving model version; it
-    never loads weights. `predict` loads them once per process through the registry.
-    Raises `UnsupportedLabelConfig` for a config without a Choices/Text pair, and
-    `UnknownStrategyError` for a bad strategy in the ML backend's extra params.
+    Construction parses the label config (cached), looks up the project kind and the serving
+    model version; it never loads weights. `predict` loads them once per process through the
+    registry. Raises `UnsupportedLabelConfig` for a config labelloop cannot prelabel (its
+    subclass `KindNotSupported` names the kind), and `UnknownStrategyError` for a bad strategy
+    in the ML backend's extra params.
     """
 
     settings: Settings = Settings()
@@ -31,23 +32,23 @@ class LabelloopModel(LabelStudioMLBase):
 
     def __init__(self, label_config: str | None = None, train_output=None, project: str | None = None,
                  extra_params: dict | None = None, **kwargs):
-        self.spec = parse_label_config(label_config)
+        self.spec, self.kind = parse_config(label_config)
         super().__init__(label_config=label_config, train_output=train_output, **kwargs)
         if self.registry is None:
             self.configure(self.settings)
         self.project = str(project or "unknown")
+        self.model_version = self.kind.model_version(self.registry, self.project, self.spec)
         if isinstance(extra_params, dict) and extra_params.get("strategy"):
             strategy = str(extra_params["strategy"])
             if strategy not in STRATEGIES:
                 raise UnknownStrategyError(
                     f"extra params ask for strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
             self.registry.remember_strategy(self.project, strategy)
-        self.model_version = self.registry.version_for(self.project, self.spec)
 
     def predict(self, tasks, **kwargs) -> list[dict]:
         """One ``{"result", "score", "model_version"}`` per task, in order."""
-        classifier, self.model_version = self.registry.classifier_for(self.project, self.spec)
-        return predict_tasks(tasks, self.spec, classifier, self.model_version,
+        model, self.model_version = self.kind.serving_model(self.registry, self.project, self.spec)
+        return predict_tasks(tasks, self.spec, self.kind, model, self.model_version,
                              batch_size=self.settings.batch_size,
                              max_chars=self.settings.max_text_chars,
                              strategy=self.registry.strategy_for(self.project, self.settings.strategy))

@@ -1,20 +1,17 @@
-"""Turn Label Studio tasks into Label Studio predictions, batch by batch.
+"""Turn Label Studio tasks into Label Studio predictions, batch by batch, for any project kind.
 
 One model call per batch of ``batch_size`` texts, never one per task. A task whose text is
-missing, empty or not a string gets an empty result; the others are unaffected.
+missing, empty or not a string gets an empty result; the others are unaffected. What a model
+predicts and how it becomes regions is the project kind's business (`labelloop.kinds`).
 """
 from __future__ import annotations
 
 import logging
 from typing import Any, Sequence
 
-import numpy as np
-
 from labelloop.model import ranking
-from labelloop.model.classification.classifier import align_columns, embed
+from labelloop.model.embeddings import get_embedder
 from labelloop.model.text_cleaning import clean_text
-
-from labelloop.label_config.spec import ClassificationSpec, choices_result
 
 logger = logging.getLogger(__name__)
 
@@ -42,23 +39,19 @@ def task_text(task: Any, value_key: str, *, max_chars: int) -> tuple[str | None,
     return clean_text(value[:max_chars]), None
 
 
-def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, model_version: str, *,
-                  batch_size: int, max_chars: int, strategy: str = "margin",
-                  with_clusters: bool = False) -> list[dict]:
+def predict_tasks(tasks: Sequence[Any], spec, kind, model, model_version: str, *, batch_size: int,
+                  max_chars: int, strategy: str = "margin", with_clusters: bool = False) -> list[dict]:
     """One prediction dict per task, in order: ``{"result", "score", "model_version"}``.
 
-    ``classifier`` has ``classes_``, ``model_name`` and ``predict_proba`` over texts. Its classes
-    that are not in the label config are never predicted. ``score`` follows the query
-    ``strategy`` (lower means ask first; see `labelloop.model.ranking`): with margin,
-    the default, the gap between the two most likely labels; with least_confidence, the
-    probability of the predicted label.
+    ``kind.predict`` proposes a value and a score per text (lower means ask first; see
+    `labelloop.model.ranking`), and ``kind.regions`` turns the value into Label Studio regions.
     A task without usable text gets an empty result and `UNUSABLE_SCORE` (served last).
     With ``with_clusters``, usable tasks also get a k-means ``cluster`` for batch diversity.
     """
     predictions: list[dict | None] = [None] * len(tasks)
     usable: list[tuple[int, str]] = []
     for i, task in enumerate(tasks):
-        text, problem = task_text(task, spec.value_key, max_chars=max_chars)
+        text, problem = task_text(task, spec.text_key, max_chars=max_chars)
         if text is None:
             task_id = task.get("id") if isinstance(task, dict) else None
             logger.warning("task %s gets no prelabel: %s", task_id, problem)
@@ -67,26 +60,16 @@ def predict_tasks(tasks: Sequence[Any], spec: ClassificationSpec, classifier, mo
         else:
             usable.append((i, text))
 
-    labels = np.asarray(spec.labels, dtype=object)
     # similar lengths in a batch keep padding small, as in a plain sorted forward pass
     usable.sort(key=lambda item: len(item[1]))
     for start in range(0, len(usable), batch_size):
         chunk = usable[start:start + batch_size]
-        proba = align_columns(classifier.predict_proba([text for _, text in chunk]), classifier.classes_,
-                              spec.labels)
-        scores = ranking.score(proba, strategy=strategy, multi_label=spec.multi_label)
-        for (i, _), row, score in zip(chunk, proba, scores):
-            if spec.multi_label:
-                chosen = labels[row >= classifier.threshold].tolist() or [labels[row.argmax()]]
-            else:
-                chosen = [labels[row.argmax()]]
-            predictions[i] = {
-                "result": [choices_result(spec, chosen)],
-                "score": round(float(score), 6),
-                "model_version": model_version,
-            }
+        values, scores = kind.predict([text for _, text in chunk], spec, model, strategy=strategy)
+        for (i, _), value, score in zip(chunk, values, scores):
+            predictions[i] = {"result": kind.regions(spec, value), "score": round(float(score), 6),
+                              "model_version": model_version}
     if with_clusters and usable:
-        embeddings = embed([text for _, text in usable], classifier.model_name)  # cache hits
+        embeddings = get_embedder(model.model_name).embed([text for _, text in usable])  # cache hits
         for (i, _), cluster in zip(usable, ranking.diversity_clusters(embeddings)):
             predictions[i]["cluster"] = int(cluster)
     return predictions

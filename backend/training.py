@@ -3,9 +3,10 @@
 The webhook view only calls `Trainer.submit`, which returns at once (Label Studio's webhook
 timeout is 1 s). A burst of events for one project is debounced into one run. A run:
 
-1. pulls the project's labels through the SDK (incrementally, see `scripts.annotations`);
-2. fits the head over cached embeddings and stores a new version atomically, which switches
-   /predict to it (a crash before that leaves the previous version serving);
+1. syncs a snapshot of the project's annotated tasks through the SDK (incrementally, deletions
+   included, see `labelloop.scripts.sync.ProjectSnapshot`);
+2. fits the project kind's model (`labelloop.kinds`) and stores a new version atomically, which
+   switches /predict to it (a crash before that leaves the previous version serving);
 3. re-predicts every unlabelled task with the new version, a score and a diversity cluster,
    imports those predictions, and moves the project's model version, so that Label Studio's
    uncertainty sampling keeps serving the most informative task.
@@ -18,10 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from labelloop.label_config.spec import UnsupportedLabelConfig, parse_label_config
-from labelloop.model.classification.classifier import EmbeddingClassifier
+from labelloop.kinds import parse as parse_config
+from labelloop.label_config.spec import UnsupportedLabelConfig
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 from labelloop.model.store import ModelStore
 
@@ -52,16 +53,6 @@ class RunReport:
     message: str = ""
 
 
-def make_classifier(settings: Settings, multi_label: bool, n_labels: int):
-    """The head over frozen embeddings; a full fine-tune once there are enough labels (if enabled)."""
-    if settings.finetune_min_labels and n_labels >= settings.finetune_min_labels:
-        from labelloop.model.classification.finetune import FineTunedClassifier
-
-        return FineTunedClassifier(model_name=settings.model_name, multi_label=multi_label,
-                                   epochs=settings.finetune_epochs)
-    return EmbeddingClassifier(model_name=settings.model_name, multi_label=multi_label)
-
-
 def retrain_project(project_id: int, *, full: bool, settings: Settings, registry: ModelRegistry,
                     client=None, should_stop=None) -> RunReport:
     """One training run for one project; see the module docstring.
@@ -69,9 +60,9 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
     ``should_stop()`` turning true (newer events for the project) cuts the prediction refresh
     short; the model itself is always stored first.
     """
-    from labelloop.scripts.annotations import LabelSnapshot
     from labelloop.scripts.client import connect
     from labelloop.scripts.predictions import replace_unlabelled_predictions, unlabelled_tasks
+    from labelloop.scripts.sync import ProjectSnapshot
 
     report = RunReport(project_id)
     t0 = time.perf_counter()
@@ -83,7 +74,9 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
         logger.error(report.message)
         return report
     try:
-        spec = parse_label_config(project.label_config)
+        spec, kind = parse_config(project.label_config)
+        if not kind.prelabels:
+            raise kind.prelabel_unsupported()
     except UnsupportedLabelConfig as exc:
         report.message = f"project {project_id}: {exc}; nothing trained"
         logger.error(report.message)
@@ -91,27 +84,18 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
     key = project_key(project_id, project.created_at)
     store: ModelStore = registry.store
 
-    snapshot = LabelSnapshot(store.project_dir(key) / "labels.json")
-    fetched = snapshot.pull(client, project_id, spec, full=full)
-    snapshot.save()
-    items = sorted(snapshot.tasks.values(), key=lambda item: item.task_id)
-    # the config may have changed since these labels were pulled: train on current labels only
-    stale = [item for item in items if not set(item.labels) <= set(spec.labels)]
-    if stale:
-        logger.warning("project %s: %d labelled tasks use labels no longer in the config (e.g. task %s: %s); "
-                       "their other labels are kept", project_id, len(stale), stale[0].task_id,
-                       list(stale[0].labels))
-        items = [replace(item, labels=tuple(lab for lab in item.labels if lab in spec.labels)) for item in items]
-        items = [item for item in items if item.labels]
+    snapshot = ProjectSnapshot(store.project_dir(key), project_id, annotated_only=True)
+    fetched = snapshot.sync(client, full=full).fetched
+    items = [item for task in snapshot.tasks().values() if (item := kind.training_item(task, spec)) is not None]
+    # items come from the current config each run: labels removed from it are left out (and logged)
     report.n_labels = len(items)
     report.seconds["pull"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
     try:
-        y = [item.labels for item in items] if spec.multi_label else [item.labels[0] for item in items]
-        clf = make_classifier(settings, spec.multi_label, len(items))
-        clf.fit([item.text for item in items], y)
-        report.trained_version = store.save(key, clf, meta={"n_labels": len(items), "trained_at": time.time()})
+        model = kind.fit(items, spec, model_name=settings.model_name, finetune_min_labels=settings.finetune_min_labels,
+                         finetune_epochs=settings.finetune_epochs)
+        report.trained_version = store.save(key, model, meta={"n_labels": len(items), "trained_at": time.time()})
         report.seconds["fit"] = time.perf_counter() - t1
         logger.info("project %s: model %s serves now (%d labels, fit in %.2f s; pulled %d %s tasks in %.2f s)",
                     project_id, report.trained_version, len(items), report.seconds["fit"], fetched,
@@ -123,10 +107,10 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
             return report  # nothing changed; a manual START_TRAINING still refreshes below
 
     t2 = time.perf_counter()
-    classifier, version = registry.classifier_for(key, spec)
+    model, version = kind.serving_model(registry, key, spec)
     report.serving_version = version
     tasks = list(unlabelled_tasks(client, project_id))
-    predictions = predict_tasks(tasks, spec, classifier, version, batch_size=settings.batch_size,
+    predictions = predict_tasks(tasks, spec, kind, model, version, batch_size=settings.batch_size,
                                 max_chars=settings.max_text_chars,
                                 strategy=registry.strategy_for(key, settings.strategy), with_clusters=True)
     for task, prediction in zip(tasks, predictions):

@@ -1,10 +1,14 @@
-"""What labelloop needs to know about a project's label config, parsed with the SDK's `label_interface`,
-and the Choices region format that annotations and predictions share."""
+"""What labelloop needs to know about a project's label config, parsed with the SDK's `label_interface`.
+
+`parse_label_config` turns a config into one spec per project kind: `ClassificationSpec`
+(Choices over Text), `SpanSpec` (Labels over Text), `ResponseSpec` (TextArea answering a Text)
+or `PreferenceSpec` (Choices naming two answer Texts). Each spec's ``text_key`` is the task data
+field that holds the text a model reads. The region formats live in `labelloop.label_config.regions`.
+"""
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Sequence
 
 from labelloop.model.errors import LabelloopError
 
@@ -30,8 +34,8 @@ class ClassificationSpec:
     multi_label: bool
 
     @property
-    def kind(self) -> str:
-        return "multi_label" if self.multi_label else "single_label"
+    def text_key(self) -> str:
+        return self.value_key
 
 
 def _interface(config: str):
@@ -46,27 +50,15 @@ def _interface(config: str):
         raise UnsupportedLabelConfig(f"the label config could not be parsed: {exc}") from exc
 
 
-def parse_label_config(config: str) -> ClassificationSpec:
-    """Find the first Choices/Text pair in ``config``.
-
-    Raises `UnsupportedLabelConfig` with a message meant for the Label Studio user.
-    Cached: Label Studio sends the same config with every request.
-    """
-    if not isinstance(config, str):  # a request body can hold anything; the cache needs a str
-        raise UnsupportedLabelConfig(f"the label config must be XML text, not {type(config).__name__}")
-    return _parse_classification(config)
-
-
-@functools.lru_cache(maxsize=256)
-def _parse_classification(config: str) -> ClassificationSpec:
-    interface = _interface(config)
+def _classification(interface) -> ClassificationSpec:
+    """The first Choices/Text pair, or `UnsupportedLabelConfig` saying what is missing."""
     try:
         from_name, to_name, value_key = interface.get_first_tag_occurence("Choices", _TEXT_OBJECTS)
     except ValueError:
         controls = sorted({c.tag for c in interface.controls}) or ["none"]
         raise UnsupportedLabelConfig(
-            "labelloop prelabels text classification: the label config needs a <Choices> control "
-            f"with toName pointing at a <Text> object (found controls: {', '.join(controls)})"
+            "text classification needs a <Choices> control with toName pointing at a <Text> object "
+            f"(found controls: {', '.join(controls)})"
         ) from None
     control = interface.get_control(from_name)
     labels = tuple(str(label) for label in control.labels)
@@ -80,26 +72,6 @@ def _parse_classification(config: str) -> ClassificationSpec:
     return ClassificationSpec(from_name, to_name, value_key, labels, multi)
 
 
-def choices_result(spec: ClassificationSpec, chosen: Sequence[str]) -> dict:
-    """One Label Studio result region that picks ``chosen`` in the spec's Choices control."""
-    return {
-        "from_name": spec.from_name,
-        "to_name": spec.to_name,
-        "type": "choices",
-        "value": {"choices": list(chosen)},
-    }
-
-
-def chosen_labels(result, spec: ClassificationSpec) -> tuple[str, ...]:
-    """The labels an annotation's ``result`` list picks in the spec's Choices control (may be empty)."""
-    chosen: list[str] = []
-    for region in result or ():
-        if isinstance(region, dict) and region.get("from_name") == spec.from_name \
-                and region.get("type", "choices").lower() == "choices":
-            chosen.extend(str(c) for c in (region.get("value") or {}).get("choices") or ())
-    return tuple(dict.fromkeys(chosen))
-
-
 # What `labelloop export` reads. Each spec names the control whose results hold the label.
 
 @dataclass(frozen=True)
@@ -109,6 +81,10 @@ class ResponseSpec:
     from_name: str
     to_name: str
     prompt_key: str
+
+    @property
+    def text_key(self) -> str:
+        return self.prompt_key
 
 
 @dataclass(frozen=True)
@@ -120,6 +96,10 @@ class SpanSpec:
     value_key: str
     labels: tuple[str, ...]
 
+    @property
+    def text_key(self) -> str:
+        return self.value_key
+
 
 @dataclass(frozen=True)
 class PreferenceSpec:
@@ -130,13 +110,28 @@ class PreferenceSpec:
     prompt_key: str
     answers: tuple[tuple[str, str], ...]
 
+    @property
+    def text_key(self) -> str:
+        return self.prompt_key
 
-def parse_project_config(config: str):
-    """The spec `labelloop export` works from: `PreferenceSpec`, `ResponseSpec`, `SpanSpec` or
+
+Spec = ClassificationSpec | SpanSpec | ResponseSpec | PreferenceSpec
+
+
+def parse_label_config(config: str) -> Spec:
+    """The project kind's spec for ``config``: `PreferenceSpec`, `ResponseSpec`, `SpanSpec` or
     `ClassificationSpec`, tried in that order.
 
-    Raises `UnsupportedLabelConfig` with a message naming what is supported.
+    Raises `UnsupportedLabelConfig` with a message meant for the Label Studio user, naming what
+    is supported. Cached: Label Studio sends the same config with every request.
     """
+    if not isinstance(config, str):  # a request body can hold anything; the cache needs a str
+        raise UnsupportedLabelConfig(f"the label config must be XML text, not {type(config).__name__}")
+    return _parse(config)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(config: str) -> Spec:
     interface = _interface(config)
     texts = {o.name: o.value.lstrip("$") for o in interface.objects if o.tag in _TEXT_OBJECTS and o.value}
     for control in interface.controls:
@@ -153,36 +148,9 @@ def parse_project_config(config: str):
             targets = [t for t in control.to_name if t in texts]
             if control.tag == tag and targets:
                 return build(control, targets[0])
-    try:
-        return parse_label_config(config)
-    except UnsupportedLabelConfig:
+    if not any(c.tag == "Choices" for c in interface.controls):
         raise UnsupportedLabelConfig(
-            "labelloop exports Supervised LLM Fine-tuning (TextArea over Text), preference pairs "
-            "(Choices naming two answer Texts), NER (Labels over Text) and text classification (Choices over "
-            f"Text); found controls: {', '.join(sorted({c.tag for c in interface.controls})) or 'none'}") from None
-
-
-def textarea_text(result, spec: ResponseSpec) -> str | None:
-    """The text an annotation's ``result`` writes in the spec's TextArea (lines joined), or None."""
-    for region in result or ():
-        if isinstance(region, dict) and region.get("from_name") == spec.from_name:
-            text = (region.get("value") or {}).get("text")
-            if isinstance(text, list):
-                text = "\n".join(str(t) for t in text)
-            if isinstance(text, str):
-                return text
-    return None
-
-
-def labelled_spans(result, spec: SpanSpec) -> list[tuple[int, int, str]]:
-    """``(start, end, label)`` character spans an annotation marks in the spec's Labels control, sorted."""
-    spans = []
-    for region in result or ():
-        if not (isinstance(region, dict) and region.get("from_name") == spec.from_name):
-            continue
-        value = region.get("value") or {}
-        start, end = value.get("start"), value.get("end")
-        for label in value.get("labels") or ():
-            if isinstance(start, int) and isinstance(end, int) and 0 <= start < end:
-                spans.append((start, end, str(label)))
-    return sorted(set(spans))
+            "labelloop supports text classification (a <Choices> control over a <Text> object), NER (Labels "
+            "over Text), Supervised LLM Fine-tuning (TextArea over Text) and preference pairs (Choices naming "
+            f"two answer Texts); found controls: {', '.join(sorted({c.tag for c in interface.controls})) or 'none'}")
+    return _classification(interface)

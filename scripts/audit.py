@@ -1,4 +1,8 @@
-"""`labelloop audit`: sync, consensus, Cleanlab label-error detection, a report, and review in Label Studio.
+"""`labelloop audit`: sync, the project kind's checks, a report, and review in Label Studio.
+
+The checks themselves are the kind's (`labelloop.kinds`; for classification,
+`labelloop.model.classification.audit`): consensus, Cleanlab label-error detection,
+near-duplicates and outliers. This module pulls, writes the report and pushes the findings.
 
 Findings go back as predictions under their own model version (``labelloop-audit-<time>``),
 holding the suggested label with ``score`` = label quality, plus a saved view "Suspected label
@@ -17,16 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from labelloop.label_config.spec import UnsupportedLabelConfig, choices_result, parse_label_config
-from labelloop.model.classification.consensus import crowdlab, majority_vote, majority_vote_multilabel
-from labelloop.model.data_issues import find_data_issues, groups_from_pairs
+from labelloop.kinds import parse as parse_config
+from labelloop.label_config.spec import UnsupportedLabelConfig
+from labelloop.model.classification.audit import label_value
 from labelloop.model.embeddings import get_embedder
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
-from labelloop.model.classification.label_issues import find_label_issues, find_multilabel_issues, issues_from_proba
 from labelloop.model.store import atomic_write_text
-from labelloop.model.text_cleaning import clean_text
 
-from .annotations import annotator_labels
 from .filters import has_model_version, save_view
 from .predictions import push_predictions
 from .sync import ProjectSnapshot
@@ -49,81 +50,6 @@ class AuditReport:
     created_at: str = ""
 
 
-def _consensus_and_issues(matrix, X, spec, n_folds: int, messages: list, groups=None):
-    """(majority vote, consensus, label issues, annotator table or None) for labelled rows.
-
-    ``groups``: near-duplicate group per row, kept within one cross-validation fold."""
-    if spec.multi_label:
-        vote = majority_vote_multilabel(matrix)
-        issues = find_multilabel_issues(X, vote.label, spec.labels, n_folds=n_folds, groups=groups)
-        messages += issues.messages
-        if (vote.n_annotators > 1).any():
-            messages.append("CROWDLAB did not run: it handles single-label classes only; the per-label majority "
-                            "vote is the consensus")
-        return vote, vote, issues, None
-    vote = majority_vote(matrix)
-    issues = find_label_issues(X, vote.label.astype(str), n_folds=n_folds, groups=groups)
-    messages += issues.messages
-    several = int((vote.n_annotators > 1).sum())
-    if not several:
-        messages.append("CROWDLAB did not run: every task has a single annotator, so there are no disagreements "
-                        "to settle; each annotator's label is the consensus")
-        return vote, vote, issues, None
-    probs = np.nan_to_num(issues.pred_probs, nan=1.0 / len(issues.classes))
-    try:
-        consensus = crowdlab(matrix, probs, issues.classes)
-    except (NotEnoughLabelsError, ValueError) as exc:
-        messages.append(f"CROWDLAB did not run ({exc}); the majority vote is the consensus of the {several} "
-                        "tasks with several annotators")
-        return vote, vote, issues, None
-    # check the CROWDLAB consensus, not the raw vote, with the same out-of-sample probabilities
-    rechecked = issues_from_proba(consensus.label.astype(str), issues.pred_probs, issues.classes, issues.scored)
-    rechecked.n_folds, rechecked.messages = issues.n_folds, issues.messages
-    return vote, consensus, rechecked, consensus.annotator_stats
-
-
-def _label_value(label):
-    return list(label) if isinstance(label, tuple) else (None if label is None else str(label))
-
-
-def _findings(rows, vote, consensus, issues, data) -> list[dict]:
-    """One finding per suspicious task, with every reason that applies and the lowest score."""
-    tied = vote.tie & (consensus.agreement < 1.0) if consensus is not vote else vote.tie
-    task_ids = [task_id for task_id, _ in rows]
-    findings = []
-    for i, (task_id, _) in enumerate(rows):
-        kinds, reasons, scores = [], [], []
-        if issues.is_issue[i]:
-            kinds.append("label_error")
-            reasons.append("likely label error (Cleanlab, out-of-sample)")
-            scores.append(issues.quality[i])
-        if tied[i]:
-            kinds.append("tie")
-            reasons.append("tied annotator votes")
-            scores.append(issues.quality[i])
-        if data.is_near_duplicate[i]:
-            kinds.append("near_duplicate")
-            others = [task_ids[j] for j in data.near_duplicate_of[i]]
-            differ = any(_label_value(consensus.label[j]) != _label_value(consensus.label[i])
-                         for j in data.near_duplicate_of[i])
-            reasons.append(f"near-duplicate of task(s) {', '.join(map(str, others[:5]))}"
-                           + (" with a different label" if differ else ""))
-            scores.append(data.near_duplicate_score[i])
-        if data.is_outlier[i]:
-            kinds.append("outlier")
-            reasons.append("outlier (far from every other labelled text)")
-            scores.append(data.outlier_score[i])
-        if not kinds:
-            continue
-        scores = np.asarray(scores, float)
-        findings.append({"task_id": int(task_id), "given": _label_value(consensus.label[i]),
-                         "suggested": _label_value(issues.suggested[i]),
-                         "quality": 0.0 if np.isnan(scores).all() else float(np.nanmin(scores)),
-                         "agreement": float(consensus.agreement[i]), "n_annotators": int(consensus.n_annotators[i]),
-                         "issues": kinds, "reason": "; ".join(reasons)})
-    return findings
-
-
 def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "default", n_folds: int = 5,
               push: bool = True, full: bool = False, progress=None) -> AuditReport:
     """Sync, consensus, detection, report and (``push``) review in Label Studio.
@@ -133,59 +59,29 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
     """
     snapshot = ProjectSnapshot(out_dir / "snapshots", project_id)
     snapshot.sync(client, full=full, progress=progress("pulling tasks", None) if progress else None)
-    state = snapshot.state()
     try:
-        spec = parse_label_config(state["label_config"])
+        spec, kind = parse_config(snapshot.state()["label_config"])
     except UnsupportedLabelConfig as exc:
-        # the parser's message opens with what the backend prelabels; the audit says what it checks
-        raise LabelloopError(f"project {project_id} cannot be audited: the audit checks classification labels; "
-                             f"{str(exc).split(': ', 1)[-1]}") from None
-    tasks = snapshot.tasks()
-    messages: list[str] = []
-    rows, texts, empty, unknown = [], [], [], set()
-    for task in tasks.values():
-        labels = annotator_labels(task, spec, unknown)
-        if not labels:
-            continue
-        text = (task.get("data") or {}).get(spec.value_key)
-        if not isinstance(text, str) or len(text.strip()) < 3 or not any(ch.isalnum() for ch in text):
-            empty.append(task["id"])
-            continue
-        rows.append((task["id"], labels))
-        texts.append(clean_text(text))
-    if unknown:
-        messages.append(f"annotations use labels that are not in the label config, left out: "
-                        f"{', '.join(sorted(unknown)[:10])}")
-    if not rows:
-        raise NotEnoughLabelsError(f"project {project_id} has no finished annotations to audit")
-    annotators = sorted({a for _, labels in rows for a in labels}, key=str)
-    matrix = [[labels.get(a) for a in annotators] for _, labels in rows]
-    X = get_embedder(model_name).embed(texts, progress=progress("embedding texts", len(texts)) if progress else None)
-    if progress:
-        progress("cross-validating, Cleanlab, near-duplicates and outliers", None)
-    data = find_data_issues(X)
-    # near-duplicates share a fold, so a copied wrong label cannot vouch for itself
-    groups = groups_from_pairs(len(X), [(i, j) for i, others in enumerate(data.near_duplicate_of) for j in others])
-    vote, consensus, issues, annotator_stats = _consensus_and_issues(matrix, X, spec, n_folds, messages, groups)
-    n_ties = int(vote.tie.sum())
-    if n_ties:
-        messages.append(f"{n_ties} task(s) have tied votes: they are flagged for review")
+        raise LabelloopError(f"project {project_id} cannot be audited: {exc}") from None
 
+    def embed(texts):
+        return get_embedder(model_name).embed(texts, progress=progress("embedding texts", len(texts))
+                                              if progress else None)
+
+    try:
+        audit = kind.audit(snapshot.tasks(), spec, embed=embed, n_folds=n_folds, progress=progress)
+    except NotEnoughLabelsError as exc:
+        raise NotEnoughLabelsError(f"project {project_id}: {exc}") from None
     version = f"labelloop-audit-{time.strftime('%Y%m%d-%H%M%S')}"
-    findings = _findings(rows, vote, consensus, issues, data)
-    findings += [{"task_id": int(t), "given": None, "suggested": None, "quality": 0.0, "agreement": None,
-                  "n_annotators": None, "issues": ["empty_text"], "reason": "empty or unintelligible text"}
-                 for t in empty]
-    findings.sort(key=lambda f: f["quality"])
-
-    report = AuditReport(project_id, version, len(rows), findings, messages, task_ids=[t for t, _ in rows],
+    findings = audit.findings
+    report = AuditReport(project_id, version, len(audit.task_ids), findings, audit.messages, task_ids=audit.task_ids,
                          created_at=datetime.now(timezone.utc).isoformat())
     report.report_dir = write_report(out_dir / f"audit-{project_id}-{version.removeprefix('labelloop-audit-')}",
-                                     report, issues, consensus, annotator_stats)
+                                     report, audit.issues, audit.consensus, audit.annotator_stats)
     if push and findings:
         def suggestion(f):
             labels = f["suggested"] if isinstance(f["suggested"], list) else [f["suggested"]]
-            return [choices_result(spec, labels)] if f["suggested"] else []
+            return kind.regions(spec, labels) if f["suggested"] else []
 
         predictions = [{"task": f["task_id"], "model_version": version, "score": f["quality"],
                         "result": suggestion(f)} for f in findings]
@@ -196,7 +92,7 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
     return report
 
 
-def write_report(directory: Path, report: AuditReport, issues, consensus, annotator_stats) -> Path:
+def write_report(directory: Path, report: AuditReport, issues, consensus_labels, annotator_stats) -> Path:
     """findings.jsonl, summary.json, PNG plots and report.html in ``directory``."""
     import matplotlib
 
@@ -213,7 +109,7 @@ def write_report(directory: Path, report: AuditReport, issues, consensus, annota
         plt.close(fig)
         plots.append((name, title))
 
-    given = [label for g in consensus.label for label in (g if isinstance(g, tuple) else (g,))]
+    given = [label for g in consensus_labels for label in (g if isinstance(g, tuple) else (g,))]
     labels, counts = np.unique(np.asarray(given, dtype=str), return_counts=True)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(labels, counts)
@@ -256,8 +152,8 @@ def write_report(directory: Path, report: AuditReport, issues, consensus, annota
         save(fig, "annotator_quality.png", "Annotator quality")
 
     atomic_write_text(directory / "consensus.jsonl", "".join(
-        json.dumps({"task_id": task_id, "label": _label_value(label)}) + "\n"
-        for task_id, label in zip(report.task_ids, consensus.label)))
+        json.dumps({"task_id": task_id, "label": label_value(label)}) + "\n"
+        for task_id, label in zip(report.task_ids, consensus_labels)))
     summary = {"project_id": report.project_id, "model_version": report.model_version,
                "created_at": report.created_at,
                "labelled_tasks": report.n_labelled, "findings": len(report.findings),

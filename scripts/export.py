@@ -8,7 +8,6 @@ so a failed export leaves no partial file behind.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -16,49 +15,25 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from labelloop.label_config.spec import (ClassificationSpec, PreferenceSpec, ResponseSpec, SpanSpec,
-                                         UnsupportedLabelConfig, chosen_labels, labelled_spans,
-                                         parse_project_config, textarea_text)
-from labelloop.model.export.validation import DEFAULT_MAX_TOKENS, validate_lines
-from labelloop.model.classification.consensus import majority_vote, majority_vote_multilabel
+from labelloop.kinds import parse as parse_config
+from labelloop.label_config.spec import UnsupportedLabelConfig
+from labelloop.model.export.validation import validate_lines
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
-from labelloop.model.export.formats import Example, RenderOptions, check_format
+from labelloop.model.export.formats import RenderOptions, check_format
+from labelloop.model.export.manifest import ExportOptions, build_manifest, file_name
 from labelloop.model.export.pipeline import PreparedExport, prepare, render_splits
 from labelloop.model.export.tokens import token_counter
 
-from .annotations import annotator_labels, latest_annotation
 from .sync import ProjectSnapshot
 
-_KIND = {ResponseSpec: "llm", PreferenceSpec: "preference", SpanSpec: "ner", ClassificationSpec: "classification"}
-_PACKAGES = ("labelloop", "label-studio-sdk", "cleanlab", "scikit-learn", "numpy", "transformers", "torch",
-             "tiktoken")
 
 
 class ExportError(LabelloopError):
     """The export cannot produce valid files; nothing was written."""
-
-
-@dataclass
-class ExportOptions:
-    fmt: str
-    fractions: str = "0.8,0.1,0.1"
-    seed: int = 0
-    system: str | None = None
-    instruction: str | None = None
-    near_duplicate_threshold: float = 0.95
-    minhash_threshold: float = 0.8
-    exclude_flagged: bool = False
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    tokenizer: str = "auto"
-    model_name: str = "default"
-    overwrite: bool = False
-    plot: bool = False
 
 
 @dataclass
@@ -69,10 +44,6 @@ class ExportResult:
     manifest: dict
     messages: list[str] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
-
-
-def project_kind(spec) -> str:
-    return _KIND[type(spec)]
 
 
 PLOT_FILE = "label_distribution.png"
@@ -117,104 +88,13 @@ def _read_jsonl(path: Path) -> list[dict]:
         if path.exists() else []
 
 
-def _last_annotated(task: dict) -> str:
-    return max((str(a.get("updated_at") or a.get("created_at") or "") for a in task.get("annotations") or ()),
-               default="")
-
-
-def _changed_since(task: dict, when: str) -> bool:
-    try:
-        return datetime.fromisoformat(_last_annotated(task).replace("Z", "+00:00")) > datetime.fromisoformat(when)
-    except ValueError:
-        return False
-
-
-def examples_from_tasks(tasks: dict[int, dict], spec, *, audit_dir: Path | None = None,
-                        exclude_flagged: bool = False) -> tuple[list[Example], dict, list[str]]:
-    """Examples from snapshot tasks (Label Studio's task JSON), in task-id order, plus
-    ``{reason: [task ids]}`` left out and messages.
-
-    Classification uses the consensus of the task's annotators: the audit's (CROWDLAB) when an
-    audit ran after the task's last annotation, else the majority vote; a tie without an audit
-    is left out. Other project types use the latest finished annotation. Cancelled (skipped)
-    annotations never count.
-    """
-    kind = project_kind(spec)
-    skipped, messages = {}, []
-    consensus, flagged, audit_time = {}, set(), None
-    if audit_dir is not None:
-        audit_time = json.loads((audit_dir / "summary.json").read_text()).get("created_at")
-        consensus = {row["task_id"]: row["label"] for row in _read_jsonl(audit_dir / "consensus.jsonl")}
-        flagged = {row["task_id"] for row in _read_jsonl(audit_dir / "findings.jsonl")}
-        messages.append(f"using the audit in {audit_dir}")
-    elif exclude_flagged:
-        messages.append("--exclude-flagged: no audit of this project found, nothing excluded")
-    examples = []
-    for task_id, task in sorted(tasks.items()):
-        fresh_audit = audit_time is not None and not _changed_since(task, audit_time)
-        if exclude_flagged and task_id in flagged and fresh_audit:
-            reason = "unresolved audit finding"
-        elif kind == "classification":
-            example, reason = _classification_example(task, spec, consensus.get(task_id) if fresh_audit else None)
-        else:
-            example, reason = _annotation_example(task, spec, kind)
-        if reason:
-            skipped.setdefault(reason, []).append(task_id)
-        elif example is not None:
-            examples.append(example)
-    return examples, skipped, messages
-
-
-def _classification_example(task: dict, spec, audit_label) -> tuple[Example | None, str | None]:
-    """(example or None, reason it was left out or None) from the annotators' consensus."""
-    labels = annotator_labels(task, spec)
-    if not labels:
-        return None, None
-    votes = [list(labels.values())]
-    vote = majority_vote_multilabel(votes) if spec.multi_label else majority_vote(votes)
-    chosen = vote.label[0]
-    if len(labels) > 1 and vote.agreement[0] < 1.0:
-        if audit_label is not None:
-            chosen = audit_label
-        elif vote.tie[0]:
-            return None, "tied annotators (run labelloop audit to resolve)"
-    chosen = tuple(chosen) if isinstance(chosen, (list, tuple)) else (str(chosen),)
-    return Example(task["id"], (task.get("data") or {}).get(spec.value_key), labels=chosen), None
-
-
-def _annotation_example(task: dict, spec, kind: str) -> tuple[Example | None, str | None]:
-    """(example or None, reason it was left out or None) from the latest finished annotation."""
-    annotation = latest_annotation(task.get("annotations"))
-    if annotation is None:
-        return None, None
-    data, result = task.get("data") or {}, annotation.get("result")
-    if kind == "llm":
-        return Example(task["id"], data.get(spec.prompt_key), response=textarea_text(result, spec)), None
-    if kind == "preference":
-        answers = dict(spec.answers)
-        picked = [choice for choice in chosen_labels(result, spec) if choice in answers]
-        if not picked:
-            return None, "no preferred answer chosen"
-        other = next(key for choice, key in spec.answers if choice != picked[0])
-        return Example(task["id"], data.get(spec.prompt_key), response=data.get(answers[picked[0]]),
-                       rejected=data.get(other)), None
-    text = data.get(spec.value_key)
-    spans = tuple(s for s in labelled_spans(result, spec) if isinstance(text, str) and s[1] <= len(text))
-    return Example(task["id"], text, spans=spans), None
-
-
-def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _versions() -> dict:
-    out = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+def read_audit(audit_dir: Path | None) -> dict | None:
+    """What the export uses of an audit: ``{"created_at", "consensus": {task id: label}, "flagged": {task ids}}``."""
+    if audit_dir is None:
+        return None
+    return {"created_at": json.loads((audit_dir / "summary.json").read_text()).get("created_at"),
+            "consensus": {row["task_id"]: row["label"] for row in _read_jsonl(audit_dir / "consensus.jsonl")},
+            "flagged": {row["task_id"] for row in _read_jsonl(audit_dir / "findings.jsonl")}}
 
 
 def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOptions, *,
@@ -227,17 +107,18 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
     check_out_dir(out_dir, options.overwrite)
     state = snapshot.state()
     try:
-        spec = parse_project_config(state.get("label_config"))
+        spec, kind = parse_config(state.get("label_config"))
     except UnsupportedLabelConfig as exc:
         raise ExportError(f"project {snapshot.project_id}: {exc}") from None
-    kind = project_kind(spec)
-    check_format(options.fmt, kind)
+    check_format(options.fmt, kind.name)
     if options.instruction and "{text}" in options.instruction:
         raise ExportError("--instruction goes before the text; use {labels} for the label names, not {text}")
     audit_dir = _latest_audit(audit_root, snapshot.project_id)
     started = time.perf_counter()
-    examples, skipped, messages = examples_from_tasks(snapshot.tasks(), spec, audit_dir=audit_dir,
-                                                      exclude_flagged=options.exclude_flagged)
+    examples, skipped, messages = kind.examples(snapshot.tasks(), spec, audit=read_audit(audit_dir),
+                                                exclude_flagged=options.exclude_flagged)
+    if audit_dir is not None:
+        messages.insert(0, f"using the audit in {audit_dir}")
     seconds = {"read_snapshot": time.perf_counter() - started}
     if not examples:
         raise NotEnoughLabelsError(f"project {snapshot.project_id} has no finished annotations to export")
@@ -248,16 +129,14 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
         advance = progress("embedding texts for near-duplicates", len(texts)) if progress else None
         return get_embedder(options.model_name).embed(texts, progress=advance)
 
-    prepared = prepare(examples, kind=kind, fractions=options.fractions, seed=options.seed,
+    prepared = prepare(examples, keep_offsets=kind.keep_offsets, fractions=options.fractions, seed=options.seed,
                        near_duplicate_threshold=options.near_duplicate_threshold,
                        minhash_threshold=options.minhash_threshold,
                        embed=embed if options.near_duplicate_threshold > 0 else None)
     seconds.update(prepared.seconds)
     for reason, ids in skipped.items():
         prepared.dropped[reason] = ids + prepared.dropped.get(reason, [])
-    label_names = spec.labels if kind in ("classification", "ner") else ()
-    opts = RenderOptions(kind, tuple(label_names), bool(getattr(spec, "multi_label", False)), options.system,
-                         options.instruction)
+    opts = kind.render_options(spec, system=options.system, instruction=options.instruction)
     started = time.perf_counter()
     contents = _render(prepared, options.fmt, opts)
     seconds["render"] = time.perf_counter() - started
@@ -277,7 +156,8 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
     messages += [f"{name}: {w}" for name, r in reports.items() for w in r.warnings]
     seconds["validate"] = time.perf_counter() - started
     started = time.perf_counter()
-    manifest = build_manifest(snapshot.project_id, kind, options, prepared, contents, reports, counter.name)
+    manifest = build_manifest(snapshot.project_id, kind.name, options, prepared, contents, reports, counter.name,
+                              command=shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]))
     largest = manifest["near_duplicates"]["largest_group"]
     if largest > max(10, 0.05 * len(prepared.group)):
         # templated prompts can chain into one big group, which then lands in a single split
@@ -327,47 +207,8 @@ def _without(prepared: PreparedExport, task_ids: set) -> PreparedExport:
                    group=prepared.group[keep])
 
 
-def file_name(split: str, fmt: str) -> str:
-    return f"{split}.{'conll' if fmt == 'conll' else 'jsonl'}"
-
-
 def _content(split_lines: list[str], fmt: str) -> str:
     return ("\n" if fmt == "conll" else "").join(line if fmt == "conll" else line + "\n" for line in split_lines)
-
-
-def build_manifest(project_id, kind, options: ExportOptions, prepared: PreparedExport, contents, reports,
-                   tokenizer) -> dict:
-    splits = prepared.split_examples()
-    sizes = np.bincount(prepared.group) if len(prepared.group) else np.zeros(0, dtype=int)
-    counts = {}
-    for name, examples in splits.items():
-        labels = [label for e in examples for label in (e.labels or tuple(s[2] for s in e.spans))]
-        counts[name] = {"examples": len(examples), "labels": dict(sorted(
-            zip(*np.unique(labels, return_counts=True)))) if labels else {}}
-        counts[name]["labels"] = {str(k): int(v) for k, v in counts[name]["labels"].items()}
-    return {
-        "project_id": project_id, "kind": kind, "format": options.fmt,
-        "split": list(prepared.fractions), "seed": options.seed, "system": options.system,
-        "instruction": options.instruction, "near_duplicate_threshold": options.near_duplicate_threshold,
-        "minhash_threshold": options.minhash_threshold,
-        "exclude_flagged": options.exclude_flagged,
-        "counts": counts,
-        "tokens": {"tokenizer": tokenizer, "max_tokens": options.max_tokens,
-                   **{name: r.token_stats() for name, r in reports.items()}},
-        "dropped": {reason: sorted(ids) for reason, ids in sorted(prepared.dropped.items())},
-        "near_duplicates": {"pairs": int(len(prepared.near_duplicate_pairs)),
-                            "pairs_by_detector": prepared.pairs_by_detector,
-                            "groups_with_several_items": int((sizes > 1).sum()),
-                            "largest_group": int(sizes.max(initial=0)),
-                            "cross_split_pairs_random_split": prepared.overlap_before,
-                            "cross_split_pairs": prepared.overlap_after},
-        "files": {file_name(name, options.fmt): {"sha256": _hash(text), "examples": len(records)}
-                  for name, (records, text) in contents.items() if records},
-        "examples": {name: [{"task_id": e.task_id, "sha256": _hash(record)}
-                            for e, record in zip(splits[name], records)] for name, (records, _) in contents.items()},
-        "versions": _versions(),
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-    }
 
 
 def write_files(out_dir: Path, contents: dict, manifest: dict, options: ExportOptions) -> None:

@@ -8,8 +8,8 @@ snapshot intact and the next run simply pulls again. Nothing in Label Studio is 
 Deletions leave no ``updated_at`` behind, so every pull also reconciles with `task_index`, a
 cheap id-only listing with each task's annotation counts: tasks Label Studio no longer has
 leave the snapshot, and tasks whose counts changed (an annotation deleted) are fetched again.
-The backend's training pull (`labelloop.scripts.annotations.LabelSnapshot`) uses the same two
-functions.
+The backend's training runs keep a snapshot of the annotated tasks the same way
+(``annotated_only``).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Callable
 from labelloop.model.store import atomic_write_text
 
 from .client import LabelStudioUnavailable, as_dict
-from .filters import CURSOR_OVERLAP, query, selected, updated_after
+from .filters import CURSOR_OVERLAP, count_above_zero, query, selected, updated_after
 
 INDEX_FIELDS = "id,total_annotations,cancelled_annotations"
 
@@ -82,11 +82,28 @@ class SyncReport:
 
 
 class ProjectSnapshot:
-    """``<root>/project-<id>/tasks.jsonl`` and ``state.json``."""
+    """``<root>/project-<id>/tasks.jsonl`` and ``state.json``.
 
-    def __init__(self, root: str | Path, project_id: int):
+    With ``annotated_only``, only tasks that have an annotation (finished or skipped) are kept:
+    what a training run needs, without the unlabelled tasks whose predictions change all the time.
+    """
+
+    def __init__(self, root: str | Path, project_id: int, *, annotated_only: bool = False):
         self.dir = Path(root) / f"project-{project_id}"
         self.project_id = project_id
+        self.annotated_only = annotated_only
+
+    def _scopes(self) -> list[list[dict]]:
+        """Filters whose union is the snapshot's scope (Label Studio's filters have one conjunction)."""
+        if not self.annotated_only:
+            return [[]]
+        return [[count_above_zero("total_annotations")], [count_above_zero("cancelled_annotations")]]
+
+    def _index_query(self) -> str | None:
+        if not self.annotated_only:
+            return None
+        return query(count_above_zero("total_annotations"), count_above_zero("cancelled_annotations"),
+                     conjunction="or")
 
     @property
     def tasks_path(self) -> Path:
@@ -116,20 +133,24 @@ class ProjectSnapshot:
         project = with_retries(lambda: client.projects.get(id=self.project_id))
         cursor = None if full or not state.get("cursor") else datetime.fromisoformat(state["cursor"])
         tasks = {} if cursor is None else self.tasks()
-        changed_since = None if cursor is None else query(updated_after(cursor - CURSOR_OVERLAP))
+        since = [] if cursor is None else [updated_after(cursor - CURSOR_OVERLAP)]
+
         def pull() -> list[dict]:
             out = []
-            for task in client.tasks.list(project=self.project_id, fields="all", query=changed_since, page_size=page_size):
-                out.append(as_dict(task))
-                if progress is not None:
-                    progress(1)
+            for scope in self._scopes():
+                items = scope + since
+                for task in client.tasks.list(project=self.project_id, fields="all", page_size=page_size,
+                                              query=query(*items) if items else None):
+                    out.append(as_dict(task))
+                    if progress is not None:
+                        progress(1)
             return out
 
         changed = with_retries(pull)  # a failed page restarts the pull; the snapshot is untouched
         for task in changed:
             tasks[task["id"]] = task
         # after the pull, so that anything that changed meanwhile shows up as a count mismatch
-        index = with_retries(lambda: task_index(client, self.project_id))
+        index = with_retries(lambda: task_index(client, self.project_id, task_query=self._index_query()))
         gone = set(tasks) - set(index)
         for task_id in gone:
             del tasks[task_id]

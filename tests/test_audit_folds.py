@@ -8,7 +8,7 @@ from labelloop.label_config import load
 from labelloop.label_config.spec import parse_label_config
 from labelloop.model.data_issues import find_data_issues, groups_from_pairs
 from labelloop.model.classification.label_issues import find_label_issues, multilabel_folds
-from labelloop.scripts.audit import _consensus_and_issues
+from labelloop.model.classification.audit import _consensus_and_issues
 
 
 def copied_wrong_labels(seed=0):
@@ -56,12 +56,12 @@ def test_the_report_says_why_crowdlab_did_not_run():
     X, y, _ = copied_wrong_labels()
     matrix = [[label] for label in y]  # one annotator per task
     messages = []
-    _consensus_and_issues(matrix, X, spec, 3, messages)
+    _consensus_and_issues(matrix, X, spec.labels, spec.multi_label, 3, messages)
     assert any(m.startswith("CROWDLAB did not run: every task has a single annotator") for m in messages)
     multi = parse_label_config(load("multi_label_classification"))
     messages = []
     sets = [("Story",) if i % 2 else ("Music",) for i in range(len(X))]
-    _consensus_and_issues([[s, s] for s in sets], X, multi, 3, messages)
+    _consensus_and_issues([[s, s] for s in sets], X, multi.labels, multi.multi_label, 3, messages)
     assert any("CROWDLAB did not run: it handles single-label classes only" in m for m in messages)
 
 

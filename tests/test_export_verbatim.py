@@ -102,7 +102,7 @@ def test_the_leakage_check_does_not_rely_on_ten_nearest_neighbours():
     vectors = np.vstack([clusters, other])
     words = [f"alpha{i} beta{i} gamma{i}" for i in range(len(vectors))]  # no text detector links them
     examples = [Example(i, text, response="ok") for i, text in enumerate(words)]
-    prepared = prepare(examples, kind="llm", embed=lambda texts: vectors, fractions="0.2,0.4,0.4", seed=3)  # k-NN alone splits them
+    prepared = prepare(examples, embed=lambda texts: vectors, fractions="0.2,0.4,0.4", seed=3)  # k-NN alone splits them
     # the first 22 items are all within 0.95 of each other across the two clusters: one split
     assert len(set(prepared.split[:22].tolist())) == 1
     assert prepared.overlap_after == 0

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from labelloop.backend.config import Settings
-from labelloop.backend.training import make_classifier
+from labelloop.kinds.classification import ClassificationKind
+from labelloop.label_config import load
+from labelloop.label_config.spec import parse_label_config
 from labelloop.model.classification.classifier import EmbeddingClassifier
 from labelloop.model.errors import NotEnoughLabelsError
 from labelloop.model.classification.finetune import FineTunedClassifier
@@ -55,8 +56,17 @@ def test_fine_tune_multi_label_and_bad_input(tiny_path):
         FineTunedClassifier(model_name=tiny_path).fit(np.zeros((2, 3), dtype=np.float32), ["a", "b"])
 
 
-def test_training_switches_to_fine_tuning_past_the_threshold():
-    settings = Settings(finetune_min_labels=100)
-    assert isinstance(make_classifier(settings, False, 99), EmbeddingClassifier)
-    assert isinstance(make_classifier(settings, False, 100), FineTunedClassifier)
-    assert isinstance(make_classifier(Settings(), False, 10**6), EmbeddingClassifier)  # off by default
+def test_training_switches_to_fine_tuning_past_the_threshold(tiny_model, monkeypatch):
+    from labelloop.kinds.classification import LabelledTask
+
+    fitted = []
+    monkeypatch.setattr(FineTunedClassifier, "fit", lambda self, X, y: fitted.append(self) or self)
+    kind, spec = ClassificationKind(), parse_label_config(load("text_classification"))
+
+    def items(n):
+        return [LabelledTask(i, f"text {i}", ("Positive" if i % 2 else "Negative",), i, "") for i in range(n)]
+
+    assert isinstance(kind.fit(items(9), spec, model_name=tiny_model, finetune_min_labels=10), EmbeddingClassifier)
+    assert isinstance(kind.fit(items(10), spec, model_name=tiny_model, finetune_min_labels=10), FineTunedClassifier)
+    assert isinstance(kind.fit(items(12), spec, model_name=tiny_model), EmbeddingClassifier)  # off by default
+    assert len(fitted) == 1

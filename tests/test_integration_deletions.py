@@ -8,7 +8,6 @@ from labelloop.backend.config import Settings
 from labelloop.backend.registry import ModelRegistry
 from labelloop.backend.training import project_key, retrain_project
 from labelloop.scripts import projects
-from labelloop.scripts.annotations import LabelSnapshot
 from labelloop.scripts.audit import run_audit
 from labelloop.scripts.client import as_dict
 from labelloop.scripts.export import ExportOptions, run_export
@@ -90,12 +89,13 @@ def test_retraining_and_audit_forget_deleted_tasks_and_annotations(ls_client, tm
     report = train()  # incremental, as an annotation webhook would run it
     assert report.n_labels == 10
     key = project_key(project.id, ls_client.projects.get(id=project.id).created_at)
-    labels = LabelSnapshot(registry.store.project_dir(key) / "labels.json")
-    assert set(labels.tasks) == {t.id for t in tasks} - {lost_annotation, lost_task}
+    kept = ProjectSnapshot(registry.store.project_dir(key), project.id, annotated_only=True).tasks()
+    labelled = {t.id for t in tasks} - {lost_annotation, lost_task}
+    assert set(kept) == labelled  # a task without annotations leaves the annotated snapshot
     audit = run_audit(ls_client, project.id, out_dir=tmp_path / "audit", model_name=tiny_model, push=False, n_folds=3)
-    assert set(audit.task_ids) == set(labels.tasks)
+    assert set(audit.task_ids) == labelled
     consensus = (audit.report_dir / "consensus.jsonl").read_text().splitlines()
-    assert {json.loads(line)["task_id"] for line in consensus} == set(labels.tasks)
+    assert {json.loads(line)["task_id"] for line in consensus} == labelled
     # the stored task JSON carries the counters the reconciliation compares
     fresh = as_dict(next(iter(ls_client.tasks.list(project=project.id, fields="all"))))
     assert "total_annotations" in fresh and "cancelled_annotations" in fresh

@@ -38,7 +38,7 @@ def test_prepare_cleans_collapses_duplicates_and_groups_identical_prompts():
                  Example(101, "Question  4?", response="A different answer."),  # same prompt, new answer
                  Example(104, "QUESTION 5 ?", response="Another answer."),  # a variant of 5
                  Example(102, " \n", response="x"), Example(103, "Fine?", response="  ")]
-    prepared = prepare(examples, kind="llm", fractions="0.8,0.1,0.1", seed=0)
+    prepared = prepare(examples, fractions="0.8,0.1,0.1", seed=0)
     assert prepared.dropped == {"exact duplicate": [100], "prompt/text empty": [102], "empty response": [103]}
     ids = [e.task_id for e in prepared.examples]
     assert ids == list(range(30)) + [101, 104]

@@ -56,16 +56,22 @@ def test_classification_templates_parse():
     assert multi.multi_label and len(multi.labels) == 5
 
 
-@pytest.mark.parametrize("name", ["ner", "llm_fine_tuning"])
-def test_other_templates_are_refused_with_a_clear_reason(name):
-    with pytest.raises(UnsupportedLabelConfig, match="needs a <Choices> control"):
-        parse_label_config(load(name))
+@pytest.mark.parametrize("name, kind", [("ner", "NER span"), ("llm_fine_tuning", "LLM response"),
+                                        ("llm_preference", "preference pair")])
+def test_kinds_without_a_predictor_refuse_to_prelabel_naming_the_kind(name, kind, tmp_path):
+    from labelloop.backend.registry import ModelRegistry
+    from labelloop.kinds import KindNotSupported, parse
+
+    spec, project_kind = parse(load(name))
+    with pytest.raises(KindNotSupported, match=f"does not prelabel for {kind}.*<Choices> control"):
+        project_kind.model_version(ModelRegistry(str(tmp_path), "default"), "1.1", spec)
 
 
 @pytest.mark.parametrize("config, reason", [
     ("", "no label config"),
     ("<View><Choices name='c' toName='t'>", "could not be parsed"),
-    ("<View><Text name='t' value='$t'/></View>", "needs a <Choices> control"),
+    ("<View><Text name='t' value='$t'/></View>", "a <Choices> control over a <Text> object"),
+    ("<View><Text name='t' value='$t'/><Choices name='c' toName='t'></Choices></View>", "has no <Choice> values"),
 ])
 def test_bad_configs(config, reason):
     with pytest.raises(UnsupportedLabelConfig, match=reason):
@@ -83,9 +89,10 @@ def test_export_specs_for_every_template_and_a_clear_refusal():
     import pytest
 
     from labelloop.label_config import load
+    from labelloop.label_config.regions import labelled_spans, textarea_text
     from labelloop.label_config.spec import (ClassificationSpec, PreferenceSpec, ResponseSpec, SpanSpec,
-                                             UnsupportedLabelConfig, labelled_spans, parse_project_config,
-                                             textarea_text)
+                                             UnsupportedLabelConfig)
+    from labelloop.label_config.spec import parse_label_config as parse_project_config
 
     assert parse_project_config(load("llm_fine_tuning")) == ResponseSpec("response", "prompt", "prompt")
     preference = parse_project_config(load("llm_preference"))
@@ -94,7 +101,7 @@ def test_export_specs_for_every_template_and_a_clear_refusal():
     ner = parse_project_config(load("ner"))
     assert isinstance(ner, SpanSpec) and "person" in ner.labels
     assert isinstance(parse_project_config(load("text_classification")), ClassificationSpec)
-    with pytest.raises(UnsupportedLabelConfig, match="exports Supervised LLM Fine-tuning.*found controls: RectangleLabels"):
+    with pytest.raises(UnsupportedLabelConfig, match="supports text classification.*found controls: RectangleLabels"):
         parse_project_config('<View><Image name="img" value="$image"/>'
                              '<RectangleLabels name="box" toName="img"><Label value="cat"/></RectangleLabels></View>')
     spec = parse_project_config(load("llm_fine_tuning"))

@@ -1,6 +1,5 @@
 """Label extraction and the background trainer, without a Label Studio server."""
 import threading
-import time
 
 import pytest
 
@@ -9,7 +8,10 @@ from labelloop.backend.config import Settings
 from labelloop.backend.registry import ModelRegistry
 from labelloop.label_config import load
 from labelloop.label_config.spec import parse_label_config
-from labelloop.scripts.annotations import labelled_task, latest_annotation
+from labelloop.kinds.classification import ClassificationKind
+from labelloop.label_config.regions import latest_annotation
+
+labelled_task = ClassificationKind().training_item
 
 SPEC = parse_label_config(load("text_classification"))
 MULTI = parse_label_config(load("multi_label_classification"))
@@ -122,7 +124,7 @@ class FakeProjects:
     def __init__(self, config):
         from datetime import datetime, timezone
 
-        self.project = type("P", (), {"label_config": config, "created_at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
+        self.project = type("P", (), {"label_config": config, "title": "fake", "created_at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
 
     def get(self, id):
         return self.project
@@ -168,6 +170,6 @@ def test_labels_removed_from_the_config_are_not_trained_on(tmp_path, tiny_model,
     client.tasks.changed = []  # nothing changed in Label Studio since
     second = training.retrain_project(1, full=False, settings=settings, registry=registry, client=client)
     assert second.trained_version == "v2" and second.n_labels == 8
-    assert "no longer in the config" in caplog.text
+    assert "not in the label config" in caplog.text and "Neutral" in caplog.text
     assert second.serving_version == "labelloop-v2"  # not the zero-shot fallback
     assert registry.store.versions("1.1767225600") == ["v1", "v2"]  # the old model is kept

@@ -64,9 +64,9 @@ class RenderOptions:
     instruction: str | None = None
 
     def instruction_text(self) -> str | None:
-        if self.kind not in ("classification", "ner"):
-            return None
-        key = "multi_label" if self.multi_label and self.kind == "classification" else self.kind
+        key = "multi_label" if self.multi_label else self.kind
+        if key not in DEFAULT_INSTRUCTIONS:
+            return None  # the prompt is the whole user turn
         template = self.instruction or DEFAULT_INSTRUCTIONS[key]
         return template.replace("{labels}", ", ".join(self.label_names))
 
@@ -81,10 +81,11 @@ def check_format(fmt: str, kind: str | None = None) -> None:
                           f"{', '.join(sorted(FORMATS[fmt]))} projects. For this project use: {', '.join(fits)}")
 
 
-def answer_text(example: Example, opts: RenderOptions) -> str:
-    if opts.kind in ("llm", "preference"):
-        return example.response or ""
-    if opts.kind == "classification":
+def answer_text(example: Example) -> str:
+    """What the assistant answers: the written response, else the labels, else the spans as JSON."""
+    if example.response is not None:
+        return example.response
+    if example.labels:
         return ", ".join(example.labels)
     return json.dumps([{"text": example.prompt[s:e], "label": label, "start": s, "end": e}
                        for s, e, label in example.spans], ensure_ascii=False)
@@ -105,8 +106,8 @@ def _chat(example: Example, opts: RenderOptions, answer: str | None = None) -> l
 
 def render(example: Example, fmt: str, opts: RenderOptions):
     """The record for one example: a dict (JSONL formats) or a string (a CoNLL block)."""
-    answer = answer_text(example, opts)
-    if fmt == "openai-chat" or (fmt == "messages" and opts.kind != "preference"):
+    answer = answer_text(example)
+    if fmt == "openai-chat" or (fmt == "messages" and example.rejected is None):
         return {"messages": _chat(example, opts, answer)}
     if fmt == "messages":  # TRL's conversational preference format
         return {"prompt": _chat(example, opts), "chosen": [{"role": "assistant", "content": answer}],

@@ -61,27 +61,26 @@ def _text(value, *, keep_offsets: bool):
     return clean_text(value) if keep_offsets else verbatim(value)
 
 
-def clean(examples: Sequence[Example], *, kind: str) -> tuple[list[Example], dict]:
+def clean(examples: Sequence[Example], *, keep_offsets: bool = False) -> tuple[list[Example], dict]:
     """Examples worth training on, and ``{reason: [task ids]}`` of the rest.
 
-    Texts stay as annotated: `verbatim` only unifies line endings and trims the ends. NER texts
-    only get `clean_text`, which keeps every offset: the spans point into them."""
+    Texts stay as annotated: `verbatim` only unifies line endings and trims the ends. With
+    ``keep_offsets`` (NER), the text only gets `clean_text`, which keeps every offset: the spans
+    point into it. A response or rejected response that is set must hold text."""
     kept, dropped = [], {}
     for example in examples:
-        example = replace(example, prompt=_text(example.prompt, keep_offsets=kind == "ner"),
+        example = replace(example, prompt=_text(example.prompt, keep_offsets=keep_offsets),
                           response=_text(example.response, keep_offsets=False),
                           rejected=_text(example.rejected, keep_offsets=False))
         reason = unintelligible_reason(example.prompt)
         if reason:
             reason = f"prompt/text {reason}"
-        elif kind in ("llm", "preference"):
-            response, rejected = example.response, example.rejected
-            unusable = unintelligible_reason(response) if response else None
-            reason = "empty response" if not response else (f"response {unusable}" if unusable else None)
-            if not reason and kind == "preference" and (not rejected or rejected == response):
+        elif example.response is not None:
+            unusable = unintelligible_reason(example.response) if example.response else None
+            reason = "empty response" if not example.response else (f"response {unusable}" if unusable else None)
+            if not reason and example.rejected is not None and (not example.rejected
+                                                                 or example.rejected == example.response):
                 reason = "rejected response empty or the same as the chosen one"
-        elif kind == "classification" and not example.labels:
-            reason = "no label"
         if reason:
             dropped.setdefault(reason, []).append(example.task_id)
         else:
@@ -93,7 +92,7 @@ def _content_key(example: Example) -> str:
     return json.dumps([example.prompt, example.response, example.rejected, example.labels, example.spans])
 
 
-def prepare(examples: Sequence[Example], *, kind: str, fractions="0.8,0.1,0.1", seed: int = 0,
+def prepare(examples: Sequence[Example], *, keep_offsets: bool = False, fractions="0.8,0.1,0.1", seed: int = 0,
             near_duplicate_threshold: float = 0.95, embed: Callable[[list[str]], np.ndarray] | None = None,
             n_neighbors: int = 10, minhash_threshold: float = 0.8, max_rounds: int = 5) -> PreparedExport:
     """Clean, collapse exact duplicates, group near-duplicates of the user's text (``embed``
@@ -102,7 +101,7 @@ def prepare(examples: Sequence[Example], *, kind: str, fractions="0.8,0.1,0.1", 
     fractions = parse_fractions(fractions)
     seconds = {}
     t = time.perf_counter()
-    kept, dropped = clean(examples, kind=kind)
+    kept, dropped = clean(examples, keep_offsets=keep_offsets)
     seen, unique = set(), []
     for example in kept:
         key = _content_key(example)

@@ -1,0 +1,134 @@
+"""The contract every project kind fulfils, and what it raises when it cannot.
+
+A project kind (text classification, NER spans, LLM responses, preference pairs) answers the
+same few questions for every part of labelloop, which looks it up once (`labelloop.kinds.kind_for`):
+
+- the backend: which model serves a project (`model_version`, `serving_model`), what it
+  predicts for a batch of texts (`predict`) and the Label Studio regions of that (`regions`);
+- training: what a labelled task teaches (`training_item`) and how a model is fitted (`fit`);
+- the audit: which tasks look wrong (`audit`);
+- the export: the examples a project's tasks become (`examples`) and how they are rendered
+  (`render_options`, `keep_offsets`).
+
+A kind that cannot do something yet raises `KindNotSupported`, whose message names the kind.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Sequence
+
+import numpy as np
+
+from labelloop.label_config.regions import latest_annotation
+from labelloop.label_config.spec import UnsupportedLabelConfig
+from labelloop.model.export.formats import Example, RenderOptions
+
+
+class KindNotSupported(UnsupportedLabelConfig):
+    """labelloop recognises the project's kind but cannot do this with it (yet)."""
+
+
+class ProjectKind:
+    """One project kind. Subclasses set the class attributes and override what they support."""
+
+    #: the name the export's formats and manifest use
+    name: str = ""
+    #: what a user calls it, for messages
+    title: str = ""
+    #: the `labelloop.label_config.spec` class it handles
+    spec_type: type = type(None)
+    #: NER texts stay exactly as they are: span offsets point into them
+    keep_offsets: bool = False
+    #: whether the backend can prelabel (and so train for) this kind
+    prelabels: bool = False
+
+    def _unsupported(self, what: str, hint: str = "") -> KindNotSupported:
+        return KindNotSupported(f"labelloop does not {what} for {self.title} projects yet" + (f"; {hint}" if hint else ""))
+
+    def prelabel_unsupported(self) -> KindNotSupported:
+        return self._unsupported("prelabel", "it prelabels text classification: a <Choices> control over a <Text> object")
+
+    # --- prelabel (backend) -------------------------------------------------------------------
+    def model_version(self, registry, project: str, spec) -> str:
+        """The version that would serve ``project`` now; cheap, loads nothing."""
+        raise self.prelabel_unsupported()
+
+    def serving_model(self, registry, project: str, spec):
+        """``(model, model_version)`` that serves ``project``, loaded at most once per process."""
+        raise self.prelabel_unsupported()
+
+    def predict(self, texts: Sequence[str], spec, model, *, strategy: str) -> tuple[list, np.ndarray]:
+        """``(values, scores)`` for ``texts``: one value (what the model proposes) and one score
+        ``(n_texts,)`` per text, lower meaning "ask a human first"."""
+        raise self.prelabel_unsupported()
+
+    def regions(self, spec, value) -> list[dict]:
+        """The Label Studio result regions of one predicted ``value``."""
+        raise self.prelabel_unsupported()
+
+    # --- learn -------------------------------------------------------------------------------
+    def training_item(self, task: dict, spec):
+        """What a task's latest finished annotation teaches, or None."""
+        raise self._unsupported("train models")
+
+    def fit(self, items: Sequence, spec, *, model_name: str, **options):
+        """A fitted model with ``save(directory)`` from ``training_item`` results."""
+        raise self._unsupported("train models")
+
+    # --- audit -------------------------------------------------------------------------------
+    def audit(self, tasks: dict, spec, *, embed, n_folds: int = 5, progress=None):
+        """Findings for the project's labelled ``tasks`` (``{id: task JSON}``)."""
+        raise KindNotSupported(f"the audit checks text classification labels; this is a {self.title} project")
+
+    # --- export ------------------------------------------------------------------------------
+    def example(self, task: dict, spec, *, audit_label=None) -> tuple[Example | None, str | None]:
+        """``(example, None)``, ``(None, reason it is left out)``, or ``(None, None)`` when the task
+        has nothing to export. ``audit_label``: the audit's consensus, where it is current."""
+        raise self._unsupported("export")
+
+    def render_options(self, spec, *, system: str | None, instruction: str | None) -> RenderOptions:
+        return RenderOptions(self.name, system=system)
+
+    def examples(self, tasks: dict, spec, *, audit: dict | None = None,
+                 exclude_flagged: bool = False) -> tuple[list[Example], dict, list[str]]:
+        """Examples from Label Studio task JSON, in task-id order, plus ``{reason: [task ids]}``
+        left out and messages.
+
+        ``audit``: ``{"created_at", "consensus": {task id: label}, "flagged": {task ids}}`` of the
+        last audit. Its verdict on a task counts only when the audit ran after the task's last
+        annotation; ``exclude_flagged`` then leaves the task out.
+        """
+        skipped, messages = {}, []
+        audit_time = audit.get("created_at") if audit else None
+        if exclude_flagged and audit is None:
+            messages.append("--exclude-flagged: no audit of this project found, nothing excluded")
+        examples = []
+        for task_id, task in sorted(tasks.items()):
+            fresh = audit_time is not None and not _changed_since(task, audit_time)
+            if exclude_flagged and fresh and task_id in audit["flagged"]:
+                example, reason = None, "unresolved audit finding"
+            else:
+                example, reason = self.example(task, spec,
+                                               audit_label=audit["consensus"].get(task_id) if fresh else None)
+            if reason:
+                skipped.setdefault(reason, []).append(task_id)
+            elif example is not None:
+                examples.append(example)
+        return examples, skipped, messages
+
+
+def finished_annotation(task: dict) -> dict | None:
+    """The task's latest annotation that was neither skipped nor empty."""
+    return latest_annotation(task.get("annotations"))
+
+
+def _last_annotated(task: dict) -> str:
+    return max((str(a.get("updated_at") or a.get("created_at") or "") for a in task.get("annotations") or ()),
+               default="")
+
+
+def _changed_since(task: dict, when: str) -> bool:
+    try:
+        return datetime.fromisoformat(_last_annotated(task).replace("Z", "+00:00")) > datetime.fromisoformat(when)
+    except ValueError:
+        return False
