@@ -1,11 +1,19 @@
-"""Serve the backend with gunicorn, a production WSGI server (`labelloop serve`)."""
+"""Serve the backend with gunicorn, a production WSGI server.
+
+``python -m labelloop.backend.server`` is what `labelloop serve` runs: the command-line tool
+starts the server by module path, so `labelloop.scripts` never imports the backend.
+"""
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 
 from gunicorn.app.base import BaseApplication
 
-from .config import Settings
+from labelloop.model.errors import LabelloopError
+
+from .config import Settings, UnauthenticatedExposure, check_exposure
 
 
 class _Gunicorn(BaseApplication):
@@ -41,3 +49,31 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 9090, work
         "accesslog": "-",
     }
     _Gunicorn(settings, options).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the flags of `labelloop serve` (see its --help), check exposure, serve."""
+    parser = argparse.ArgumentParser(prog="labelloop serve")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9090)
+    parser.add_argument("--model-dir")
+    parser.add_argument("--model-name")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--allow-unauthenticated", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(model_dir=args.model_dir, model_name=args.model_name, batch_size=args.batch_size)
+        check_exposure(settings, args.host, allow_unauthenticated=args.allow_unauthenticated)
+    except (UnauthenticatedExposure, LabelloopError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    serve(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+          log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -46,17 +46,18 @@ def serve(
                     "port can then read task texts through /predict and start training runs."),
 ):
     """Run the ML backend that Label Studio connects to (gunicorn)."""
-    from labelloop.backend.config import Settings, UnauthenticatedExposure, check_exposure
-    from labelloop.backend.server import serve as run
+    import os
+    import sys
 
-    settings = Settings.from_env(model_dir=str(model_dir) if model_dir else None,
-                                 model_name=model_name, batch_size=batch_size)
-    try:
-        check_exposure(settings, host, allow_unauthenticated=allow_unauthenticated)
-    except UnauthenticatedExposure as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
-    run(settings, host=host, port=port, workers=workers, threads=threads, log_level=log_level)
+    argv = [sys.executable, "-m", "labelloop.backend.server", "--host", host, "--port", str(port),
+            "--workers", str(workers), "--threads", str(threads), "--log-level", log_level]
+    for flag, value in (("--model-dir", model_dir), ("--model-name", model_name), ("--batch-size", batch_size)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if allow_unauthenticated:
+        argv.append("--allow-unauthenticated")
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)  # by module path: the command-line tool never imports the backend
 
 
 @app.command()

@@ -1,11 +1,13 @@
 """What a stranger can do over HTTP: only four routes, limits, content types, auth by default."""
 import base64
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from typer.testing import CliRunner
 
 from labelloop.backend.app import ROUTES, create_app
 from labelloop.backend.config import Settings, UnauthenticatedExposure, check_exposure
@@ -123,14 +125,14 @@ def test_off_loopback_needs_credentials(host, allowed):
         check_exposure(Settings(basic_auth_user="u", basic_auth_pass="p"), host)
 
 
-def test_serve_refuses_to_listen_publicly_without_auth(monkeypatch):
-    from labelloop.scripts.cli import app
-
-    monkeypatch.delenv("BASIC_AUTH_USER", raising=False)
-    monkeypatch.delenv("BASIC_AUTH_PASS", raising=False)
-    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])
-    assert result.exit_code == 2
-    assert "refusing to listen on 0.0.0.0 without authentication" in " ".join(result.output.split())
+def test_serve_refuses_to_listen_publicly_without_auth(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS")}
+    result = subprocess.run([sys.executable, "-m", "labelloop.scripts.cli", "serve", "--host", "0.0.0.0",
+                             "--port", "1", "--model-dir", str(tmp_path)], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without authentication" in " ".join(result.stderr.split())
+    assert not any(tmp_path.iterdir())
 
 
 # random JSON values: the shapes a hostile client might send

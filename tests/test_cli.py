@@ -24,4 +24,4 @@ def test_missing_api_key():
 
 def test_bad_strategy_setting_stops_serve_early():
     out = run("serve", "--port", str(free_port()), env={"LABELLOOP_STRATEGY": "bald"})
-    assert out.returncode == 2 and "unknown strategy 'bald'" in out.stdout
+    assert out.returncode == 2 and "unknown strategy 'bald'" in out.stderr and "Traceback" not in out.stderr
