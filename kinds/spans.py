@@ -20,8 +20,7 @@ class SpanKind(ProjectKind):
         if annotation is None:
             return None, None
         text = (task.get("data") or {}).get(spec.value_key)
-        spans = tuple(s for s in labelled_spans(annotation.get("result"), spec)
-                      if isinstance(text, str) and s[1] <= len(text))
+        spans = tuple(labelled_spans(annotation.get("result"), spec, text)) if isinstance(text, str) else ()
         return Example(task["id"], text, spans=spans), None
 
     def render_options(self, spec: SpanSpec, *, system, instruction) -> RenderOptions:

@@ -3,7 +3,8 @@
 Tasks and annotations are Label Studio's JSON (plain dicts).
 
 One pair of functions per control type. Offsets of ``labels`` spans are in UTF-16 code units in
-Label Studio (its UI is JavaScript); `labelled_spans` returns them as Label Studio stores them.
+Label Studio (its UI is JavaScript); `labelled_spans` and `span_result` convert them from and to
+Python string indices.
 """
 from __future__ import annotations
 
@@ -53,15 +54,42 @@ def textarea_text(result, spec: ResponseSpec) -> str | None:
     return None
 
 
-def labelled_spans(result, spec: SpanSpec) -> list[tuple[int, int, str]]:
-    """``(start, end, label)`` spans an annotation marks in the spec's Labels control, sorted."""
+def utf16_offsets(text: str) -> list[int]:
+    """``(len(text) + 1,)`` UTF-16 offsets of each code point index (and of the end)."""
+    offsets = [0]
+    for ch in text:
+        offsets.append(offsets[-1] + (2 if ord(ch) > 0xFFFF else 1))
+    return offsets
+
+
+def labelled_spans(result, spec: SpanSpec, text: str | None = None) -> list[tuple[int, int, str]]:
+    """``(start, end, label)`` spans an annotation marks in the spec's Labels control, sorted.
+
+    Label Studio counts offsets in UTF-16 code units. With ``text``, they are turned into Python
+    string indices (they differ after any character outside the Basic Multilingual Plane, such
+    as an emoji), and spans that do not fit in ``text`` are left out."""
+    offsets = utf16_offsets(text) if isinstance(text, str) else None
+    index = {offset: i for i, offset in enumerate(offsets)} if offsets else None
     spans = []
     for region in result or ():
         if not (isinstance(region, dict) and region.get("from_name") == spec.from_name):
             continue
         value = region.get("value") or {}
         start, end = value.get("start"), value.get("end")
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
+            continue
+        if index is not None:
+            start, end = index.get(start), index.get(end)
+            if start is None or end is None:
+                continue  # outside the text, or inside a surrogate pair
         for label in value.get("labels") or ():
-            if isinstance(start, int) and isinstance(end, int) and 0 <= start < end:
-                spans.append((start, end, str(label)))
+            spans.append((start, end, str(label)))
     return sorted(set(spans))
+
+
+def span_result(spec: SpanSpec, text: str, start: int, end: int, label: str, *, region_id: str) -> dict:
+    """One ``labels`` result region for ``text[start:end]`` (Python indices), with Label Studio's
+    UTF-16 offsets and a string id (a numeric one breaks the labelling view)."""
+    offsets = utf16_offsets(text[:end])
+    return {"id": str(region_id), "from_name": spec.from_name, "to_name": spec.to_name, "type": "labels",
+            "value": {"start": offsets[start], "end": offsets[end], "text": text[start:end], "labels": [label]}}

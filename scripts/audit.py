@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelloop.kinds import parse as parse_config
+from labelloop.kinds import KindNotSupported, parse as parse_config
 from labelloop.label_config.spec import UnsupportedLabelConfig
 from labelloop.model.classification.audit import label_value
 from labelloop.model.embeddings import get_embedder
@@ -70,6 +70,8 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
 
     try:
         audit = kind.audit(snapshot.tasks(), spec, embed=embed, n_folds=n_folds, progress=progress)
+    except KindNotSupported as exc:
+        raise LabelloopError(f"project {project_id} cannot be audited: {exc}") from None
     except NotEnoughLabelsError as exc:
         raise NotEnoughLabelsError(f"project {project_id}: {exc}") from None
     version = f"labelloop-audit-{time.strftime('%Y%m%d-%H%M%S')}"

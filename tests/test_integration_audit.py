@@ -172,6 +172,6 @@ def test_audit_of_a_ner_project_says_what_it_checks(ls_client, tmp_path):
     from labelloop.model.errors import LabelloopError
 
     project = projects.create_project(ls_client, "ner audit", "ner")
-    with pytest.raises(LabelloopError, match="cannot be audited: the audit checks classification labels; "
-                                             "the label config needs a <Choices>.*found controls: Labels"):
+    with pytest.raises(LabelloopError, match="cannot be audited: the audit checks text classification labels; "
+                                             "this is a NER span project"):
         run_audit(ls_client, project.id, out_dir=tmp_path)

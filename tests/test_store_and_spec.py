@@ -110,3 +110,20 @@ def test_export_specs_for_every_template_and_a_clear_refusal():
     spans = labelled_spans([{"from_name": "label", "value": {"start": 4, "end": 9, "labels": ["person"]}},
                             {"from_name": "label", "value": {"start": 0, "end": 0, "labels": ["x"]}}], ner)
     assert spans == [(4, 9, "person")]
+
+
+def test_span_offsets_are_utf16_in_label_studio_and_indices_in_python():
+    from labelloop.label_config.regions import labelled_spans, span_result
+    from labelloop.label_config.spec import parse_label_config
+
+    spec = parse_label_config(load("ner"))
+    text = "🎬 Greta 🎉 Gerwig in Paris"
+    start, end = text.index("Gerwig"), text.index("Gerwig") + len("Gerwig")
+    region = span_result(spec, text, start, end, "person", region_id=1)
+    # two emoji before it: two UTF-16 units more than Python indices
+    assert (region["value"]["start"], region["value"]["end"]) == (start + 2, end + 2)
+    assert region["id"] == "1" and region["value"]["text"] == "Gerwig"
+    assert labelled_spans([region], spec, text) == [(start, end, "person")]
+    # a span past the end of the text, or splitting an emoji, is left out
+    assert labelled_spans([{**region, "value": {**region["value"], "end": 99}}], spec, text) == []
+    assert labelled_spans([{**region, "value": {**region["value"], "start": 1}}], spec, text) == []
