@@ -21,8 +21,8 @@ class ModelRegistry:
 
     What a model is comes from the project's kind (`labelloop.kinds`): its prior before any
     training (``prior_version``, ``prior_key``, ``prior_model``), whether a stored version still
-    fits the label config (``stored_model_fits``) and how a stored model is served
-    (``with_prior``).
+    fits the label config (``stored_model_fits``), how it is read (``load_model``) and how it is
+    served (``with_prior``).
     """
 
     def __init__(self, model_dir: str, model_name: str, *, prior_strength: float = 50.0):
@@ -102,4 +102,4 @@ class ModelRegistry:
         if trained is None:
             return prior
         meta = self._stored_meta(project, trained) or {}
-        return kind.with_prior(self.store.load(project, trained), prior, meta, prior_strength=self.prior_strength)
+        return kind.with_prior(self.store.load(project, trained, loader=kind.load_model), prior, meta, prior_strength=self.prior_strength)

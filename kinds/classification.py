@@ -13,6 +13,7 @@ import numpy as np
 from labelloop.label_config.regions import choices_result, chosen_labels, latest_annotation
 from labelloop.label_config.spec import ClassificationSpec
 from labelloop.model import ranking
+from labelloop.model.classification import load_model
 from labelloop.model.classification.audit import audit_labels
 from labelloop.model.classification.classifier import (BlendedClassifier, EmbeddingClassifier, ZeroShotClassifier,
                                                       align_columns)
@@ -97,6 +98,9 @@ class ClassificationKind(ProjectKind):
         if extra or bool(meta.get("multi_label")) != spec.multi_label:
             return f"labels not in the config now: {sorted(extra) or 'none, but the choice type changed'}"
         return None
+
+    def load_model(self, path, meta: dict):
+        return load_model(path, meta)
 
     def with_prior(self, trained, prior, meta: dict, *, prior_strength: float):
         # while labels are few, the zero-shot prior still knows more than the head

@@ -17,8 +17,8 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
-from .classification.classifier import EmbeddingClassifier
 from .errors import ModelNotFoundError
 
 _VERSION_RE = re.compile(r"^v(\d+)$")
@@ -49,7 +49,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 class ModelStore:
-    """Stores classifier versions (anything with ``save(directory)``) for each project under ``root``."""
+    """Stores model versions (anything with ``save(directory)``) for each project under ``root``."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -75,7 +75,7 @@ class ModelStore:
             return None
         return version or None
 
-    def save(self, project: str, classifier, *, activate: bool = True,
+    def save(self, project: str, model, *, activate: bool = True,
              meta: dict | None = None) -> str:
         """Write a new version of ``project`` and (by default) make it current; returns its name.
 
@@ -87,7 +87,7 @@ class ModelStore:
         version = f"v{max(existing, default=0) + 1}"
         tmp = Path(tempfile.mkdtemp(dir=vdir, prefix=f".{version}."))
         try:
-            classifier.save(tmp)
+            model.save(tmp)
             if meta:
                 merged = {**json.loads((tmp / "meta.json").read_text(encoding="utf-8")), **meta}
                 (tmp / "meta.json").write_text(json.dumps(merged, indent=2), encoding="utf-8")
@@ -109,16 +109,12 @@ class ModelStore:
         path = self.project_dir(project) / "versions" / version / "meta.json"
         return json.loads(path.read_text(encoding="utf-8"))
 
-    def load(self, project: str, version: str):
-        """The stored classifier: an `EmbeddingClassifier` or a `FineTunedClassifier`."""
+    def load(self, project: str, version: str, *, loader: Callable[[Path, dict], object]):
+        """The stored model, as ``loader(version directory, meta)`` reads it (the project kind's)."""
         path = self.project_dir(project) / "versions" / version
         if not (path / "meta.json").exists():
             raise ModelNotFoundError(f"project {project} has no stored version {version!r} at {path}")
-        if self.read_meta(project, version).get("kind") == "finetuned":
-            from .classification.finetune import FineTunedClassifier
-
-            return FineTunedClassifier.load(path)
-        return EmbeddingClassifier.load(path)
+        return loader(path, self.read_meta(project, version))
 
     def read_settings(self, project: str) -> dict:
         """Per-project settings (e.g. the query strategy), ``{}`` if none were written."""

@@ -5,6 +5,7 @@ import pytest
 from labelloop.kinds.classification import ClassificationKind
 from labelloop.label_config import load
 from labelloop.label_config.spec import parse_label_config
+from labelloop.model.classification import load_model
 from labelloop.model.classification.classifier import EmbeddingClassifier
 from labelloop.model.errors import NotEnoughLabelsError
 from labelloop.model.classification.finetune import FineTunedClassifier
@@ -40,7 +41,7 @@ def test_fine_tune_learns_and_round_trips_through_the_store(tiny_path, tmp_path)
 
     store = ModelStore(tmp_path)
     version = store.save("1.1", clf)
-    loaded = store.load("1.1", version)
+    loaded = store.load("1.1", version, loader=load_model)
     assert isinstance(loaded, FineTunedClassifier)
     np.testing.assert_allclose(loaded.predict_proba(["sunny bright happy day"]),
                                clf.predict_proba(["sunny bright happy day"]), atol=1e-5)

@@ -3,6 +3,7 @@ import pytest
 
 from labelloop.label_config.spec import UnsupportedLabelConfig, parse_label_config
 from labelloop.label_config import TEMPLATES, load
+from labelloop.model.classification import load_model
 from labelloop.model.classification.classifier import EmbeddingClassifier
 from labelloop.model.errors import ModelNotFoundError
 from labelloop.model.store import ModelStore
@@ -21,9 +22,9 @@ def test_store_versions_and_current(tmp_path):
     assert store.save("3.17", fitted(1)) == "v2"
     assert store.versions("3.17") == ["v1", "v2"]
     assert store.current_version("3.17") == "v2"
-    assert list(store.load("3.17", "v1").classes_) == ["a", "b"]
+    assert list(store.load("3.17", "v1", loader=load_model).classes_) == ["a", "b"]
     with pytest.raises(ModelNotFoundError):
-        store.load("3.17", "v9")
+        store.load("3.17", "v9", loader=load_model)
 
 
 def test_crash_while_saving_keeps_previous_version(tmp_path, monkeypatch):
