@@ -14,13 +14,13 @@ A kind that cannot do something yet raises `KindNotSupported`, whose message nam
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Sequence
 
 import numpy as np
 
 from labelloop.label_config.regions import latest_annotation
 from labelloop.label_config.spec import UnsupportedLabelConfig
+from labelloop.model.export.examples import examples_from_tasks
 from labelloop.model.export.formats import Example, RenderOptions
 
 
@@ -91,44 +91,11 @@ class ProjectKind:
 
     def examples(self, tasks: dict, spec, *, audit: dict | None = None,
                  exclude_flagged: bool = False) -> tuple[list[Example], dict, list[str]]:
-        """Examples from Label Studio task JSON, in task-id order, plus ``{reason: [task ids]}``
-        left out and messages.
-
-        ``audit``: ``{"created_at", "consensus": {task id: label}, "flagged": {task ids}}`` of the
-        last audit. Its verdict on a task counts only when the audit ran after the task's last
-        annotation; ``exclude_flagged`` then leaves the task out.
-        """
-        skipped, messages = {}, []
-        audit_time = audit.get("created_at") if audit else None
-        if exclude_flagged and audit is None:
-            messages.append("--exclude-flagged: no audit of this project found, nothing excluded")
-        examples = []
-        for task_id, task in sorted(tasks.items()):
-            fresh = audit_time is not None and not _changed_since(task, audit_time)
-            if exclude_flagged and fresh and task_id in audit["flagged"]:
-                example, reason = None, "unresolved audit finding"
-            else:
-                example, reason = self.example(task, spec,
-                                               audit_label=audit["consensus"].get(task_id) if fresh else None)
-            if reason:
-                skipped.setdefault(reason, []).append(task_id)
-            elif example is not None:
-                examples.append(example)
-        return examples, skipped, messages
+        """Examples from Label Studio task JSON; see `labelloop.model.export.examples.examples_from_tasks`."""
+        return examples_from_tasks(tasks, lambda task, audit_label: self.example(task, spec, audit_label=audit_label),
+                                   audit=audit, exclude_flagged=exclude_flagged)
 
 
 def finished_annotation(task: dict) -> dict | None:
     """The task's latest annotation that was neither skipped nor empty."""
     return latest_annotation(task.get("annotations"))
-
-
-def _last_annotated(task: dict) -> str:
-    return max((str(a.get("updated_at") or a.get("created_at") or "") for a in task.get("annotations") or ()),
-               default="")
-
-
-def _changed_since(task: dict, when: str) -> bool:
-    try:
-        return datetime.fromisoformat(_last_annotated(task).replace("Z", "+00:00")) > datetime.fromisoformat(when)
-    except ValueError:
-        return False

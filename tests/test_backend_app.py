@@ -46,12 +46,13 @@ def test_setup_returns_a_model_version_without_loading_weights(client):
     assert response.get_json()["model_version"].startswith("labelloop-zeroshot-")
 
 
-@pytest.mark.parametrize("name", ["ner", "llm_fine_tuning"])
-def test_setup_refuses_configs_without_choices_text_with_reason_in_status_line(client, name):
+@pytest.mark.parametrize("name, kind", [("ner", "NER span"), ("llm_fine_tuning", "LLM response")])
+def test_setup_refuses_kinds_without_a_predictor_naming_the_kind_in_the_status_line(client, name, kind):
     response = client.post("/setup", json={"project": "1.1", "schema": load(name)})
     assert response.status_code == 422
     # Label Studio shows the HTTP reason phrase to the user
     assert "Unsupported label config" in response.status and "<Choices>" in response.status
+    assert f"does not prelabel for {kind}" in response.status
     assert "<Choices>" in response.get_json()["error"]
 
 

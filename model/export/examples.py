@@ -1,0 +1,50 @@
+"""From a project's tasks to export examples, whatever the kind: the audit's say, and what is left out.
+
+The tasks are Label Studio's task JSON; what one task becomes is the project kind's business
+(``example_of``), since reading its regions is Label Studio's format (`labelloop.kinds`).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+from .formats import Example
+
+
+def examples_from_tasks(tasks: dict, example_of: Callable[[dict, object], tuple], *, audit: dict | None = None,
+                        exclude_flagged: bool = False) -> tuple[list[Example], dict, list[str]]:
+    """Examples in task-id order, ``{reason: [task ids]}`` left out, and messages.
+
+    ``example_of(task, audit_label)`` returns ``(example, None)``, ``(None, reason)`` or
+    ``(None, None)`` (nothing to export). ``audit``: ``{"created_at", "consensus": {task id:
+    label}, "flagged": {task ids}}`` of the last audit. Its verdict on a task counts only when
+    the audit ran after the task's last annotation; ``exclude_flagged`` then leaves the task out.
+    """
+    skipped, messages = {}, []
+    audit_time = audit.get("created_at") if audit else None
+    if exclude_flagged and audit is None:
+        messages.append("--exclude-flagged: no audit of this project found, nothing excluded")
+    examples = []
+    for task_id, task in sorted(tasks.items()):
+        fresh = audit_time is not None and not _changed_since(task, audit_time)
+        if exclude_flagged and fresh and task_id in audit["flagged"]:
+            example, reason = None, "unresolved audit finding"
+        else:
+            example, reason = example_of(task, audit["consensus"].get(task_id) if fresh else None)
+        if reason:
+            skipped.setdefault(reason, []).append(task_id)
+        elif example is not None:
+            examples.append(example)
+    return examples, skipped, messages
+
+
+def _last_annotated(task: dict) -> str:
+    return max((str(a.get("updated_at") or a.get("created_at") or "") for a in task.get("annotations") or ()),
+               default="")
+
+
+def _changed_since(task: dict, when: str) -> bool:
+    try:
+        return datetime.fromisoformat(_last_annotated(task).replace("Z", "+00:00")) > datetime.fromisoformat(when)
+    except ValueError:
+        return False
