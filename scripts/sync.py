@@ -5,9 +5,12 @@ small state file. Pulls are incremental by ``updated_at`` and idempotent; the sn
 replaced atomically only after a complete pull, so an interrupted sync leaves the previous
 snapshot intact and the next run simply pulls again. Nothing in Label Studio is modified.
 
-Deletions leave no ``updated_at`` behind, so every pull also reconciles with `task_index`, a
-cheap id-only listing with each task's annotation counts: tasks Label Studio no longer has
-leave the snapshot, and tasks whose counts changed (an annotation deleted) are fetched again.
+Deletions leave no ``updated_at`` behind, so every pull also checks the snapshot's annotation
+and task counts against the project's counters (one cheap request). Only when they differ does
+it reconcile with `task_index`, an id-only listing with each task's annotation counts (about
+2 s per 5,000 tasks on Label Studio 1.23): tasks Label Studio no longer has leave the snapshot,
+and tasks whose counts changed (an annotation deleted) are fetched again. A deletion that a
+concurrent, not yet pulled annotation hides from the counters is caught by the next pull.
 The backend's training runs keep a snapshot of the annotated tasks the same way
 (``annotated_only``).
 """
@@ -99,6 +102,17 @@ class ProjectSnapshot:
             return [[]]
         return [[count_above_zero("total_annotations")], [count_above_zero("cancelled_annotations")]]
 
+    def _counts_match(self, tasks: dict, project) -> bool:
+        """Whether the snapshot holds as many annotations, skipped annotations and (unless
+        ``annotated_only``) tasks as Label Studio's project counters say."""
+        counts = [annotation_counts(t) for t in tasks.values()]
+        ours = (sum(c[0] for c in counts), sum(c[1] for c in counts), len(tasks))
+        theirs = tuple(getattr(project, name, None) for name in
+                       ("total_annotations_number", "skipped_annotations_number", "task_number"))
+        if self.annotated_only:
+            ours, theirs = ours[:2], theirs[:2]
+        return None not in theirs and ours == tuple(int(x) for x in theirs)
+
     def _index_query(self) -> str | None:
         if not self.annotated_only:
             return None
@@ -149,22 +163,25 @@ class ProjectSnapshot:
         changed = with_retries(pull)  # a failed page restarts the pull; the snapshot is untouched
         for task in changed:
             tasks[task["id"]] = task
+        gone: set = set()
         # after the pull, so that anything that changed meanwhile shows up as a count mismatch
-        index = with_retries(lambda: task_index(client, self.project_id, task_query=self._index_query()))
-        gone = set(tasks) - set(index)
-        for task_id in gone:
-            del tasks[task_id]
-        stale = {t for t, counts in index.items() if t not in tasks or annotation_counts(tasks[t]) != counts}
-        if stale:
-            refetched = with_retries(lambda: fetch_tasks(client, self.project_id, stale))
-            for task in refetched:
-                tasks[task["id"]] = task
-            changed += refetched
+        if cursor is not None and not self._counts_match(tasks, with_retries(
+                lambda: client.projects.get(id=self.project_id))):
+            index = with_retries(lambda: task_index(client, self.project_id, task_query=self._index_query()))
+            gone = set(tasks) - set(index)
+            for task_id in gone:
+                del tasks[task_id]
+            stale = {t for t, counts in index.items() if t not in tasks or annotation_counts(tasks[t]) != counts}
+            if stale:
+                refetched = with_retries(lambda: fetch_tasks(client, self.project_id, stale))
+                for task in refetched:
+                    tasks[task["id"]] = task
+                changed += refetched
         fetched = len(changed)
         self.dir.mkdir(parents=True, exist_ok=True)
-        # ASCII escapes: a lone surrogate in a task must not make the snapshot unwritable
-        atomic_write_text(self.tasks_path, "".join(json.dumps(t) + "\n"
-                                                   for _, t in sorted(tasks.items())))
+        if changed or gone or not self.tasks_path.exists():
+            # ASCII escapes: a lone surrogate in a task must not make the snapshot unwritable
+            atomic_write_text(self.tasks_path, "".join(json.dumps(t) + "\n" for _, t in sorted(tasks.items())))
         atomic_write_text(self.state_path, json.dumps({
             "project_id": self.project_id, "title": project.title, "label_config": project.label_config,
             "cursor": started.isoformat(), "n_tasks": len(tasks)}, indent=2))

@@ -31,7 +31,12 @@ def exported_ids(manifest):
     return {e["task_id"] for rows in manifest["examples"].values() for e in rows}
 
 
-def test_export_forgets_deleted_tasks_and_annotations(ls_client, tmp_path):
+def test_export_forgets_deleted_tasks_and_annotations(ls_client, tmp_path, monkeypatch):
+    from labelloop.scripts import sync
+
+    index_calls = []
+    real_index = sync.task_index
+    monkeypatch.setattr(sync, "task_index", lambda *a, **k: index_calls.append(a[1]) or real_index(*a, **k))
     project = projects.create_project(ls_client, "deletions export", "llm_fine_tuning")
     prompts = [f"Question {n}: how many legs does a {animal} have? {NASTY if n == 3 else ''}"
                for n, animal in enumerate(["cat", "bird", "spider", "ant", "dog", "snail", "crab", "horse",
@@ -48,12 +53,18 @@ def test_export_forgets_deleted_tasks_and_annotations(ls_client, tmp_path):
     text = (tmp_path / "out" / "train.jsonl").read_text(encoding="utf-8")
     assert "\\u0000" not in text and "Answer 3." in text
 
+    unchanged = run_export(ls_client, project.id, tmp_path / "out",
+                           ExportOptions("openai-chat", overwrite=True, **options), data_dir=data)
+    assert unchanged.manifest == first.manifest
+    assert index_calls == []  # the project's counters matched: no id listing needed
+
     lost_annotation, lost_task = tasks[0].id, tasks[1].id
     ls_client.annotations.delete(id=annotations[lost_annotation])
     ls_client.tasks.delete(id=lost_task)
     again = run_export(ls_client, project.id, tmp_path / "out", ExportOptions("openai-chat", overwrite=True, **options),
                        data_dir=data)
     assert exported_ids(again.manifest) == {t.id for t in tasks} - {lost_annotation, lost_task}
+    assert index_calls == [project.id]  # the counters differed: reconciled through the id listing
     snapshot = ProjectSnapshot(data / "snapshots", project.id).tasks()
     assert lost_task not in snapshot and snapshot[lost_annotation]["annotations"] == []
     # --full pulls everything and agrees
