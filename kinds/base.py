@@ -66,6 +66,31 @@ class ProjectKind:
         """The Label Studio result regions of one predicted ``value``."""
         raise self.prelabel_unsupported()
 
+    # what `labelloop.backend.registry.ModelRegistry` asks a kind that prelabels
+    def prior_version(self, spec, model_name: str) -> str:
+        """The model version served before any training (changes with the encoder and labels)."""
+        raise self.prelabel_unsupported()
+
+    def prior_key(self, spec, model_name: str) -> tuple:
+        """The cache key of the prior model (hashable)."""
+        raise self.prelabel_unsupported()
+
+    def prior_model(self, spec, model_name: str):
+        """The model served before any training (zero-shot, say)."""
+        raise self.prelabel_unsupported()
+
+    def stored_model_fits(self, meta: dict, spec) -> str | None:
+        """Why a stored model (its ``meta.json``) cannot serve ``spec``, or None when it can."""
+        raise self.prelabel_unsupported()
+
+    def load_model(self, path, meta: dict):
+        """A stored model from its version directory."""
+        raise self.prelabel_unsupported()
+
+    def with_prior(self, trained, prior, meta: dict, *, prior_strength: float):
+        """What serves once ``trained`` exists (it may still lean on the ``prior``)."""
+        return trained
+
     # --- learn -------------------------------------------------------------------------------
     def training_item(self, task: dict, spec):
         """What a task's latest finished annotation teaches, or None."""
