@@ -87,14 +87,15 @@ class SyncReport:
 class ProjectSnapshot:
     """``<root>/project-<id>/tasks.jsonl`` and ``state.json``.
 
-    With ``annotated_only``, only tasks that have an annotation (finished or skipped) are kept:
-    what a training run needs, without the unlabelled tasks whose predictions change all the time.
+    With ``annotated_only``, only tasks that have an annotation (finished or skipped) are kept,
+    without their predictions: what a training run needs, and no more.
     """
 
     def __init__(self, root: str | Path, project_id: int, *, annotated_only: bool = False):
         self.dir = Path(root) / f"project-{project_id}"
         self.project_id = project_id
         self.annotated_only = annotated_only
+        self._cache: tuple[int, dict] | None = None  # (file mtime, tasks): parse each version once
 
     def _scopes(self) -> list[list[dict]]:
         """Filters whose union is the snapshot's scope (Label Studio's filters have one conjunction)."""
@@ -134,10 +135,15 @@ class ProjectSnapshot:
             return {}
 
     def tasks(self) -> dict[int, dict]:
-        if not self.tasks_path.exists():
+        """``{task id: task JSON}``; a shared dict, parsed once per version of the file."""
+        try:
+            mtime = self.tasks_path.stat().st_mtime_ns
+        except FileNotFoundError:
             return {}
-        with open(self.tasks_path, encoding="utf-8") as f:
-            return {t["id"]: t for t in map(json.loads, f) if t}
+        if self._cache is None or self._cache[0] != mtime:
+            with open(self.tasks_path, encoding="utf-8") as f:
+                self._cache = (mtime, {t["id"]: t for t in map(json.loads, f) if t})
+        return self._cache[1]
 
     def sync(self, client, *, full: bool = False, page_size: int = 500,
              progress: Callable[[int], None] | None = None) -> SyncReport:
@@ -146,7 +152,7 @@ class ProjectSnapshot:
         state = self.state()
         project = with_retries(lambda: client.projects.get(id=self.project_id))
         cursor = None if full or not state.get("cursor") else datetime.fromisoformat(state["cursor"])
-        tasks = {} if cursor is None else self.tasks()
+        tasks = {} if cursor is None else dict(self.tasks())
         since = [] if cursor is None else [updated_after(cursor - CURSOR_OVERLAP)]
 
         def pull() -> list[dict]:
@@ -155,7 +161,10 @@ class ProjectSnapshot:
                 items = scope + since
                 for task in client.tasks.list(project=self.project_id, fields="all", page_size=page_size,
                                               query=query(*items) if items else None):
-                    out.append(as_dict(task))
+                    task = as_dict(task)
+                    if self.annotated_only:
+                        task.pop("predictions", None)
+                    out.append(task)
                     if progress is not None:
                         progress(1)
             return out
@@ -175,6 +184,8 @@ class ProjectSnapshot:
             if stale:
                 refetched = with_retries(lambda: fetch_tasks(client, self.project_id, stale))
                 for task in refetched:
+                    if self.annotated_only:
+                        task.pop("predictions", None)
                     tasks[task["id"]] = task
                 changed += refetched
         fetched = len(changed)
@@ -182,6 +193,7 @@ class ProjectSnapshot:
         if changed or gone or not self.tasks_path.exists():
             # ASCII escapes: a lone surrogate in a task must not make the snapshot unwritable
             atomic_write_text(self.tasks_path, "".join(json.dumps(t) + "\n" for _, t in sorted(tasks.items())))
+            self._cache = (self.tasks_path.stat().st_mtime_ns, dict(sorted(tasks.items())))
         atomic_write_text(self.state_path, json.dumps({
             "project_id": self.project_id, "title": project.title, "label_config": project.label_config,
             "cursor": started.isoformat(), "n_tasks": len(tasks)}, indent=2))
