@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from labelloop.model.store import ModelStore
+from labelloop.model.store import VERSION_PREFIX, ModelStore
 
 logger = logging.getLogger(__name__)
-
-VERSION_PREFIX = "labelloop-"
 
 
 class ModelRegistry:

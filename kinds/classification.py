@@ -20,13 +20,12 @@ from labelloop.model.classification.classifier import (BlendedClassifier, Embedd
 from labelloop.model.classification.consensus import majority_vote, majority_vote_multilabel
 from labelloop.model.errors import NotEnoughLabelsError
 from labelloop.model.export.formats import Example, RenderOptions
+from labelloop.model.store import VERSION_PREFIX
 from labelloop.model.text_cleaning import clean_text
 
 from .base import ProjectKind, finished_annotation
 
 logger = logging.getLogger(__name__)
-
-VERSION_PREFIX = "labelloop-"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from typing import Callable
 from .errors import ModelNotFoundError
 
 _VERSION_RE = re.compile(r"^v(\d+)$")
+#: what every model version labelloop reports to Label Studio starts with
+VERSION_PREFIX = "labelloop-"
 
 
 def safe_name(name: str) -> str:
