@@ -35,7 +35,8 @@ class ConnectedProjects:
     def _client(self):
         from labelloop.scripts.client import connect
 
-        return connect(self.settings.label_studio_url, self.settings.label_studio_api_key, check=False)
+        # short: a webhook holds a server thread while Label Studio answers
+        return connect(self.settings.label_studio_url, self.settings.label_studio_api_key, check=False, timeout=5.0)
 
     def is_connected(self, project_id: int, request_url: str) -> bool | None:
         """True or False, or None when Label Studio cannot be asked (no key, unreachable)."""

@@ -14,11 +14,13 @@ class LabelStudioUnavailable(LabelloopError):
     """Label Studio cannot be reached, or no API key was given."""
 
 
-def connect(url: str | None = None, api_key: str | None = None, *, check: bool = True):
+def connect(url: str | None = None, api_key: str | None = None, *, check: bool = True,
+            timeout: float | None = None):
     """A `label_studio_sdk.LabelStudio` client; legacy tokens and personal access tokens both work.
 
     With ``check``, Label Studio's /health is called first so that a wrong URL fails with a clear
-    message instead of a stack trace from deep inside the SDK.
+    message instead of a stack trace from deep inside the SDK. ``timeout``: seconds per request
+    (the SDK's default is 60).
     """
     from label_studio_sdk import LabelStudio
 
@@ -34,7 +36,7 @@ def connect(url: str | None = None, api_key: str | None = None, *, check: bool =
             response.raise_for_status()
         except requests.RequestException as exc:
             raise LabelStudioUnavailable(f"Label Studio is not reachable at {url}: {exc}") from exc
-    return LabelStudio(base_url=url, api_key=api_key)
+    return LabelStudio(base_url=url, api_key=api_key, timeout=timeout)
 
 
 def as_dict(obj) -> dict:
