@@ -144,9 +144,8 @@ def prepare(examples: Sequence[Example], *, keep_offsets: bool = False, fraction
         pairs = _union([pairs, missed])
     seconds["split"] = time.perf_counter() - t
     before = cross_split_pairs(pairs, random_split(len(unique), fractions=fractions, seed=seed))
+    # ``pairs`` holds every miss the exact check found, so this counts any left when the rounds ran out
     after = cross_split_pairs(pairs, split)
-    if vectors is not None:
-        after += len(cross_split_neighbours(vectors, split, threshold=near_duplicate_threshold))
     return PreparedExport(unique, split, group, fractions, dropped, len(dropped.get("exact duplicate", ())),
                           pairs, before, after, seconds,
                           {name: int(len(found[name])) if name in found else None for name in DETECTORS})
