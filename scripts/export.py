@@ -142,13 +142,14 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
     seconds["render"] = time.perf_counter() - started
     started = time.perf_counter()
     counter = token_counter(options.tokenizer)
-    invalid = _invalid_examples(prepared, contents, options, counter)
+    reports = _validate(contents, options, counter)
+    invalid = _invalid_examples(prepared, contents, reports, options)
     if invalid:  # one bad example should not sink the export: leave it out, say why, re-check the rest
         prepared = _without(prepared, set(invalid))
         for task_id, reason in sorted(invalid.items()):
             prepared.dropped.setdefault(reason, []).append(task_id)
         contents = _render(prepared, options.fmt, opts)
-    reports = _validate(contents, options, counter)
+        reports = _validate(contents, options, counter)
     problems = [f"{name} line {line}: {message}" for name, r in reports.items() for line, _, message in r.errors]
     if problems:
         raise ExportError(f"the {options.fmt} files would not be valid, nothing written ({len(problems)} "
@@ -174,23 +175,21 @@ def _render(prepared: PreparedExport, fmt: str, opts: RenderOptions) -> dict[str
     return {name: (records, _content(records, fmt)) for name, records in render_splits(prepared, fmt, opts).items()}
 
 
-def _invalid_examples(prepared: PreparedExport, contents: dict, options: ExportOptions, counter) -> dict:
-    """``{task id: reason}`` for every example whose record fails validation on its own."""
-    from labelloop.model.export.validation import validate_conll_lines
-
+def _invalid_examples(prepared: PreparedExport, contents: dict, reports: dict, options: ExportOptions) -> dict:
+    """``{task id: reason}`` for every example whose record has a line error in ``reports``
+    (file-level errors, line 0, are not any one example's)."""
     invalid = {}
     splits = prepared.split_examples()
-    for name, (records, _) in contents.items():
-        if options.fmt == "conll":
-            errors = [(k, code, message) for k, block in enumerate(records)
-                      for _, code, message in validate_conll_lines(block.splitlines(), min_examples=0).errors[:1]]
-        else:
-            report = validate_lines(records, fmt=options.fmt, counter=counter, max_tokens=options.max_tokens,
-                                    min_examples=0)
-            errors = [(line - 1, code, message) for line, code, message in report.errors if line > 0]
-        for index, code, message in errors:
-            reason = f"over {options.max_tokens} tokens" if code == "too_many_tokens" else f"invalid ({code})"
-            invalid.setdefault(splits[name][index].task_id, reason)
+    for name, report in reports.items():
+        records = contents[name][0]
+        # the 1-based file line where each record starts: CoNLL blocks span lines, a blank between
+        starts = np.cumsum([1] + [r.count("\n") + 1 for r in records[:-1]]) if options.fmt == "conll" \
+            else np.arange(1, len(records) + 1)
+        for line, code, message in report.errors:
+            if line > 0:
+                index = int(np.searchsorted(starts, line, side="right")) - 1
+                reason = f"over {options.max_tokens} tokens" if code == "too_many_tokens" else f"invalid ({code})"
+                invalid.setdefault(splits[name][index].task_id, reason)
     return invalid
 
 
