@@ -47,8 +47,7 @@ def error_response(status: int, message: str):
 
 
 def _project_key(value) -> str | None:
-    value = None if value is None else str(value)
-    return value if value is not None and _PROJECT_KEY.match(value) else None
+    return str(value) if value is not None and _PROJECT_KEY.match(str(value)) else None
 
 
 def _health():

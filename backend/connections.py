@@ -99,6 +99,8 @@ class ConnectedProjects:
                 time.sleep(delay_s)
             logger.warning("project %s: no webhook to %s/webhook found; annotation events will get 401 until "
                            "one exists and the next /setup secures it", project_id, url)
+            with self._lock:
+                self._secured.pop(project_id, None)  # so that the next /setup tries again
 
         threading.Thread(target=run, name=f"labelloop-webhook-{project_id}", daemon=True).start()
 
