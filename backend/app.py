@@ -20,7 +20,9 @@ from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from labelloop.label_config.spec import UnsupportedLabelConfig
+from labelloop.model.errors import LabelloopError
 from labelloop.model.ranking import UnknownStrategyError
+from labelloop.model.responses.llm import LLMEndpointError
 
 from .config import Settings
 from .connections import ConnectedProjects
@@ -61,11 +63,15 @@ def _setup():
         return error_response(400, "'project' must be Label Studio's project key, such as \"12.1732550000\"")
     try:
         model = LabelloopModel(label_config=data.get("schema"), project=project,
-                               extra_params=data.get("extra_params"))
+                               extra_params=data.get("extra_params"), setup=True)
     except UnsupportedLabelConfig as exc:
         logger.warning("/setup refused for project %s: %s", project, exc)
         return error_response(422, f"Unsupported label config: {exc}")
-    except UnknownStrategyError as exc:
+    except LLMEndpointError as exc:
+        logger.error("/setup for project %s: %s", project, exc)
+        return error_response(502, f"LLM endpoint unusable: {exc}")
+    except (UnknownStrategyError, LabelloopError) as exc:
+        logger.warning("/setup refused for project %s: %s", project, exc)
         return error_response(422, str(exc))
     _remember_label_studio(data)
     connections: ConnectedProjects = current_app.config["LABELLOOP_CONNECTIONS"]
@@ -105,9 +111,12 @@ def _predict():
         return error_response(400, "'project' must be Label Studio's project key, such as \"12.1732550000\"")
     try:
         model = LabelloopModel(label_config=data.get("label_config"), project=project)
+        results = model.predict(tasks)
     except UnsupportedLabelConfig as exc:
         return error_response(422, f"Unsupported label config: {exc}")
-    results = model.predict(tasks)
+    except LLMEndpointError as exc:
+        logger.error("/predict for project %s: %s", project, exc)
+        return error_response(502, f"LLM endpoint unusable: {exc}")
     return jsonify({"results": results, "model_version": model.model_version})
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
+from labelloop.model.responses.llm import LLMConfig
+
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
@@ -43,6 +45,8 @@ class Settings:
                                                            (default: the URL a webhook came to)
     max_request_bytes      LABELLOOP_MAX_REQUEST_BYTES     larger request bodies get 413
     max_predict_tasks      LABELLOOP_MAX_PREDICT_TASKS     more tasks in one /predict get 413
+    llm                    LABELLOOP_LLM_*, OPENAI_API_KEY the endpoint that drafts LLM responses
+                                                           (`labelloop.model.responses.llm.LLMConfig`)
     =====================  ==============================  =======================================
 
     A project can choose its own strategy through the ML backend's "extra params" in Label
@@ -67,6 +71,7 @@ class Settings:
     backend_url: str | None = None
     max_request_bytes: int = 100 * 2**20
     max_predict_tasks: int = 20_000
+    llm: LLMConfig = field(default_factory=LLMConfig)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -90,6 +95,7 @@ class Settings:
             backend_url=env.get("LABELLOOP_BACKEND_URL") or None,
             max_request_bytes=_env_int("LABELLOOP_MAX_REQUEST_BYTES", cls.max_request_bytes),
             max_predict_tasks=_env_int("LABELLOOP_MAX_PREDICT_TASKS", cls.max_predict_tasks),
+            llm=LLMConfig.from_env(),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

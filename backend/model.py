@@ -17,8 +17,9 @@ class LabelloopModel(LabelStudioMLBase):
     Construction parses the label config (cached), looks up the project kind and the serving
     model version; it never loads weights. `predict` loads them once per process through the
     registry. Raises `UnsupportedLabelConfig` for a config labelloop cannot prelabel (its
-    subclass `KindNotSupported` names the kind), and `UnknownStrategyError` for a bad strategy
-    in the ML backend's extra params.
+    subclass `KindNotSupported` names the kind), `UnknownStrategyError` for a bad strategy in
+    the ML backend's extra params, and, with ``setup``, whatever the kind's ``configure`` raises
+    (for LLM projects: a bad template or an unusable endpoint).
     """
 
     settings: Settings = Settings()
@@ -28,15 +29,17 @@ class LabelloopModel(LabelStudioMLBase):
     def configure(cls, settings: Settings) -> None:
         cls.settings = settings
         cls.registry = ModelRegistry(settings.model_dir, settings.model_name,
-                                     prior_strength=settings.prior_strength)
+                                     prior_strength=settings.prior_strength, llm=settings.llm)
 
     def __init__(self, label_config: str | None = None, train_output=None, project: str | None = None,
-                 extra_params: dict | None = None, **kwargs):
+                 extra_params: dict | None = None, setup: bool = False, **kwargs):
         self.spec, self.kind = parse_config(label_config)
         super().__init__(label_config=label_config, train_output=train_output, **kwargs)
         if self.registry is None:
             self.configure(self.settings)
         self.project = str(project or "unknown")
+        if setup:  # the project's settings arrive with /setup only; the kind keeps what it needs
+            self.kind.configure(self.registry, self.project, self.spec, extra_params)
         self.model_version = self.kind.model_version(self.registry, self.project, self.spec)
         if isinstance(extra_params, dict) and extra_params.get("strategy"):
             strategy = str(extra_params["strategy"])
@@ -45,10 +48,15 @@ class LabelloopModel(LabelStudioMLBase):
                     f"extra params ask for strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
             self.registry.remember_strategy(self.project, strategy)
 
-    def predict(self, tasks, **kwargs) -> list[dict]:
-        """One ``{"result", "score", "model_version"}`` per task, in order."""
+    def predict(self, tasks, **kwargs) -> list:
+        """One ``{"result", "score", "model_version"}`` (or ``[]``: nothing yet) per task, in order.
+
+        Slow models draft at most ``LABELLOOP_LLM_MAX_INLINE`` new answers here: Label Studio
+        waits 100 s for /predict; `labelloop prelabel` drafts whole projects.
+        """
         model, self.model_version = self.kind.serving_model(self.registry, self.project, self.spec)
         return predict_tasks(tasks, self.spec, self.kind, model, self.model_version,
                              batch_size=self.settings.batch_size,
                              max_chars=self.settings.max_text_chars,
-                             strategy=self.registry.strategy_for(self.project, self.settings.strategy))
+                             strategy=self.registry.strategy_for(self.project, self.settings.strategy),
+                             limit=self.settings.llm.max_inline)

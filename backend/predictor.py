@@ -10,66 +10,59 @@ import logging
 from typing import Any, Sequence
 
 from labelloop.model import ranking
+from labelloop.kinds.base import task_text  # noqa: F401  (re-exported: what a task gives a classifier)
 from labelloop.model.embeddings import get_embedder
-from labelloop.model.text_cleaning import clean_text
 
 logger = logging.getLogger(__name__)
 
 UNUSABLE_SCORE = 1.0  # the highest score: Label Studio's uncertainty sampling serves it last
 
 
-def task_text(task: Any, value_key: str, *, max_chars: int) -> tuple[str | None, str | None]:
-    """Return ``(text, None)`` for a usable task, else ``(None, reason)``.
-
-    Over-long texts are cut to ``max_chars``; lone surrogates and control characters are
-    replaced (`clean_text`), so the tokenizer never sees them.
-    """
-    if not isinstance(task, dict):
-        return None, f"task is a {type(task).__name__}, not an object"
-    data = task.get("data")
-    if not isinstance(data, dict):
-        return None, "task has no data object"
-    if value_key not in data:
-        return None, f"task data has no field {value_key!r}"
-    value = data[value_key]
-    if not isinstance(value, str):
-        return None, f"task data field {value_key!r} is a {type(value).__name__}, not text"
-    if not value.strip():
-        return None, f"task data field {value_key!r} is empty"
-    return clean_text(value[:max_chars]), None
+def _text_of(model_input) -> str:
+    """The text behind a model input: the input itself, or its ``text`` (an LLM prompt)."""
+    return model_input if isinstance(model_input, str) else model_input.text
 
 
 def predict_tasks(tasks: Sequence[Any], spec, kind, model, model_version: str, *, batch_size: int,
-                  max_chars: int, strategy: str = "margin", with_clusters: bool = False) -> list[dict]:
-    """One prediction dict per task, in order: ``{"result", "score", "model_version"}``.
+                  max_chars: int, strategy: str = "margin", with_clusters: bool = False,
+                  limit: int | None = None) -> list:
+    """One entry per task, in order: a ``{"result", "score", "model_version"}`` dict, or ``[]``
+    (no prediction now: Label Studio stores nothing and asks again later).
 
-    ``kind.predict`` proposes a value and a score per text (lower means ask first; see
-    `labelloop.model.ranking`), and ``kind.regions`` turns the value into Label Studio regions.
-    A task without usable text gets an empty result and `UNUSABLE_SCORE` (served last).
-    With ``with_clusters``, usable tasks also get a k-means ``cluster`` for batch diversity.
+    ``kind.task_input`` says what the model reads of a task; ``kind.predict`` proposes a value
+    and a score per input (lower means ask first; see `labelloop.model.ranking`), and
+    ``kind.regions`` turns the value into Label Studio regions. A task without usable input gets
+    an empty result and `UNUSABLE_SCORE` (served last). ``limit`` caps slow model calls (LLM
+    drafts) over the whole call, for a ``model`` fresh from ``kind.serving_model``; a value of None from the kind (not drafted yet, or the endpoint failed) gives ``[]``.
+    With ``with_clusters``, predicted tasks also get a k-means ``cluster`` for batch diversity.
     """
-    predictions: list[dict | None] = [None] * len(tasks)
-    usable: list[tuple[int, str]] = []
+    predictions: list = [None] * len(tasks)
+    usable: list[tuple[int, Any]] = []
     for i, task in enumerate(tasks):
-        text, problem = task_text(task, spec.text_key, max_chars=max_chars)
-        if text is None:
+        model_input, problem = kind.task_input(task, spec, model, max_chars=max_chars)
+        if model_input is None:
             task_id = task.get("id") if isinstance(task, dict) else None
             logger.warning("task %s gets no prelabel: %s", task_id, problem)
             # lower scores are asked first: a task nobody can label from its text goes last
             predictions[i] = {"result": [], "score": UNUSABLE_SCORE, "model_version": model_version}
         else:
-            usable.append((i, text))
+            usable.append((i, model_input))
 
     # similar lengths in a batch keep padding small, as in a plain sorted forward pass
-    usable.sort(key=lambda item: len(item[1]))
+    usable.sort(key=lambda item: len(_text_of(item[1])))
+    predicted = []
     for start in range(0, len(usable), batch_size):
         chunk = usable[start:start + batch_size]
-        values, scores = kind.predict([text for _, text in chunk], spec, model, strategy=strategy)
-        for (i, _), value, score in zip(chunk, values, scores):
+        values, scores = kind.predict([x for _, x in chunk], spec, model, strategy=strategy, limit=limit)
+        for (i, x), value, score in zip(chunk, values, scores):
+            if value is None:
+                predictions[i] = []
+                continue
             predictions[i] = {"result": kind.regions(spec, value), "score": round(float(score), 6),
                               "model_version": model_version}
-    if with_clusters and usable:
-        embeddings = get_embedder(model.model_name).embed([text for _, text in usable])  # cache hits
-        for (i, _), cluster in zip(usable, ranking.diversity_clusters(embeddings)):
+            predicted.append((i, x))
+    if with_clusters and predicted:
+        embeddings = get_embedder(model.model_name).embed([_text_of(x) for _, x in predicted])  # cache hits
+        for (i, _), cluster in zip(predicted, ranking.diversity_clusters(embeddings)):
             predictions[i]["cluster"] = int(cluster)
     return predictions

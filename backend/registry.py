@@ -23,10 +23,14 @@ class ModelRegistry:
     served (``with_prior``).
     """
 
-    def __init__(self, model_dir: str, model_name: str, *, prior_strength: float = 50.0):
+    def __init__(self, model_dir: str, model_name: str, *, prior_strength: float = 50.0, llm=None):
+        from labelloop.model.responses.llm import LLMConfig
+
         self.store = ModelStore(model_dir)
         self.model_name = model_name
         self.prior_strength = prior_strength
+        #: the LLM endpoint's settings (`LLMConfig`); projects override some through extra params
+        self.llm = llm if llm is not None else LLMConfig()
         self._models: dict[tuple, object] = {}
         self._meta: dict[tuple[str, str], dict] = {}
         self._lock = threading.Lock()
@@ -94,6 +98,16 @@ class ModelRegistry:
                         del self._models[old]
                     self._models[key] = model
         return model, version
+
+    def cached(self, key: tuple, build):
+        """``build()``, once per process for ``key`` (clients of outside endpoints, say)."""
+        value = self._models.get(key)
+        if value is None:
+            with self._lock:
+                value = self._models.get(key)
+                if value is None:
+                    value = self._models[key] = build()
+        return value
 
     def _build(self, project, spec, kind, trained):
         prior = kind.prior_model(spec, self.model_name)

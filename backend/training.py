@@ -62,7 +62,6 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
     """
     from labelloop.scripts.client import connect
     from labelloop.scripts.predictions import replace_unlabelled_predictions, unlabelled_tasks
-    from labelloop.scripts.sync import ProjectSnapshot
 
     report = RunReport(project_id)
     t0 = time.perf_counter()
@@ -82,6 +81,46 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
         logger.error(report.message)
         return report
     key = project_key(project_id, project.created_at)
+    if not kind.trains:
+        if not full:  # annotations teach an outside LLM nothing: only a manual start refreshes
+            report.message = f"project {project_id}: {kind.title} projects do not train; nothing to do"
+            logger.info(report.message)
+            return report
+    else:
+        if not _train(project_id, key, spec, kind, client=client, full=full, settings=settings, registry=registry,
+                      report=report, started=t0):
+            return report
+
+    t2 = time.perf_counter()
+    model, version = kind.serving_model(registry, key, spec)
+    if not kind.trains:
+        model.progress = _progress_log(project_id, "drafts")
+    report.serving_version = version
+    tasks = list(unlabelled_tasks(client, project_id))
+    predictions = predict_tasks(tasks, spec, kind, model, version, batch_size=settings.batch_size,
+                                max_chars=settings.max_text_chars,
+                                strategy=registry.strategy_for(key, settings.strategy), with_clusters=True)
+    # an empty entry is a task with nothing to predict yet (an LLM draft that failed: logged)
+    predictions = [{**prediction, "task": task["id"]} for task, prediction in zip(tasks, predictions) if prediction]
+    report.n_refreshed = replace_unlabelled_predictions(
+        client, project_id, predictions, model_version=version, cluster_top_k=settings.cluster_top_k,
+        should_stop=should_stop)
+    report.seconds["refresh"] = time.perf_counter() - t2
+    if report.n_refreshed < len(predictions):
+        report.message = (f"project {project_id}: refresh stopped after {report.n_refreshed}/{len(predictions)} "
+                          "tasks: newer annotations arrived, the next run continues")
+        logger.info(report.message)
+    else:
+        logger.info("project %s: %d unlabelled tasks re-predicted with %s in %.1f s", project_id,
+                    report.n_refreshed, version, report.seconds["refresh"])
+    return report
+
+
+def _train(project_id: int, key: str, spec, kind, *, client, full: bool, settings: Settings, registry: ModelRegistry,
+           report: RunReport, started: float) -> bool:
+    """Steps 1 and 2 of `retrain_project`; False when there is nothing more to do."""
+    from labelloop.scripts.sync import ProjectSnapshot
+
     store: ModelStore = registry.store
 
     snapshot = ProjectSnapshot(store.project_dir(key), project_id, annotated_only=True)
@@ -89,7 +128,7 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
     items = [item for task in snapshot.tasks().values() if (item := kind.training_item(task, spec)) is not None]
     # items come from the current config each run: labels removed from it are left out (and logged)
     report.n_labels = len(items)
-    report.seconds["pull"] = time.perf_counter() - t0
+    report.seconds["pull"] = time.perf_counter() - started
 
     t1 = time.perf_counter()
     try:
@@ -104,29 +143,23 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
         report.message = f"project {project_id}: not training yet: {exc}"
         logger.info(report.message)
         if not full:
-            return report  # nothing changed; a manual START_TRAINING still refreshes below
+            return False  # nothing changed; a manual START_TRAINING still refreshes below
 
-    t2 = time.perf_counter()
-    model, version = kind.serving_model(registry, key, spec)
-    report.serving_version = version
-    tasks = list(unlabelled_tasks(client, project_id))
-    predictions = predict_tasks(tasks, spec, kind, model, version, batch_size=settings.batch_size,
-                                max_chars=settings.max_text_chars,
-                                strategy=registry.strategy_for(key, settings.strategy), with_clusters=True)
-    for task, prediction in zip(tasks, predictions):
-        prediction["task"] = task["id"]
-    report.n_refreshed = replace_unlabelled_predictions(
-        client, project_id, predictions, model_version=version, cluster_top_k=settings.cluster_top_k,
-        should_stop=should_stop)
-    report.seconds["refresh"] = time.perf_counter() - t2
-    if report.n_refreshed < len(predictions):
-        report.message = (f"project {project_id}: refresh stopped after {report.n_refreshed}/{len(predictions)} "
-                          "tasks: newer annotations arrived, the next run continues")
-        logger.info(report.message)
-    else:
-        logger.info("project %s: %d unlabelled tasks re-predicted with %s in %.1f s", project_id,
-                    report.n_refreshed, version, report.seconds["refresh"])
-    return report
+    return True
+
+
+def _progress_log(project_id: int, what: str, *, every_s: float = 10.0):
+    """A progress callback that logs a count every ``every_s`` seconds (background runs have no bar)."""
+    state = {"done": 0, "logged": time.monotonic()}
+    lock = threading.Lock()
+
+    def advance(n: int) -> None:
+        with lock:
+            state["done"] += n
+            if time.monotonic() - state["logged"] >= every_s:
+                state["logged"] = time.monotonic()
+                logger.info("project %s: %d %s made", project_id, state["done"], what)
+    return advance
 
 
 class Trainer:
@@ -193,7 +226,7 @@ class Trainer:
 def rq_job(project_id: int, full: bool) -> dict:
     """The RQ entry point: settings come from the worker's environment."""
     settings = Settings.from_env()
-    registry = ModelRegistry(settings.model_dir, settings.model_name, prior_strength=settings.prior_strength)
+    registry = ModelRegistry(settings.model_dir, settings.model_name, prior_strength=settings.prior_strength, llm=settings.llm)
     report = retrain_project(project_id, full=full, settings=settings, registry=registry)
     return {"project": project_id, "version": report.serving_version, "message": report.message}
 

@@ -3,8 +3,10 @@
 A project kind (text classification, NER spans, LLM responses, preference pairs) answers the
 same few questions for every part of labelloop, which looks it up once (`labelloop.kinds.kind_for`):
 
-- the backend: which model serves a project (`model_version`, `serving_model`), what it
-  predicts for a batch of texts (`predict`) and the Label Studio regions of that (`regions`);
+- the backend: what a project's ML backend settings mean (`configure`, at /setup), which model
+  serves a project (`model_version`, `serving_model`), what a task gives the model
+  (`task_input`), what it predicts for a batch (`predict`) and the Label Studio regions of
+  that (`regions`);
 - training: what a labelled task teaches (`training_item`) and how a model is fitted (`fit`);
 - the audit: which tasks look wrong (`audit`);
 - the export: the examples a project's tasks become (`examples`) and how they are rendered
@@ -14,7 +16,7 @@ A kind that cannot do something yet raises `KindNotSupported`, whose message nam
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from labelloop.label_config.regions import latest_annotation
 from labelloop.label_config.spec import UnsupportedLabelConfig
 from labelloop.model.export.examples import examples_from_tasks
 from labelloop.model.export.formats import Example, RenderOptions
+from labelloop.model.text_cleaning import clean_text
 
 
 class KindNotSupported(UnsupportedLabelConfig):
@@ -39,8 +42,10 @@ class ProjectKind:
     spec_type: type = type(None)
     #: NER texts stay exactly as they are: span offsets point into them
     keep_offsets: bool = False
-    #: whether the backend can prelabel (and so train for) this kind
+    #: whether the backend can prelabel this kind
     prelabels: bool = False
+    #: whether annotations train a project model (LLM drafts come from an outside endpoint)
+    trains: bool = False
 
     def _unsupported(self, what: str, hint: str = "") -> KindNotSupported:
         return KindNotSupported(f"labelloop does not {what} for {self.title} projects yet" + (f"; {hint}" if hint else ""))
@@ -49,6 +54,15 @@ class ProjectKind:
         return self._unsupported("prelabel", "it prelabels text classification: a <Choices> control over a <Text> object")
 
     # --- prelabel (backend) -------------------------------------------------------------------
+    def configure(self, registry, project: str, spec, extra_params: dict | None) -> None:
+        """Check and keep a project's settings from /setup (the ML backend's extra params);
+        raise a `labelloop.model.errors.LabelloopError` that says what is wrong."""
+
+    def task_input(self, task: dict, spec, model, *, max_chars: int):
+        """``(input, None)``: what the model reads of ``task``, or ``(None, reason)``. The default
+        is the text of ``spec.text_key`` (`task_text`)."""
+        return task_text(task, spec.text_key, max_chars=max_chars)
+
     def model_version(self, registry, project: str, spec) -> str:
         """The version that would serve ``project`` now; cheap, loads nothing."""
         raise self.prelabel_unsupported()
@@ -57,9 +71,11 @@ class ProjectKind:
         """``(model, model_version)`` that serves ``project``, loaded at most once per process."""
         raise self.prelabel_unsupported()
 
-    def predict(self, texts: Sequence[str], spec, model, *, strategy: str) -> tuple[list, np.ndarray]:
-        """``(values, scores)`` for ``texts``: one value (what the model proposes) and one score
-        ``(n_texts,)`` per text, lower meaning "ask a human first"."""
+    def predict(self, inputs: Sequence, spec, model, *, strategy: str, limit: int | None = None
+                ) -> tuple[list, np.ndarray]:
+        """``(values, scores)`` for ``inputs`` (from `task_input`): one value (what the model
+        proposes, or None for no prediction now) and one score ``(n_inputs,)`` per input, lower
+        meaning "ask a human first". ``limit``: at most this many slow calls (LLM drafts)."""
         raise self.prelabel_unsupported()
 
     def regions(self, spec, value) -> list[dict]:
@@ -124,3 +140,24 @@ class ProjectKind:
 def finished_annotation(task: dict) -> dict | None:
     """The task's latest annotation that was neither skipped nor empty."""
     return latest_annotation(task.get("annotations"))
+
+
+def task_text(task: Any, value_key: str, *, max_chars: int) -> tuple[str | None, str | None]:
+    """Return ``(text, None)`` for a usable task, else ``(None, reason)``.
+
+    Over-long texts are cut to ``max_chars``; lone surrogates and control characters are
+    replaced (`clean_text`), so the tokenizer never sees them.
+    """
+    if not isinstance(task, dict):
+        return None, f"task is a {type(task).__name__}, not an object"
+    data = task.get("data")
+    if not isinstance(data, dict):
+        return None, "task has no data object"
+    if value_key not in data:
+        return None, f"task data has no field {value_key!r}"
+    value = data[value_key]
+    if not isinstance(value, str):
+        return None, f"task data field {value_key!r} is a {type(value).__name__}, not text"
+    if not value.strip():
+        return None, f"task data field {value_key!r} is empty"
+    return clean_text(value[:max_chars]), None

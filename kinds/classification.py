@@ -80,6 +80,7 @@ class ClassificationKind(ProjectKind):
     title = "text classification"
     spec_type = ClassificationSpec
     prelabels = True
+    trains = True
 
     # --- prelabel ------------------------------------------------------------------------------
     def prior_version(self, spec: ClassificationSpec, model_name: str) -> str:
@@ -112,7 +113,7 @@ class ClassificationKind(ProjectKind):
     def serving_model(self, registry, project: str, spec: ClassificationSpec):
         return registry.model_for(project, spec, self)
 
-    def predict(self, texts: Sequence[str], spec: ClassificationSpec, model, *, strategy: str):
+    def predict(self, texts: Sequence[str], spec: ClassificationSpec, model, *, strategy: str, limit=None):
         proba = align_columns(model.predict_proba(list(texts)), model.classes_, spec.labels)
         scores = ranking.score(proba, strategy=strategy, multi_label=spec.multi_label)
         labels = np.asarray(spec.labels, dtype=object)

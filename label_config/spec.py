@@ -76,11 +76,17 @@ def _classification(interface) -> ClassificationSpec:
 
 @dataclass(frozen=True)
 class ResponseSpec:
-    """Supervised LLM fine-tuning: a TextArea (``from_name``) answering the Text ``prompt_key``."""
+    """Supervised LLM fine-tuning: a TextArea (``from_name``) answering the Text ``prompt_key``.
+
+    ``data_keys``: every task data field the config shows (what a prompt template may use);
+    ``choices``: a Choices control over Text in the same config, prelabelled as well, or None.
+    """
 
     from_name: str
     to_name: str
     prompt_key: str
+    data_keys: tuple[str, ...] = ()
+    choices: ClassificationSpec | None = None
 
     @property
     def text_key(self) -> str:
@@ -142,7 +148,16 @@ def _parse(config: str) -> Spec:
             answers = [label for label in control.labels if label in texts and label not in targets]
             if len(answers) >= 2 and len(answers) == len(control.labels):
                 return PreferenceSpec(control.name, texts[targets[0]], tuple((a, texts[a]) for a in answers))
-    for tag, build in (("TextArea", lambda c, t: ResponseSpec(c.name, t, texts[t])),
+    def response(control, target):
+        try:
+            choices = _classification(interface)
+        except UnsupportedLabelConfig:
+            choices = None
+        data_keys = tuple(dict.fromkeys(o.value.lstrip("$") for o in interface.objects
+                                        if isinstance(o.value, str) and o.value.startswith("$")))
+        return ResponseSpec(control.name, target, texts[target], data_keys, choices)
+
+    for tag, build in (("TextArea", response),
                        ("Labels", lambda c, t: SpanSpec(c.name, t, texts[t], tuple(map(str, c.labels))))):
         for control in interface.controls:
             targets = [t for t in control.to_name if t in texts]
