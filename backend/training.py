@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from labelloop.kinds import parse as parse_config
 from labelloop.label_config.spec import UnsupportedLabelConfig
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
-from labelloop.model.store import ModelStore
+from labelloop.model.store import ModelStore, project_key
 
 from .config import Settings
 from .predictor import predict_tasks
@@ -35,11 +35,6 @@ logger = logging.getLogger(__name__)
 TRAIN_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING"})
 # deletions do not bump a task's updated_at, and a manual start should see everything
 FULL_PULL_EVENTS = frozenset({"ANNOTATIONS_DELETED", "START_TRAINING"})
-
-
-def project_key(project_id: int, created_at) -> str:
-    """The key Label Studio uses for a project in /setup and /predict: ``"<id>.<created unix time>"``."""
-    return f"{project_id}.{int(created_at.timestamp())}"
 
 
 @dataclass

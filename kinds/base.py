@@ -51,7 +51,8 @@ class ProjectKind:
         return KindNotSupported(f"labelloop does not {what} for {self.title} projects yet" + (f"; {hint}" if hint else ""))
 
     def prelabel_unsupported(self) -> KindNotSupported:
-        return self._unsupported("prelabel", "it prelabels text classification: a <Choices> control over a <Text> object")
+        return self._unsupported("prelabel", "it prelabels text classification (a <Choices> control over a <Text> "
+                                             "object) and LLM responses (a <TextArea> answering a <Text>)")
 
     # --- prelabel (backend) -------------------------------------------------------------------
     def configure(self, registry, project: str, spec, extra_params: dict | None) -> None:

@@ -34,6 +34,11 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
+def project_key(project_id: int, created_at) -> str:
+    """The key Label Studio uses for a project in /setup and /predict: ``"<id>.<created unix time>"``."""
+    return f"{project_id}.{int(created_at.timestamp())}"
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new content, never a part."""
     path = Path(path)

@@ -79,7 +79,7 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
     report = AuditReport(project_id, version, len(audit.task_ids), findings, audit.messages, task_ids=audit.task_ids,
                          created_at=datetime.now(timezone.utc).isoformat())
     report.report_dir = write_report(out_dir / f"audit-{project_id}-{version.removeprefix('labelloop-audit-')}",
-                                     report, audit.issues, audit.consensus, audit.annotator_stats)
+                                     report, audit)
     if push and findings:
         def suggestion(f):
             labels = f["suggested"] if isinstance(f["suggested"], list) else [f["suggested"]]
@@ -94,12 +94,18 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
     return report
 
 
-def write_report(directory: Path, report: AuditReport, issues, consensus_labels, annotator_stats) -> Path:
-    """findings.jsonl, summary.json, PNG plots and report.html in ``directory``."""
+def write_report(directory: Path, report: AuditReport, audit) -> Path:
+    """findings.jsonl, consensus.jsonl, summary.json, PNG plots and report.html in ``directory``.
+
+    ``audit`` is the kind's result: a classification `LabelAudit` or an LLM `ResponseAudit`;
+    the plots that suit it are drawn.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from labelloop.model.responses.audit import ResponseAudit
 
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_text(directory / "findings.jsonl", "".join(json.dumps(f) + "\n" for f in report.findings))
@@ -111,47 +117,18 @@ def write_report(directory: Path, report: AuditReport, issues, consensus_labels,
         plt.close(fig)
         plots.append((name, title))
 
-    given = [label for g in consensus_labels for label in (g if isinstance(g, tuple) else (g,))]
-    labels, counts = np.unique(np.asarray(given, dtype=str), return_counts=True)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(labels, counts)
-    ax.set_ylabel("tasks")
-    save(fig, "label_distribution.png", "Label distribution (consensus)")
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(issues.quality[issues.scored], bins=30)
-    ax.set_xlabel("label quality (lower is more suspicious)")
-    save(fig, "quality_histogram.png", "Label quality scores")
-
     kinds, kind_counts = np.unique([k for f in report.findings for k in f["issues"]], return_counts=True)
+    if isinstance(audit, ResponseAudit):
+        _response_plots(audit, save, plt)
+        consensus_labels = []  # a response has no label to agree on
+    else:
+        _classification_plots(audit, save, plt)
+        consensus_labels = audit.consensus
     if len(kinds):
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.barh(kinds, kind_counts)
         ax.set_xlabel("tasks")
         save(fig, "findings_by_kind.png", "Findings by kind")
-
-    flagged = issues.is_issue
-    multi_label = any(isinstance(g, tuple) for g in issues.given)
-    if flagged.any() and not multi_label:  # a confusion matrix needs one label per task
-        classes = list(issues.classes)
-        confusion = np.zeros((len(classes), len(classes)), dtype=int)
-        for g, s in zip(issues.given[flagged], issues.suggested[flagged]):
-            confusion[classes.index(g), classes.index(s)] += 1
-        fig, ax = plt.subplots(figsize=(5, 4))
-        ax.imshow(confusion, cmap="Blues")
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-        ax.set_yticks(range(len(classes)), classes)
-        ax.set_xlabel("suggested")
-        ax.set_ylabel("given")
-        for (r, c), v in np.ndenumerate(confusion):
-            ax.text(c, r, str(v), ha="center", va="center")
-        save(fig, "given_vs_suggested.png", "Flagged tasks: given vs suggested label")
-
-    if annotator_stats is not None:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.bar([str(a) for a in annotator_stats.index], annotator_stats["annotator_quality"])
-        ax.set_ylabel("annotator quality (CROWDLAB)")
-        save(fig, "annotator_quality.png", "Annotator quality")
 
     atomic_write_text(directory / "consensus.jsonl", "".join(
         json.dumps({"task_id": task_id, "label": label_value(label)}) + "\n"
@@ -175,3 +152,50 @@ def write_report(directory: Path, report: AuditReport, issues, consensus_labels,
 <h2>Findings (worst first)</h2><table><tr><th>task</th><th>given</th><th>suggested</th><th>quality</th>
 <th>reason</th></tr>{rows}</table>""")
     return directory
+
+
+def _classification_plots(audit, save, plt) -> None:
+    """Label distribution, label quality, given vs suggested labels, annotator quality."""
+    given = [label for g in audit.consensus for label in (g if isinstance(g, tuple) else (g,))]
+    labels, counts = np.unique(np.asarray(given, dtype=str), return_counts=True)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(labels, counts)
+    ax.set_ylabel("tasks")
+    save(fig, "label_distribution.png", "Label distribution (consensus)")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(audit.issues.quality[audit.issues.scored], bins=30)
+    ax.set_xlabel("label quality (lower is more suspicious)")
+    save(fig, "quality_histogram.png", "Label quality scores")
+
+    flagged = audit.issues.is_issue
+    multi_label = any(isinstance(g, tuple) for g in audit.issues.given)
+    if flagged.any() and not multi_label:  # a confusion matrix needs one label per task
+        classes = list(audit.issues.classes)
+        confusion = np.zeros((len(classes), len(classes)), dtype=int)
+        for g, s in zip(audit.issues.given[flagged], audit.issues.suggested[flagged]):
+            confusion[classes.index(g), classes.index(s)] += 1
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.imshow(confusion, cmap="Blues")
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+        ax.set_yticks(range(len(classes)), classes)
+        ax.set_xlabel("suggested")
+        ax.set_ylabel("given")
+        for (r, c), v in np.ndenumerate(confusion):
+            ax.text(c, r, str(v), ha="center", va="center")
+        save(fig, "given_vs_suggested.png", "Flagged tasks: given vs suggested label")
+
+    if audit.annotator_stats is not None:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.bar([str(a) for a in audit.annotator_stats.index], audit.annotator_stats["annotator_quality"])
+        ax.set_ylabel("annotator quality (CROWDLAB)")
+        save(fig, "annotator_quality.png", "Annotator quality")
+
+
+def _response_plots(audit, save, plt) -> None:
+    """Response lengths (the findings-by-kind chart is drawn for every kind)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(np.log10(np.maximum(audit.response_chars, 1)), bins=30)
+    ax.set_xlabel("response length (log10 characters)")
+    ax.set_ylabel("tasks")
+    save(fig, "response_lengths.png", "Response lengths")

@@ -124,6 +124,32 @@ def rank(
 
 
 @app.command()
+def prelabel(
+    project: int = typer.Option(..., help="Label Studio project ID."),
+    model_dir: Optional[Path] = typer.Option(
+        None, help="The backend's model directory, where LLM drafts are kept. Env: LABELLOOP_MODEL_DIR."),
+    url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
+    api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
+):
+    """Prelabel a whole project (LLM drafts included) and import the predictions; resumable."""
+    from labelloop.backend.config import Settings
+
+    from .client import connect
+    from .prelabel import prelabel_project
+
+    settings = Settings.from_env(model_dir=str(model_dir) if model_dir else None)
+    client = connect(url, api_key)
+    with _progress() as progress:
+        report = prelabel_project(client, project, settings=settings,
+                                  progress=lambda total: _step_bars(progress)("tasks prelabelled", total))
+    console.print(f"project {project}: {report.imported} predictions of [bold]{report.model_version}[/] imported "
+                  f"({report.new_drafts} new drafts; {report.already_current} tasks were already current)")
+    if report.failed or report.unusable:
+        console.print(f"[yellow]note:[/] {report.failed} tasks got no prediction (the endpoint failed; run again to "
+                      f"retry) and {report.unusable} could not be prelabelled (empty or too long): see the log")
+
+
+@app.command()
 def sync(
     project: int = typer.Option(..., help="Label Studio project ID."),
     out: Path = typer.Option(Path("labelloop-data/snapshots"), help="Snapshot folder."),

