@@ -118,8 +118,9 @@ class ProjectKind:
         raise self._unsupported("train models")
 
     # --- audit -------------------------------------------------------------------------------
-    def audit(self, tasks: dict, spec, *, embed, n_folds: int = 5, progress=None):
-        """Findings for the project's labelled ``tasks`` (``{id: task JSON}``)."""
+    def audit(self, tasks: dict, spec, *, embed, n_folds: int = 5, progress=None, judge=None):
+        """Findings for the project's labelled ``tasks`` (``{id: task JSON}``). ``judge(prompt,
+        response) -> (score, reason)``: an LLM rubric, for kinds whose labels are free text."""
         raise KindNotSupported(f"the audit checks text classification labels; this is a {self.title} project")
 
     # --- export ------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ class ClassificationKind(ProjectKind):
         return clf.fit([item.text for item in items], y)
 
     # --- audit ---------------------------------------------------------------------------------
-    def audit(self, tasks: dict, spec: ClassificationSpec, *, embed, n_folds: int = 5, progress=None):
+    def audit(self, tasks: dict, spec: ClassificationSpec, *, embed, n_folds: int = 5, progress=None, judge=None):
         """`audit_labels` over the labelled tasks, plus ``empty`` task ids (no usable text) and
         messages about labels that are not in the config."""
         rows, texts, empty, unknown = [], [], [], set()

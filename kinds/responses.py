@@ -212,8 +212,9 @@ class ResponseKind(ProjectKind):
         return regions
 
     # --- audit -----------------------------------------------------------------------------------
-    def audit(self, tasks: dict, spec: ResponseSpec, *, embed, n_folds: int = 5, progress=None):
-        """`labelloop.model.responses.audit.audit_responses` over the answered tasks."""
+    def audit(self, tasks: dict, spec: ResponseSpec, *, embed, n_folds: int = 5, progress=None, judge=None):
+        """`labelloop.model.responses.audit.audit_responses` over the answered tasks (``judge``: an
+        LLM rubric, optional)."""
         from labelloop.model.errors import NotEnoughLabelsError
         from labelloop.model.responses.audit import audit_responses
 
@@ -229,7 +230,8 @@ class ResponseKind(ProjectKind):
             raise NotEnoughLabelsError("the project has no finished annotations to audit")
         if progress:
             progress("checking responses", None)
-        return audit_responses([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], embed=embed)
+        return audit_responses([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], embed=embed,
+                               judge=judge)
 
     # --- export ----------------------------------------------------------------------------------
     def example(self, task: dict, spec: ResponseSpec, *, audit_label=None):

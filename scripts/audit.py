@@ -51,9 +51,11 @@ class AuditReport:
 
 
 def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "default", n_folds: int = 5,
-              push: bool = True, full: bool = False, progress=None) -> AuditReport:
+              push: bool = True, full: bool = False, progress=None, judge=None) -> AuditReport:
     """Sync, consensus, detection, report and (``push``) review in Label Studio.
 
+    ``judge``: an `labelloop.model.responses.llm.LLMConfig` whose endpoint scores LLM answers
+    with a rubric (LLM projects only), or None.
     ``progress(step, total)``, if given, returns a callback that advances that step's bar.
     ``full`` pulls the whole project again instead of what changed since the last sync.
     """
@@ -69,7 +71,12 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
                                               if progress else None)
 
     try:
-        audit = kind.audit(snapshot.tasks(), spec, embed=embed, n_folds=n_folds, progress=progress)
+        rubric = None
+        if judge is not None:
+            from labelloop.model.responses.llm import Drafter
+
+            rubric = Drafter(judge).judge
+        audit = kind.audit(snapshot.tasks(), spec, embed=embed, n_folds=n_folds, progress=progress, judge=rubric)
     except KindNotSupported as exc:
         raise LabelloopError(f"project {project_id} cannot be audited: {exc}") from None
     except NotEnoughLabelsError as exc:

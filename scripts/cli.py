@@ -176,17 +176,24 @@ def audit(
     push: bool = typer.Option(True, help="Send findings back to Label Studio for review."),
     folds: int = typer.Option(5, help="Cross-validation folds for out-of-sample probabilities."),
     full: bool = typer.Option(False, help="Pull the whole project again instead of what changed."),
+    judge: bool = typer.Option(False, help="LLM projects: also score each answer with a rubric, asking the "
+                                           "LABELLOOP_LLM_* endpoint to act as a judge."),
     url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
     api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
 ):
-    """Find likely label errors (consensus + Cleanlab) and queue them for review in Label Studio."""
+    """Find likely label errors (or bad LLM answers) and queue them for review in Label Studio."""
     from .audit import VIEW_TITLE, run_audit
     from .client import connect
 
+    llm = None
+    if judge:
+        from labelloop.model.responses.llm import LLMConfig
+
+        llm = LLMConfig.from_env()
     client = connect(url, api_key)
     with _progress() as progress:
         report = run_audit(client, project, out_dir=out, n_folds=folds, push=push, full=full,
-                           progress=_step_bars(progress))
+                           progress=_step_bars(progress), judge=llm)
     for message in report.messages:
         console.print(f"[yellow]note:[/] {message}")
     kinds = Counter(kind for finding in report.findings for kind in finding["issues"])

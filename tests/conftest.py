@@ -77,3 +77,59 @@ def backend(tmp_path_factory, label_studio):
         yield service
     finally:
         service.stop()
+
+
+LLM_API_KEY = "test-llm-key"
+
+
+def _require_or_skip(reason: str):
+    """Skip a test whose service is missing, or fail under LABELLOOP_REQUIRE_SERVICES (CI)."""
+    import os
+
+    if os.environ.get("LABELLOOP_REQUIRE_SERVICES"):
+        pytest.fail(reason + "; LABELLOOP_REQUIRE_SERVICES is set, so this is an error")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory):
+    """llama.cpp's real OpenAI-compatible server (from .venv-llm) with SmolLM2-135M-Instruct,
+    on loopback, requiring the API key ``LLM_API_KEY``; stopped by PID."""
+    from labelloop.scripts.services import ServiceError, llm_service
+
+    try:
+        service = llm_service(tmp_path_factory.mktemp("llm") / "llama.log", api_key=LLM_API_KEY)
+    except ServiceError as exc:
+        _require_or_skip(str(exc))
+    service.start(timeout=120)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_env(llm_server) -> dict:
+    """The environment that points labelloop at the test LLM server."""
+    from labelloop.scripts.services import LLM_MODEL_ALIAS
+
+    return {"LABELLOOP_LLM_BASE_URL": llm_server.url + "/v1", "LABELLOOP_LLM_MODEL": LLM_MODEL_ALIAS,
+            "LABELLOOP_LLM_API_KEY": LLM_API_KEY, "LABELLOOP_LLM_MAX_TOKENS": "48",
+            "LABELLOOP_LLM_CONTEXT_TOKENS": "2048"}
+
+
+@pytest.fixture(scope="session")
+def llm_backend(tmp_path_factory, label_studio, llm_env):
+    """The real backend under gunicorn, drafting through the test LLM server."""
+    from labelloop.scripts.services import backend_service
+
+    model_dir = tmp_path_factory.mktemp("llm-models")
+    service = backend_service(model_dir, extra_env={
+        "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
+        "LABELLOOP_DEBOUNCE_S": "0.3", **llm_env})
+    service.start(timeout=120)
+    service.model_dir = model_dir
+    try:
+        yield service
+    finally:
+        service.stop()

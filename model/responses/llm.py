@@ -57,6 +57,7 @@ class LLMConfig:
     concurrency           LABELLOOP_LLM_CONCURRENCY           requests in flight at once
     timeout_s             LABELLOOP_LLM_TIMEOUT               seconds per request
     max_retries           LABELLOOP_LLM_RETRIES               on 429, 5xx, timeouts (with backoff)
+    logprobs              LABELLOOP_LLM_LOGPROBS              ask for log-probabilities (0: never)
     samples               LABELLOOP_LLM_SAMPLES               k for self-consistency (1: off)
     context_tokens        LABELLOOP_LLM_CONTEXT_TOKENS        longer prompts are skipped
     max_inline            LABELLOOP_LLM_MAX_INLINE            new drafts per /predict call
@@ -73,6 +74,7 @@ class LLMConfig:
     concurrency: int = 4
     timeout_s: float = 60.0
     max_retries: int = 3
+    logprobs: bool = True
     samples: int = 3
     context_tokens: int = 4096
     max_inline: int = 4
@@ -108,6 +110,7 @@ class LLMConfig:
             concurrency=number("LABELLOOP_LLM_CONCURRENCY", cls.concurrency, int),
             timeout_s=number("LABELLOOP_LLM_TIMEOUT", cls.timeout_s, float),
             max_retries=number("LABELLOOP_LLM_RETRIES", cls.max_retries, int),
+            logprobs=env.get("LABELLOOP_LLM_LOGPROBS", "1").strip().lower() not in ("0", "false", "no", "off"),
             samples=number("LABELLOOP_LLM_SAMPLES", cls.samples, int),
             context_tokens=number("LABELLOOP_LLM_CONTEXT_TOKENS", cls.context_tokens, int),
             max_inline=number("LABELLOOP_LLM_MAX_INLINE", cls.max_inline, int),
@@ -209,6 +212,11 @@ def _reason(exc: Exception, config: LLMConfig) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+JUDGE_PROMPT = ("Rate how well the RESPONSE answers the PROMPT: helpful, correct, complete, and in the prompt's "
+                "language. Reply with one digit from 1 (bad) to 5 (excellent), then one short sentence saying why."
+                "\n\nPROMPT:\n{prompt}\n\nRESPONSE:\n{response}")
+
+
 class Drafter:
     """Drafts answers to chat prompts through ``config``'s endpoint.
 
@@ -234,7 +242,7 @@ class Drafter:
         # local servers need no key, but the client insists on one
         self.client = openai.OpenAI(base_url=config.base_url, api_key=config.api_key or "unused",
                                     timeout=config.timeout_s, max_retries=config.max_retries)
-        self._logprobs = True  # until the endpoint refuses them
+        self._logprobs = config.logprobs  # until the endpoint refuses them
         self._lock = threading.Lock()
 
     def check(self, *, timeout: float = 2.5) -> None:
@@ -298,6 +306,19 @@ class Drafter:
             return Draft(text, NEUTRAL_SCORE, "none", choice.finish_reason)
         except openai.APIError as exc:
             return Draft(None, error=_reason(exc, self.config))
+
+    def judge(self, prompt: str, response: str) -> tuple[float, str]:
+        """``(score in [0, 1], the judge's words)`` for one answer, from a 1-5 rubric; an answer the
+        judge gives no digit for scores 1.0 (not flagged). Raises `LLMEndpointError`."""
+        import openai
+
+        messages = [{"role": "user", "content": JUDGE_PROMPT.format(prompt=prompt, response=response)}]
+        try:
+            text = self._complete(messages, temperature=0.0, logprobs=False).message.content or ""
+        except openai.APIError as exc:
+            raise LLMEndpointError(_reason(exc, self.config)) from None
+        match = re.search(r"[1-5]", text)
+        return ((int(match.group(0)) - 1) / 4.0 if match else 1.0), " ".join(text.split())[:200]
 
     def draft_many(self, prompts: Sequence[Sequence[dict]], *, progress: Callable[[int], None] | None = None
                    ) -> list[Draft]:
