@@ -324,7 +324,11 @@ class Drafter:
                    ) -> list[Draft]:
         """`draft` for every prompt, ``concurrency`` at a time, in input order."""
         def one(messages):
-            result = self.draft(messages)
+            try:
+                result = self.draft(messages)
+            except Exception as exc:  # a malformed answer must not take the batch down with it
+                logger.exception("unexpected error while drafting")
+                result = Draft(None, error=f"{type(exc).__name__}: {exc}")
             if progress is not None:
                 progress(1)
             return result
