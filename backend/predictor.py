@@ -1,6 +1,6 @@
 """Turn Label Studio tasks into Label Studio predictions, batch by batch, for any project kind.
 
-One model call per batch of ``batch_size`` texts, never one per task. A task whose text is
+One model call per batch of ``batch_size`` inputs, never one per task. A task whose text is
 missing, empty or not a string gets an empty result; the others are unaffected. What a model
 predicts and how it becomes regions is the project kind's business (`labelloop.kinds`).
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from labelloop.model import ranking
 from labelloop.kinds.base import task_text  # noqa: F401  (re-exported: what a task gives a classifier)
+from labelloop.model import ranking
 from labelloop.model.embeddings import get_embedder
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ def predict_tasks(tasks: Sequence[Any], spec, kind, model, model_version: str, *
     and a score per input (lower means ask first; see `labelloop.model.ranking`), and
     ``kind.regions`` turns the value into Label Studio regions. A task without usable input gets
     an empty result and `UNUSABLE_SCORE` (served last). ``limit`` caps slow model calls (LLM
-    drafts) over the whole call, for a ``model`` fresh from ``kind.serving_model``; a value of None from the kind (not drafted yet, or the endpoint failed) gives ``[]``.
+    drafts) over the whole call, for a ``model`` fresh from ``kind.serving_model``; a value of
+    None from the kind (not drafted yet, or the endpoint failed) gives ``[]``.
     With ``with_clusters``, predicted tasks also get a k-means ``cluster`` for batch diversity.
     """
     predictions: list = [None] * len(tasks)

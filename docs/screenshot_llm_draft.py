@@ -57,8 +57,12 @@ def main() -> None:
                 page.click("button[type=submit]")
                 page.wait_for_load_state("networkidle")
                 page.goto(f"{ls.url}/projects/{project.id}/data?task={task_id}")
-                page.wait_for_selector("textarea", timeout=60_000)
-                page.wait_for_timeout(3000)
+                try:  # the labelling UI has loaded, and with it the annotation prefilled from the draft
+                    page.wait_for_selector("text=Write the response the model should give", timeout=60_000)
+                except Exception:
+                    page.screenshot(path=str(OUT.with_name("debug.png")))  # what the page showed instead
+                    raise
+                page.wait_for_timeout(5000)
                 OUT.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(OUT))
                 browser.close()

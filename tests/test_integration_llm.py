@@ -66,9 +66,16 @@ def test_sft_project_prelabel_rank_edit_audit_export(ls_client, llm_backend, llm
         drafts[task.id] = (task.data["prompt"], region["value"]["text"][0], prediction["score"])
     assert ls_client.projects.get(id=project.id).model_version == version
 
-    # an interrupted or repeated run drafts nothing twice
-    again = prelabel_project(ls_client, project.id, settings=settings)
-    assert (again.imported, again.new_drafts, again.already_current) == (0, 0, 21)
+    # an interrupted or repeated run drafts nothing twice (through the CLI this time)
+    from typer.testing import CliRunner
+
+    from labelloop.scripts.cli import app
+
+    label_studio = llm_backend.env["LABEL_STUDIO_URL"], llm_backend.env["LABEL_STUDIO_API_KEY"]
+    result = CliRunner().invoke(app, ["prelabel", "--project", str(project.id), "--model-dir",
+                                      str(llm_backend.model_dir), "--url", label_studio[0], "--api-key", label_studio[1]])
+    assert result.exit_code == 0, result.output
+    assert "0 predictions" in result.output and "0 new drafts; 21 tasks were already current" in result.output
     assert draft_lines(llm_backend.model_dir) == 20
 
     # 2. rank: the backend refreshes from its stored drafts, with clusters; uncertainty sampling

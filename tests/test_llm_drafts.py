@@ -135,6 +135,18 @@ def test_setup_checks_the_template_fields_and_the_endpoint(llm_app, monkeypatch)
     assert bad_type.status_code == 422 and "max_tokens" in bad_type.status
 
 
+def test_setup_says_when_the_endpoint_refuses_the_key(tmp_path, llm_env, monkeypatch):
+    from labelloop.backend.app import create_app
+    from labelloop.backend.config import Settings
+
+    for name, value in {**llm_env, "LABELLOOP_LLM_API_KEY": "wrong"}.items():
+        monkeypatch.setenv(name, value)
+    client = create_app(Settings.from_env(model_dir=str(tmp_path))).test_client()
+    response = client.post("/setup", json={"project": "5.1", "schema": load("llm_fine_tuning")})
+    assert response.status_code == 502 and "refused the API key (401)" in response.status
+    assert client.get("/health").status_code == 200
+
+
 def test_predict_drafts_a_few_inline_and_answers_the_rest_from_the_store(llm_app, tmp_path):
     schema = load("llm_fine_tuning")
     assert llm_app.post("/setup", json={"project": "6.1", "schema": schema}).status_code == 200
