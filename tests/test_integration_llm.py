@@ -75,7 +75,8 @@ def test_sft_project_prelabel_rank_edit_audit_export(ls_client, llm_backend, llm
     result = CliRunner().invoke(app, ["prelabel", "--project", str(project.id), "--model-dir",
                                       str(llm_backend.model_dir), "--url", label_studio[0], "--api-key", label_studio[1]])
     assert result.exit_code == 0, result.output
-    assert "0 predictions" in result.output and "0 new drafts; 21 tasks were already current" in result.output
+    output = " ".join(result.output.split())  # Rich wraps lines
+    assert "0 predictions" in output and "0 new drafts; 21 tasks were already current" in output
     assert draft_lines(llm_backend.model_dir) == 20
 
     # 2. rank: the backend refreshes from its stored drafts, with clusters; uncertainty sampling
