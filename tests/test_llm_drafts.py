@@ -77,6 +77,13 @@ def test_one_failing_prompt_leaves_the_others_drafted(config):
     assert drafts[2].error == "the prompt is empty"
 
 
+def test_the_same_endpoint_can_act_as_a_judge(config):
+    score, words = Drafter(dataclasses.replace(config, max_tokens=24)).judge("What is 2 + 2?", "4")
+    assert score in (0.0, 0.25, 0.5, 0.75, 1.0) and isinstance(words, str) and words
+    with pytest.raises(LLMEndpointError, match="refused the API key"):
+        Drafter(dataclasses.replace(config, api_key="wrong")).judge("What is 2 + 2?", "4")
+
+
 def test_templates_fill_fields_and_refuse_hostile_placeholders():
     template = PromptTemplate("Context: {context}\nQuestion: {question}", "Be brief.")
     assert template.fields == ("context", "question")
