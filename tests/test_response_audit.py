@@ -94,3 +94,35 @@ def test_length_outliers_need_a_real_departure():
     assert not checks.length_outliers(X, lengths).any()
     lengths[5] = 5000
     assert checks.length_outliers(X, lengths).nonzero()[0].tolist() == [5]
+
+
+def test_any_template_text_is_accepted_or_refused_with_a_template_error():
+    from hypothesis import given, settings, strategies as st
+
+    from labelloop.model.responses.prompts import PromptTemplate, TemplateError
+
+    @settings(max_examples=300, deadline=None)
+    @given(template=st.text(alphabet=st.sampled_from("{}!:.[]_ab0 >x"), max_size=30),
+           data=st.dictionaries(st.sampled_from(["a", "b", "x"]), st.text(max_size=10)))
+    def check(template, data):
+        try:
+            rendered = PromptTemplate(template).messages(data)
+        except TemplateError:
+            return
+        assert rendered[-1]["role"] == "user" and len(rendered[-1]["content"]) <= len(template) + 30 * 10
+
+    check()
+
+
+def test_checks_take_any_text_without_raising():
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text(max_size=300))
+    def check(text):
+        for reason in (checks.truncation(text), checks.refusal(text), checks.empty_response(text)):
+            assert reason is None or (isinstance(reason, str) and reason)
+        assert checks.empty_response(text) is None or checks.truncation(text) is None  # empty is not also cut off
+        assert set(checks.secrets(text)) <= {"e-mail address", "API key", "private key", "credential", "phone number"}
+
+    check()
