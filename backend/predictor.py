@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from labelloop.kinds.base import task_text  # noqa: F401  (re-exported: what a task gives a classifier)
 from labelloop.model import ranking
 from labelloop.model.embeddings import get_embedder
 

@@ -69,7 +69,7 @@ def prelabel_project(client, project_id: int, *, settings, chunk_size: int = 64,
 
     tasks = list(unlabelled_tasks(client, project_id))
     current = {as_dict(t)["id"] for t in client.tasks.list(
-        project=project_id, query=query(UNLABELLED, has_model_version(version)), fields="all", page_size=1000)}
+        project=project_id, query=query(UNLABELLED, has_model_version(version)), include="id", page_size=1000)}
     todo = [t for t in tasks if t["id"] not in current]
     report.unlabelled, report.already_current = len(tasks), len(current)
     advance = progress(len(todo)) if progress else (lambda n: None)
