@@ -97,8 +97,10 @@ class ResponseKind(ProjectKind):
         return PromptTemplate(config.prompt_template or "{%s}" % spec.prompt_key, config.system_prompt)
 
     def version(self, config: LLMConfig, spec: ResponseSpec, model_name: str) -> str:
-        """Names the model and hashes what changes a draft: template, system prompt, sampling."""
-        parts = [self.template(config, spec).digest, config.temperature, config.max_tokens, config.samples]
+        """Names the model and hashes what changes a draft: the model's full name, template, system
+        prompt, sampling."""
+        parts = [config.model, self.template(config, spec).digest, config.temperature, config.max_tokens,
+                 config.samples]
         if spec.choices is not None:
             parts.append(_CLASSIFICATION.prior_version(spec.choices, model_name))
         digest = hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:8]
