@@ -92,10 +92,15 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
 
     t2 = time.perf_counter()
     model, version = kind.serving_model(registry, key, spec)
-    if not kind.trains:
-        model.progress = _progress_log(project_id, "drafts")
     report.serving_version = version
-    tasks = list(unlabelled_tasks(client, project_id))
+    tasks = list(unlabelled_tasks(client, project_id, with_predictions=not kind.trains))
+    if not kind.trains:
+        # drafts that `labelloop prelabel` imported from elsewhere are not drafted again
+        adopted = sum(kind.adopt(task, prediction, spec, model) for task in tasks
+                      for prediction in task.pop("predictions", ()) if prediction.get("model_version") == version)
+        if adopted:
+            logger.info("project %s: %d drafts taken from Label Studio's predictions", project_id, adopted)
+        model.progress = _progress_log(project_id, "drafts")
     predictions = predict_tasks(tasks, spec, kind, model, version, batch_size=settings.batch_size,
                                 max_chars=settings.max_text_chars,
                                 strategy=registry.strategy_for(key, settings.strategy), with_clusters=True)

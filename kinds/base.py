@@ -83,6 +83,11 @@ class ProjectKind:
         """The Label Studio result regions of one predicted ``value``."""
         raise self.prelabel_unsupported()
 
+    def adopt(self, task: dict, prediction: dict, spec, model) -> bool:
+        """Take what a prediction of the serving version, already in Label Studio, holds into
+        ``model`` (an LLM draft made elsewhere, say), so it is not computed again; True if taken."""
+        return False
+
     # what `labelloop.backend.registry.ModelRegistry` asks a kind that prelabels
     def prior_version(self, spec, model_name: str) -> str:
         """The model version served before any training (changes with the encoder and labels)."""

@@ -23,7 +23,7 @@ from labelloop.label_config.spec import ResponseSpec
 from labelloop.model.errors import LabelloopError
 from labelloop.model.export.formats import Example
 from labelloop.model.responses.draft_store import DraftStore
-from labelloop.model.responses.llm import Drafter, LLMConfig, LLMEndpointError
+from labelloop.model.responses.llm import Draft, Drafter, LLMConfig, LLMEndpointError
 from labelloop.model.responses.prompts import PromptTemplate, TemplateError, messages_digest
 from labelloop.model.store import VERSION_PREFIX
 from labelloop.model.text_cleaning import clean_text
@@ -205,6 +205,18 @@ class ResponseKind(ProjectKind):
             scores = np.minimum(scores, choice_scores)
         values = [(d.text, labels[i]) if d is not None else None for i, d in enumerate(drafts)]
         return values, scores
+
+    def adopt(self, task: dict, prediction: dict, spec: ResponseSpec, model: ProjectDrafter) -> bool:
+        """A draft of this version that Label Studio holds (imported by `labelloop prelabel` on
+        another machine, say) goes into this backend's draft store, so it is not drafted again."""
+        text = textarea_text(prediction.get("result"), spec)
+        prompt, _ = self.task_input(task, spec, model, max_chars=0)
+        if not text or prompt is None or model.store.get(prompt.key) is not None:
+            return False
+        score = prediction.get("score")
+        model.store.put(prompt.key, Draft(text, float(score) if isinstance(score, (int, float)) else 0.5, "imported"),
+                        task_id=task.get("id"))
+        return True
 
     def regions(self, spec: ResponseSpec, value) -> list[dict]:
         text, labels = value

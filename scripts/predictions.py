@@ -13,11 +13,16 @@ from .filters import UNLABELLED, filters, query
 
 
 
-def unlabelled_tasks(client, project_id: int, *, page_size: int = 1000) -> Iterator[dict]:
-    """Tasks with no annotation yet, as ``{"id", "data"}`` dicts."""
-    for task in client.tasks.list(project=project_id, query=query(UNLABELLED), page_size=page_size):
+def unlabelled_tasks(client, project_id: int, *, page_size: int = 1000,
+                     with_predictions: bool = False) -> Iterator[dict]:
+    """Tasks with no annotation yet, as ``{"id", "data"}`` dicts (plus ``"predictions"``, if asked)."""
+    fields = {"fields": "all"} if with_predictions else {}
+    for task in client.tasks.list(project=project_id, query=query(UNLABELLED), page_size=page_size, **fields):
         task = as_dict(task)
-        yield {"id": task["id"], "data": task.get("data") or {}}
+        row = {"id": task["id"], "data": task.get("data") or {}}
+        if with_predictions:
+            row["predictions"] = [as_dict(p) for p in task.get("predictions") or ()]
+        yield row
 
 
 def replace_unlabelled_predictions(client, project_id: int, predictions: Sequence[dict], *, model_version: str,

@@ -43,10 +43,12 @@ def test_sft_project_prelabel_rank_edit_audit_export(ls_client, llm_backend, llm
     (ml,) = ls_client.ml.list(project=project.id)
     assert ml.state == "CO", ml.error_message  # /setup checked the template and the endpoint
 
-    # 1. prelabel: every task drafted once, imported in bulk, with progress
+    # 1. prelabel: every task drafted once, imported in bulk, with progress; on "another machine",
+    # with a model directory the backend does not share
     for name, value in llm_env.items():
         monkeypatch.setenv(name, value)
-    settings = Settings.from_env(model_dir=str(llm_backend.model_dir))
+    elsewhere = tmp_path / "prelabel-models"
+    settings = Settings.from_env(model_dir=str(elsewhere))
     totals, advanced = [], []
     report = prelabel_project(ls_client, project.id, settings=settings,
                               progress=lambda total: (totals.append(total), advanced.append)[1])
@@ -73,16 +75,22 @@ def test_sft_project_prelabel_rank_edit_audit_export(ls_client, llm_backend, llm
 
     label_studio = llm_backend.env["LABEL_STUDIO_URL"], llm_backend.env["LABEL_STUDIO_API_KEY"]
     result = CliRunner().invoke(app, ["prelabel", "--project", str(project.id), "--model-dir",
-                                      str(llm_backend.model_dir), "--url", label_studio[0], "--api-key", label_studio[1]])
+                                      str(elsewhere), "--url", label_studio[0], "--api-key", label_studio[1]])
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())  # Rich wraps lines
     assert "0 predictions" in output and "0 new drafts; 21 tasks were already current" in output
-    assert draft_lines(llm_backend.model_dir) == 20
+    assert draft_lines(elsewhere) == 20 and draft_lines(llm_backend.model_dir) == 0
 
-    # 2. rank: the backend refreshes from its stored drafts, with clusters; uncertainty sampling
+    # 2. rank: the backend refreshes with clusters, taking the drafts from Label Studio's
+    # predictions instead of drafting them again; uncertainty sampling, the saved view
     ranked = rank_project(ls_client, project.id, timeout=300)
     assert ranked.model_version == version and ranked.current == ranked.unlabelled == 21
-    assert draft_lines(llm_backend.model_dir) == 20  # no draft was made again
+    rows = [json.loads(line) for p in llm_backend.model_dir.glob("*/drafts/*.jsonl") for line in p.read_text().splitlines()]
+    assert len(rows) == 20 and {row["method"] for row in rows} == {"imported"}  # no draft was made again
+    refreshed = {t.id: as_dict(t.predictions[0]) for t in projects.iter_tasks(ls_client, project.id)}
+    for task_id, (_, text, score) in drafts.items():
+        assert refreshed[task_id]["result"][0]["value"]["text"] == [text]
+        assert refreshed[task_id]["score"] == pytest.approx(score, abs=1e-5)
     assert ls_client.projects.get(id=project.id).sampling == SAMPLING
     assert VIEW_TITLE in [(v.data or {}).get("title") for v in ls_client.views.list(project=project.id)]
 
