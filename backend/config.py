@@ -4,17 +4,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
+from labelloop.model.env import env_number
 from labelloop.model.responses.llm import LLMConfig
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
 @dataclass
@@ -79,8 +70,8 @@ class Settings:
         values = dict(
             model_dir=env.get("LABELLOOP_MODEL_DIR") or cls.model_dir,
             model_name=env.get("LABELLOOP_MODEL_NAME") or cls.model_name,
-            batch_size=_env_int("LABELLOOP_BATCH_SIZE", cls.batch_size),
-            max_text_chars=_env_int("LABELLOOP_MAX_TEXT_CHARS", cls.max_text_chars),
+            batch_size=env_number("LABELLOOP_BATCH_SIZE", cls.batch_size),
+            max_text_chars=env_number("LABELLOOP_MAX_TEXT_CHARS", cls.max_text_chars),
             basic_auth_user=env.get("BASIC_AUTH_USER") or None,
             basic_auth_pass=env.get("BASIC_AUTH_PASS") or None,
             label_studio_url=env.get("LABEL_STUDIO_URL") or None,
@@ -88,13 +79,13 @@ class Settings:
             strategy=env.get("LABELLOOP_STRATEGY") or cls.strategy,
             debounce_s=float(env.get("LABELLOOP_DEBOUNCE_S") or cls.debounce_s),
             redis_url=env.get("REDIS_URL") or None,
-            cluster_top_k=_env_int("LABELLOOP_CLUSTER_TOP_K", cls.cluster_top_k),
-            finetune_min_labels=_env_int("LABELLOOP_FINETUNE_MIN_LABELS", cls.finetune_min_labels),
-            finetune_epochs=_env_int("LABELLOOP_FINETUNE_EPOCHS", cls.finetune_epochs),
+            cluster_top_k=env_number("LABELLOOP_CLUSTER_TOP_K", cls.cluster_top_k),
+            finetune_min_labels=env_number("LABELLOOP_FINETUNE_MIN_LABELS", cls.finetune_min_labels),
+            finetune_epochs=env_number("LABELLOOP_FINETUNE_EPOCHS", cls.finetune_epochs),
             prior_strength=float(env.get("LABELLOOP_PRIOR_STRENGTH") or cls.prior_strength),
             backend_url=env.get("LABELLOOP_BACKEND_URL") or None,
-            max_request_bytes=_env_int("LABELLOOP_MAX_REQUEST_BYTES", cls.max_request_bytes),
-            max_predict_tasks=_env_int("LABELLOOP_MAX_PREDICT_TASKS", cls.max_predict_tasks),
+            max_request_bytes=env_number("LABELLOOP_MAX_REQUEST_BYTES", cls.max_request_bytes),
+            max_predict_tasks=env_number("LABELLOOP_MAX_PREDICT_TASKS", cls.max_predict_tasks),
             llm=LLMConfig.from_env(),
         )
         known = {f.name for f in fields(cls)}

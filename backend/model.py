@@ -28,8 +28,7 @@ class LabelloopModel(LabelStudioMLBase):
     @classmethod
     def configure(cls, settings: Settings) -> None:
         cls.settings = settings
-        cls.registry = ModelRegistry(settings.model_dir, settings.model_name,
-                                     prior_strength=settings.prior_strength, llm=settings.llm)
+        cls.registry = ModelRegistry.from_settings(settings)
 
     def __init__(self, label_config: str | None = None, train_output=None, project: str | None = None,
                  extra_params: dict | None = None, setup: bool = False, **kwargs):

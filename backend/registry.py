@@ -35,6 +35,11 @@ class ModelRegistry:
         self._meta: dict[tuple[str, str], dict] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, settings) -> "ModelRegistry":
+        """The registry a backend's `labelloop.backend.config.Settings` describe."""
+        return cls(settings.model_dir, settings.model_name, prior_strength=settings.prior_strength, llm=settings.llm)
+
     def _stored_meta(self, project: str, version: str) -> dict | None:
         key = (project, version)
         if key not in self._meta:
@@ -87,20 +92,18 @@ class ModelRegistry:
         else:
             key = kind.prior_key(spec, self.model_name)
             version = kind.prior_version(spec, self.model_name)
-        model = self._models.get(key)
-        if model is None:
-            with self._lock:
-                model = self._models.get(key)
-                if model is None:
-                    model = self._build(project, spec, kind, trained)
-                    # an older version of the same project is never served again
-                    for old in [k for k in self._models if k[:2] == ("trained", project)]:
-                        del self._models[old]
-                    self._models[key] = model
-        return model, version
+
+        def build():  # runs under the lock, in `cached`
+            model = self._build(project, spec, kind, trained)
+            # an older version of the same project is never served again
+            for old in [k for k in self._models if k[:2] == ("trained", project)]:
+                del self._models[old]
+            return model
+
+        return self.cached(key, build), version
 
     def cached(self, key: tuple, build):
-        """``build()``, once per process for ``key`` (clients of outside endpoints, say)."""
+        """``build()``, once per process for ``key``; ``build`` runs under the registry's lock."""
         value = self._models.get(key)
         if value is None:
             with self._lock:
@@ -114,4 +117,5 @@ class ModelRegistry:
         if trained is None:
             return prior
         meta = self._stored_meta(project, trained) or {}
-        return kind.with_prior(self.store.load(project, trained, loader=kind.load_model), prior, meta, prior_strength=self.prior_strength)
+        return kind.with_prior(self.store.load(project, trained, loader=kind.load_model), prior, meta,
+                               prior_strength=self.prior_strength)

@@ -80,15 +80,13 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
         logger.error(report.message)
         return report
     key = project_key(project_id, project.created_at)
-    if not kind.trains:
-        if not full:  # annotations teach an outside LLM nothing: only a manual start refreshes
-            report.message = f"project {project_id}: {kind.title} projects do not train; nothing to do"
-            logger.info(report.message)
-            return report
-    else:
-        if not _train(project_id, key, spec, kind, client=client, full=full, settings=settings, registry=registry,
-                      report=report, started=t0):
-            return report
+    if not kind.trains and not full:  # annotations teach an outside LLM nothing: only a manual start refreshes
+        report.message = f"project {project_id}: {kind.title} projects do not train; nothing to do"
+        logger.info(report.message)
+        return report
+    if kind.trains and not _train(project_id, key, spec, kind, client=client, full=full, settings=settings,
+                                  registry=registry, report=report, started=t0):
+        return report
 
     t2 = time.perf_counter()
     model, version = kind.serving_model(registry, key, spec)
@@ -230,7 +228,7 @@ class Trainer:
 def rq_job(project_id: int, full: bool) -> dict:
     """The RQ entry point: settings come from the worker's environment."""
     settings = Settings.from_env()
-    registry = ModelRegistry(settings.model_dir, settings.model_name, prior_strength=settings.prior_strength, llm=settings.llm)
+    registry = ModelRegistry.from_settings(settings)
     report = retrain_project(project_id, full=full, settings=settings, registry=registry)
     return {"project": project_id, "version": report.serving_version, "message": report.message}
 

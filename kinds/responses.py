@@ -235,9 +235,9 @@ class ResponseKind(ProjectKind):
         rows = []
         for task in tasks.values():
             annotation = finished_annotation(task)
-            response = textarea_text(annotation.get("result"), spec) if annotation else None
             if annotation is None:
                 continue
+            response = textarea_text(annotation.get("result"), spec)
             prompt = (task.get("data") or {}).get(spec.prompt_key)
             rows.append((task["id"], prompt if isinstance(prompt, str) else "", response or ""))
         if not rows:

@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass
 
 from labelloop.kinds import parse as parse_config
-from labelloop.model.errors import LabelloopError
 from labelloop.model.store import project_key
 
 from .client import as_dict
@@ -61,8 +60,7 @@ def prelabel_project(client, project_id: int, *, settings, chunk_size: int = 64,
     if not kind.prelabels:
         raise kind.prelabel_unsupported()
     key = project_key(project_id, project.created_at)
-    registry = ModelRegistry(settings.model_dir, settings.model_name, prior_strength=settings.prior_strength,
-                             llm=settings.llm)
+    registry = ModelRegistry.from_settings(settings)
     kind.configure(registry, key, spec, backend_params(client, project_id))
     model, version = kind.serving_model(registry, key, spec)
     report = PrelabelReport(project_id, version)
@@ -93,4 +91,4 @@ def prelabel_project(client, project_id: int, *, settings, chunk_size: int = 64,
     return report
 
 
-__all__ = ["LabelloopError", "PrelabelReport", "backend_params", "prelabel_project"]
+__all__ = ["PrelabelReport", "backend_params", "prelabel_project"]

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from labelloop.model.env import env_number
 from labelloop.model.errors import LabelloopError
 
 logger = logging.getLogger(__name__)
@@ -89,31 +90,21 @@ class LLMConfig:
     @classmethod
     def from_env(cls) -> "LLMConfig":
         env = os.environ
-
-        def number(name, default, kind):
-            raw = env.get(name)
-            if raw in (None, ""):
-                return default
-            try:
-                return kind(raw)
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {raw!r}") from None
-
         config = cls(
             base_url=env.get("LABELLOOP_LLM_BASE_URL") or None,
             model=env.get("LABELLOOP_LLM_MODEL") or None,
             api_key=env.get("LABELLOOP_LLM_API_KEY") or env.get("OPENAI_API_KEY") or None,
             system_prompt=env.get("LABELLOOP_LLM_SYSTEM_PROMPT", ""),
             prompt_template=env.get("LABELLOOP_LLM_PROMPT_TEMPLATE", ""),
-            temperature=number("LABELLOOP_LLM_TEMPERATURE", cls.temperature, float),
-            max_tokens=number("LABELLOOP_LLM_MAX_TOKENS", cls.max_tokens, int),
-            concurrency=number("LABELLOOP_LLM_CONCURRENCY", cls.concurrency, int),
-            timeout_s=number("LABELLOOP_LLM_TIMEOUT", cls.timeout_s, float),
-            max_retries=number("LABELLOOP_LLM_RETRIES", cls.max_retries, int),
+            temperature=env_number("LABELLOOP_LLM_TEMPERATURE", cls.temperature, float),
+            max_tokens=env_number("LABELLOOP_LLM_MAX_TOKENS", cls.max_tokens, int),
+            concurrency=env_number("LABELLOOP_LLM_CONCURRENCY", cls.concurrency, int),
+            timeout_s=env_number("LABELLOOP_LLM_TIMEOUT", cls.timeout_s, float),
+            max_retries=env_number("LABELLOOP_LLM_RETRIES", cls.max_retries, int),
             logprobs=env.get("LABELLOOP_LLM_LOGPROBS", "1").strip().lower() not in ("0", "false", "no", "off"),
-            samples=number("LABELLOOP_LLM_SAMPLES", cls.samples, int),
-            context_tokens=number("LABELLOOP_LLM_CONTEXT_TOKENS", cls.context_tokens, int),
-            max_inline=number("LABELLOOP_LLM_MAX_INLINE", cls.max_inline, int),
+            samples=env_number("LABELLOOP_LLM_SAMPLES", cls.samples, int),
+            context_tokens=env_number("LABELLOOP_LLM_CONTEXT_TOKENS", cls.context_tokens, int),
+            max_inline=env_number("LABELLOOP_LLM_MAX_INLINE", cls.max_inline, int),
         )
         config.validate()
         return config
