@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 
 from labelloop.model.env import env_number
 from labelloop.model.responses.llm import LLMConfig
+from labelloop.model.spans.prelabeler import NERConfig
 
 
 @dataclass
@@ -38,6 +39,10 @@ class Settings:
     max_predict_tasks      LABELLOOP_MAX_PREDICT_TASKS     more tasks in one /predict get 413
     llm                    LABELLOOP_LLM_*, OPENAI_API_KEY the endpoint that drafts LLM responses
                                                            (`labelloop.model.responses.llm.LLMConfig`)
+    ner                    LABELLOOP_NER_MODEL,            NER sources: pretrained pipeline,
+                           LABELLOOP_GAZETTEERS,           gazetteer folder, aggregation, sentences
+                           LABELLOOP_NER_*                 before the tagger trains
+                                                           (`labelloop.model.spans.prelabeler.NERConfig`)
     =====================  ==============================  =======================================
 
     A project can choose its own strategy through the ML backend's "extra params" in Label
@@ -63,6 +68,7 @@ class Settings:
     max_request_bytes: int = 100 * 2**20
     max_predict_tasks: int = 20_000
     llm: LLMConfig = field(default_factory=LLMConfig)
+    ner: NERConfig = field(default_factory=NERConfig)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -87,6 +93,7 @@ class Settings:
             max_request_bytes=env_number("LABELLOOP_MAX_REQUEST_BYTES", cls.max_request_bytes),
             max_predict_tasks=env_number("LABELLOOP_MAX_PREDICT_TASKS", cls.max_predict_tasks),
             llm=LLMConfig.from_env(),
+            ner=NERConfig.from_env(),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

@@ -23,14 +23,17 @@ class ModelRegistry:
     served (``with_prior``).
     """
 
-    def __init__(self, model_dir: str, model_name: str, *, prior_strength: float = 50.0, llm=None):
+    def __init__(self, model_dir: str, model_name: str, *, prior_strength: float = 50.0, llm=None, ner=None):
         from labelloop.model.responses.llm import LLMConfig
+        from labelloop.model.spans.prelabeler import NERConfig
 
         self.store = ModelStore(model_dir)
         self.model_name = model_name
         self.prior_strength = prior_strength
         #: the LLM endpoint's settings (`LLMConfig`); projects override some through extra params
         self.llm = llm if llm is not None else LLMConfig()
+        #: the NER sources' settings (`NERConfig`)
+        self.ner = ner if ner is not None else NERConfig()
         self._models: dict[tuple, object] = {}
         self._meta: dict[tuple[str, str], dict] = {}
         self._lock = threading.Lock()
@@ -38,7 +41,8 @@ class ModelRegistry:
     @classmethod
     def from_settings(cls, settings) -> "ModelRegistry":
         """The registry a backend's `labelloop.backend.config.Settings` describe."""
-        return cls(settings.model_dir, settings.model_name, prior_strength=settings.prior_strength, llm=settings.llm)
+        return cls(settings.model_dir, settings.model_name, prior_strength=settings.prior_strength, llm=settings.llm,
+                   ner=settings.ner)
 
     def _stored_meta(self, project: str, version: str) -> dict | None:
         key = (project, version)
@@ -93,23 +97,23 @@ class ModelRegistry:
             key = kind.prior_key(spec, self.model_name)
             version = kind.prior_version(spec, self.model_name)
 
-        def build():  # runs under the lock, in `cached`
-            model = self._build(project, spec, kind, trained)
-            # an older version of the same project is never served again
-            for old in [k for k in self._models if k[:2] == ("trained", project)]:
-                del self._models[old]
-            return model
+        # an older version of the same project is never served again
+        return self.cached(key, lambda: self._build(project, spec, kind, trained),
+                           family=("trained", project) if trained is not None else None), version
 
-        return self.cached(key, build), version
-
-    def cached(self, key: tuple, build):
-        """``build()``, once per process for ``key``; ``build`` runs under the registry's lock."""
+    def cached(self, key: tuple, build, *, family: tuple | None = None):
+        """``build()``, once per process for ``key``; ``build`` runs under the registry's lock.
+        ``family``: a key prefix whose other entries this one replaces (older versions of a project)."""
         value = self._models.get(key)
         if value is None:
             with self._lock:
                 value = self._models.get(key)
                 if value is None:
-                    value = self._models[key] = build()
+                    value = build()
+                    if family is not None:
+                        for old in [k for k in self._models if k[:len(family)] == family]:
+                            del self._models[old]
+                    self._models[key] = value
         return value
 
     def _build(self, project, spec, kind, trained):

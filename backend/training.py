@@ -135,7 +135,7 @@ def _train(project_id: int, key: str, spec, kind, *, client, full: bool, setting
     t1 = time.perf_counter()
     try:
         model = kind.fit(items, spec, model_name=settings.model_name, finetune_min_labels=settings.finetune_min_labels,
-                         finetune_epochs=settings.finetune_epochs)
+                         finetune_epochs=settings.finetune_epochs, registry=registry, project=key)
         report.trained_version = store.save(key, model, meta={"n_labels": len(items), "trained_at": time.time()})
         report.seconds["fit"] = time.perf_counter() - t1
         logger.info("project %s: model %s serves now (%d labels, fit in %.2f s; pulled %d %s tasks in %.2f s)",

@@ -22,6 +22,7 @@ import numpy as np
 
 from labelloop.label_config.regions import latest_annotation
 from labelloop.label_config.spec import UnsupportedLabelConfig
+from labelloop.model.errors import LabelloopError
 from labelloop.model.export.examples import examples_from_tasks
 from labelloop.model.export.formats import Example, RenderOptions
 from labelloop.model.text_cleaning import clean_text
@@ -29,6 +30,10 @@ from labelloop.model.text_cleaning import clean_text
 
 class KindNotSupported(UnsupportedLabelConfig):
     """labelloop recognises the project's kind but cannot do this with it (yet)."""
+
+
+class ProjectSettingsError(LabelloopError, ValueError):
+    """A project's extra params cannot be used (a value of the wrong type or range)."""
 
 
 class ProjectKind:
@@ -144,9 +149,9 @@ class ProjectKind:
                                    audit=audit, exclude_flagged=exclude_flagged)
 
 
-def finished_annotation(task: dict) -> dict | None:
-    """The task's latest annotation that was neither skipped nor empty."""
-    return latest_annotation(task.get("annotations"))
+def finished_annotation(task: dict, *, allow_empty: bool = False) -> dict | None:
+    """The task's latest annotation that was neither skipped nor (unless ``allow_empty``) empty."""
+    return latest_annotation(task.get("annotations"), allow_empty=allow_empty)
 
 
 def task_text(task: Any, value_key: str, *, max_chars: int) -> tuple[str | None, str | None]:

@@ -28,17 +28,13 @@ from labelloop.model.responses.prompts import PromptTemplate, TemplateError, mes
 from labelloop.model.store import VERSION_PREFIX
 from labelloop.model.text_cleaning import clean_text
 
-from .base import ProjectKind, finished_annotation
+from .base import ProjectKind, ProjectSettingsError, finished_annotation
 from .classification import ClassificationKind
 
 logger = logging.getLogger(__name__)
 
 _CLASSIFICATION = ClassificationKind()
 _CHECK_TTL_S = {True: 60.0, False: 10.0}  # /setup comes before every prediction batch
-
-
-class ProjectSettingsError(LabelloopError, ValueError):
-    """A project's extra params cannot be used (a value of the wrong type or range)."""
 
 
 @dataclass(frozen=True)

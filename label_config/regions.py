@@ -13,9 +13,13 @@ from typing import Sequence
 from .spec import ClassificationSpec, ResponseSpec, SpanSpec
 
 
-def latest_annotation(annotations) -> dict | None:
-    """The most recently updated annotation that was neither cancelled (skipped) nor empty."""
-    usable = [a for a in annotations or () if isinstance(a, dict) and not a.get("was_cancelled") and a.get("result")]
+def latest_annotation(annotations, *, allow_empty: bool = False) -> dict | None:
+    """The most recently updated annotation that was neither cancelled (skipped) nor empty.
+
+    ``allow_empty``: an annotation with no region counts too (an NER annotation that marks no
+    entity says the text has none)."""
+    usable = [a for a in annotations or () if isinstance(a, dict) and not a.get("was_cancelled")
+              and (a.get("result") or (allow_empty and isinstance(a.get("result"), list)))]
     if not usable:
         return None
     return max(usable, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id", 0)))
@@ -62,12 +66,14 @@ def utf16_offsets(text: str) -> list[int]:
     return offsets
 
 
-def labelled_spans(result, spec: SpanSpec, text: str | None = None) -> list[tuple[int, int, str]]:
+def labelled_spans(result, spec: SpanSpec, text: str | None = None, *, problems: list | None = None
+                   ) -> list[tuple[int, int, str]]:
     """``(start, end, label)`` spans an annotation marks in the spec's Labels control, sorted.
 
     Label Studio counts offsets in UTF-16 code units. With ``text``, they are turned into Python
     string indices (they differ after any character outside the Basic Multilingual Plane, such
-    as an emoji), and spans that do not fit in ``text`` are left out."""
+    as an emoji), and spans that do not fit in ``text`` are left out. ``problems``, if given,
+    gets one message per span left out."""
     offsets = utf16_offsets(text) if isinstance(text, str) else None
     index = {offset: i for i, offset in enumerate(offsets)} if offsets else None
     spans = []
@@ -77,19 +83,30 @@ def labelled_spans(result, spec: SpanSpec, text: str | None = None) -> list[tupl
         value = region.get("value") or {}
         start, end = value.get("start"), value.get("end")
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
+            if problems is not None:
+                problems.append(f"span {start!r}..{end!r} is not a pair of offsets with start < end")
             continue
         if index is not None:
+            start16, end16 = start, end
             start, end = index.get(start), index.get(end)
-            if start is None or end is None:
-                continue  # outside the text, or inside a surrogate pair
+            if start is None or end is None:  # outside the text, or inside a surrogate pair
+                if problems is not None:
+                    problems.append(f"span {start16}..{end16} falls outside the text ({offsets[-1]} UTF-16 units) "
+                                    "or inside a character")
+                continue
         for label in value.get("labels") or ():
             spans.append((start, end, str(label)))
     return sorted(set(spans))
 
 
-def span_result(spec: SpanSpec, text: str, start: int, end: int, label: str, *, region_id: str) -> dict:
+def span_result(spec: SpanSpec, text: str, start: int, end: int, label: str, *, region_id: str,
+                score: float | None = None) -> dict:
     """One ``labels`` result region for ``text[start:end]`` (Python indices), with Label Studio's
-    UTF-16 offsets and a string id (a numeric one breaks the labelling view)."""
+    UTF-16 offsets and a string id (a numeric one breaks the labelling view). ``score``: the
+    span's own confidence, shown on the region."""
     offsets = utf16_offsets(text[:end])
-    return {"id": str(region_id), "from_name": spec.from_name, "to_name": spec.to_name, "type": "labels",
-            "value": {"start": offsets[start], "end": offsets[end], "text": text[start:end], "labels": [label]}}
+    region = {"id": str(region_id), "from_name": spec.from_name, "to_name": spec.to_name, "type": "labels",
+              "value": {"start": offsets[start], "end": offsets[end], "text": text[start:end], "labels": [label]}}
+    if score is not None:
+        region["score"] = round(float(score), 4)
+    return region

@@ -95,12 +95,14 @@ class ResponseSpec:
 
 @dataclass(frozen=True)
 class SpanSpec:
-    """NER: a Labels control marking spans of the Text ``value_key``."""
+    """NER: a Labels control marking spans of the Text ``value_key``. ``other_controls``: further
+    Labels controls of the config (labelloop prelabels one and says so)."""
 
     from_name: str
     to_name: str
     value_key: str
     labels: tuple[str, ...]
+    other_controls: tuple[str, ...] = ()
 
     @property
     def text_key(self) -> str:
@@ -157,8 +159,12 @@ def _parse(config: str) -> Spec:
                                         if isinstance(o.value, str) and o.value.startswith("$")))
         return ResponseSpec(control.name, target, texts[target], data_keys, choices)
 
-    for tag, build in (("TextArea", response),
-                       ("Labels", lambda c, t: SpanSpec(c.name, t, texts[t], tuple(map(str, c.labels))))):
+    def spans(control, target):
+        others = tuple(c.name for c in interface.controls
+                       if c.tag == "Labels" and c.name != control.name and any(t in texts for t in c.to_name))
+        return SpanSpec(control.name, target, texts[target], tuple(map(str, control.labels)), others)
+
+    for tag, build in (("TextArea", response), ("Labels", spans)):
         for control in interface.controls:
             targets = [t for t in control.to_name if t in texts]
             if control.tag == tag and targets:

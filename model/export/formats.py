@@ -135,11 +135,21 @@ def render(example: Example, fmt: str, opts: RenderOptions):
 _TOKEN = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
 
 
+def outermost(spans) -> list:
+    """The spans CoNLL can hold (one tag per token): longest first, then those that overlap no
+    span already kept; in order of start."""
+    kept: list = []
+    for span in sorted(spans, key=lambda s: (-(s[1] - s[0]), s[0])):
+        if all(span[1] <= k[0] or span[0] >= k[1] for k in kept):
+            kept.append(span)
+    return sorted(kept)
+
+
 def conll_block(text: str, spans) -> str:
     """``token\\tBIO-tag`` lines for ``text``; a token inside a span gets its label, ``B-`` on the
-    span's first token."""
+    span's first token. Of nested or overlapping spans, the outermost is kept (`outermost`)."""
     lines = []
-    spans = sorted(spans)
+    spans = outermost(spans)
     for match in _TOKEN.finditer(text):
         start, end = match.span()
         tag = "O"
