@@ -57,7 +57,8 @@ class ProjectKind:
 
     def prelabel_unsupported(self) -> KindNotSupported:
         return self._unsupported("prelabel", "it prelabels text classification (a <Choices> control over a <Text> "
-                                             "object) and LLM responses (a <TextArea> answering a <Text>)")
+                                             "object), NER (a <Labels> over a <Text>) and LLM responses (a "
+                                             "<TextArea> answering a <Text>)")
 
     # --- prelabel (backend) -------------------------------------------------------------------
     def configure(self, registry, project: str, spec, extra_params: dict | None) -> None:

@@ -28,7 +28,7 @@ from labelloop.model import ranking
 from labelloop.model.errors import NotEnoughLabelsError
 from labelloop.model.export.examples import examples_from_tasks
 from labelloop.model.export.formats import Example, RenderOptions
-from labelloop.model.spans.gazetteer import merge, read_directory
+from labelloop.model.spans.gazetteer import label_file, merge, read_directory
 from labelloop.model.spans.prelabeler import NERConfig, SpanPrelabeler, TrainedSpans, train_spans
 from labelloop.model.spans.pretrained import PretrainedNER
 from labelloop.model.spans.tokens import overlapping
@@ -137,7 +137,7 @@ class SpanKind(ProjectKind):
         stats = []
         for directory in dirs:
             for label in spec.labels:
-                path = directory / f"{label}.txt"
+                path = label_file(directory, label)
                 try:
                     st = path.stat()
                     stats.append((str(path), st.st_mtime_ns, st.st_size))

@@ -89,6 +89,8 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
                                      report, audit)
     if push and findings:
         def suggestion(f):
+            if "value" in f:  # what the kind's regions take (NER: the text and the suggested spans)
+                return kind.regions(spec, f["value"])
             labels = f["suggested"] if isinstance(f["suggested"], list) else [f["suggested"]]
             return kind.regions(spec, labels) if f["suggested"] else []
 
@@ -104,8 +106,8 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
 def write_report(directory: Path, report: AuditReport, audit) -> Path:
     """findings.jsonl, consensus.jsonl, summary.json, PNG plots and report.html in ``directory``.
 
-    ``audit`` is the kind's result: a classification `LabelAudit` or an LLM `ResponseAudit`;
-    the plots that suit it are drawn.
+    ``audit`` is the kind's result: a classification `LabelAudit`, an LLM `ResponseAudit` or an
+    NER `SpanAudit`; the plots that suit it are drawn.
     """
     import matplotlib
 
@@ -113,6 +115,7 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
     import matplotlib.pyplot as plt
 
     from labelloop.model.responses.audit import ResponseAudit
+    from labelloop.model.spans.label_issues import SpanAudit
 
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_text(directory / "findings.jsonl", "".join(json.dumps(f) + "\n" for f in report.findings))
@@ -125,9 +128,16 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
         plots.append((name, title))
 
     kinds, kind_counts = np.unique([k for f in report.findings for k in f["issues"]], return_counts=True)
+    consensus_value = label_value
+    sources = ""
     if isinstance(audit, ResponseAudit):
         _response_plots(audit, save, plt)
         consensus_labels = []  # a response has no label to agree on
+    elif isinstance(audit, SpanAudit):
+        _span_plots(audit, save, plt)
+        consensus_labels, consensus_value = audit.consensus, (lambda spans: [list(s) for s in spans])
+        atomic_write_text(directory / "sources.json", json.dumps(audit.report, indent=2))
+        sources = _sources_table(audit.report)
     else:
         _classification_plots(audit, save, plt)
         consensus_labels = audit.consensus
@@ -138,7 +148,7 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
         save(fig, "findings_by_kind.png", "Findings by kind")
 
     atomic_write_text(directory / "consensus.jsonl", "".join(
-        json.dumps({"task_id": task_id, "label": label_value(label)}) + "\n"
+        json.dumps({"task_id": task_id, "label": consensus_value(label)}) + "\n"
         for task_id, label in zip(report.task_ids, consensus_labels)))
     summary = {"project_id": report.project_id, "model_version": report.model_version,
                "created_at": report.created_at,
@@ -155,7 +165,7 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:2px 8px}}</style>
 <h1>Audit of project {report.project_id}</h1>
 <p>{report.n_labelled} labelled tasks, {len(report.findings)} findings, model version
-<code>{report.model_version}</code>.</p><ul>{notes}</ul>{images}
+<code>{report.model_version}</code>.</p><ul>{notes}</ul>{sources}{images}
 <h2>Findings (worst first)</h2><table><tr><th>task</th><th>given</th><th>suggested</th><th>quality</th>
 <th>reason</th></tr>{rows}</table>""")
     return directory
@@ -206,3 +216,35 @@ def _response_plots(audit, save, plt) -> None:
     ax.set_xlabel("response length (log10 characters)")
     ax.set_ylabel("tasks")
     save(fig, "response_lengths.png", "Response lengths")
+
+
+def _span_plots(audit, save, plt) -> None:
+    """Sentence label quality, and each span source's precision and recall per label."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(audit.quality, bins=30)
+    ax.set_xlabel("sentence label quality (Cleanlab; lower is more suspicious)")
+    save(fig, "quality_histogram.png", "Label quality scores")
+    if not audit.report:
+        return
+    labels = [label for label in next(iter(audit.report.values())) if label != "all"]
+    names = list(audit.report)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.4 * len(labels) + 1.5), sharey=True)
+    height = 0.8 / len(names)
+    for ax, metric in zip(axes, ("precision", "recall")):
+        for k, name in enumerate(names):
+            ax.barh([i + k * height for i in range(len(labels))],
+                    [audit.report[name][label][metric] for label in labels], height=height, label=name)
+        ax.set_xlabel(metric)
+        ax.set_xlim(0, 1)
+    axes[0].set_yticks([i + 0.4 - height / 2 for i in range(len(labels))], labels)
+    axes[1].legend(loc="lower right")
+    save(fig, "sources.png", "Span sources against the annotators (per label)")
+
+
+def _sources_table(report: dict) -> str:
+    """An HTML table: each span source's precision / recall / F1 overall, against people's spans."""
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{r['all']['precision']:.2f}</td><td>{r['all']['recall']:.2f}"
+                   f"</td><td>{r['all']['f1']:.2f}</td><td>{r['all']['predicted']}</td></tr>"
+                   for name, r in report.items())
+    return ("<h2>Span sources against the annotators</h2><table><tr><th>source</th><th>precision</th><th>recall</th>"
+            f"<th>F1</th><th>spans</th></tr>{rows}</table><p>Per label: sources.json and the chart below.</p>")

@@ -93,13 +93,14 @@ def demo(
                                              "labels, to show retraining (0: none)."),
     llm_prompts: int = typer.Option(36, help="ChatterBot prompts in the LLM project, drafted by SmolLM2 "
                                              "(0: no LLM project; 14 at least for a valid export)."),
+    ner_tweets: int = typer.Option(60, help="WNUT tweets in the NER project; half get annotated (0: no NER project)."),
     wait: bool = typer.Option(True, help="Keep the services running until Ctrl-C."),
 ):
-    """Start a real Label Studio, the backend and a local LLM, and run two demo projects through the loop."""
+    """Start a real Label Studio, the backend and a local LLM, and run three demo projects through the loop."""
     from .demo import run_demo
 
     run_demo(state_dir=state_dir.resolve(), port=port, backend_port=backend_port, n_tasks=tasks,
-             seed_labels=seed_labels, llm_prompts=llm_prompts, wait=wait, console=console)
+             seed_labels=seed_labels, llm_prompts=llm_prompts, ner_tweets=ner_tweets, wait=wait, console=console)
 
 
 @app.command()
@@ -149,6 +150,33 @@ def prelabel(
     if report.failed or report.unusable:
         console.print(f"[yellow]note:[/] {report.failed} tasks got no prediction (the endpoint failed; run again to "
                       f"retry) and {report.unusable} could not be prelabelled (empty or too long): see the log")
+
+
+@app.command()
+def gazetteer(
+    project: int = typer.Option(..., help="Label Studio project ID (an NER project)."),
+    label: str = typer.Option(..., help="The config label the entries get, e.g. Person."),
+    file: Path = typer.Option(..., help="UTF-8 text file, one entity string per line."),
+    model_dir: Optional[Path] = typer.Option(
+        None, help="The backend's model directory. Env: LABELLOOP_MODEL_DIR (default ./models)."),
+    replace: bool = typer.Option(False, help="Replace the label's entries instead of adding to them."),
+    url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
+    api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
+):
+    """Add entity strings to an NER project's gazetteer; the backend prelabels matches from then on."""
+    import os
+
+    from .client import connect
+    from .gazetteer import add_gazetteer
+
+    try:
+        report = add_gazetteer(connect(url, api_key), project, label, file,
+                               model_dir=model_dir or Path(os.environ.get("LABELLOOP_MODEL_DIR") or "./models"),
+                               replace=replace)
+    except LabelloopError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"{file}: {report.read}; {report.added} new, {report.total} {report.label!r} entries in {report.path}")
 
 
 @app.command()

@@ -1,11 +1,13 @@
 """`labelloop demo`: a real Label Studio on SQLite, the backend, llama.cpp's server with SmolLM2,
-and two demo projects that go through the loop.
+and three demo projects that go through the loop.
 
 - Sentiment (classification): prelabels, ranking by uncertainty, a seed set of labels,
   retraining, and an export of the labels as validated OpenAI chat files.
 - Supervised fine-tuning (LLM responses): ChatterBot prompts drafted by the local LLM, ranked by
   the model's own uncertainty, the least certain drafts reviewed (corrected where they miss the
   reference answer), and the reviewed pairs exported.
+- Named entities (NER spans): WNUT tweets prelabelled zero-shot by spaCy's pipeline, the most
+  informative annotated with their hidden spans, the tagger retrained, and a CoNLL export.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from .services import (LLM_MODEL_ALIAS, LabelStudioCredentials, ServiceError, ba
 
 DEMO_TITLE = "labelloop demo: movie review sentiment"
 LLM_DEMO_TITLE = "labelloop demo: supervised fine-tuning"
+NER_DEMO_TITLE = "labelloop demo: named entities in tweets"
 
 
 def _credentials(state_dir: Path) -> LabelStudioCredentials:
@@ -44,7 +47,7 @@ def _credentials(state_dir: Path) -> LabelStudioCredentials:
 
 
 def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, seed_labels: int, wait: bool,
-             llm_prompts: int = 36, console: Console | None = None) -> dict:
+             llm_prompts: int = 36, ner_tweets: int = 60, console: Console | None = None) -> dict:
     """Start both services, build the demo project, print a summary; returns the summary."""
     console = console or Console()
     creds = _credentials(state_dir)
@@ -58,8 +61,10 @@ def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, see
     # ChatterBot answers are a sentence or two: a shorter cap than the product's 256 keeps the demo quick
     llm_env = {"LABELLOOP_LLM_BASE_URL": f"{llm.url}/v1", "LABELLOOP_LLM_MODEL": LLM_MODEL_ALIAS,
                "LABELLOOP_LLM_MAX_TOKENS": os.environ.get("LABELLOOP_LLM_MAX_TOKENS") or "96"} if llm else {}
+    # the demo annotates a few dozen tweets: the tagger starts from 10 of them (the product waits for 20)
     backend = backend_service(state_dir / "models", port=backend_port, log_path=state_dir / "backend.log",
-                              extra_env={"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": creds.token, **llm_env})
+                              extra_env={"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": creds.token,
+                                         "LABELLOOP_NER_MIN_SENTENCES": "10", **llm_env})
     try:
         first = not (state_dir / "label-studio" / "label_studio.sqlite3").exists()
         with console.status(f"Starting Label Studio on {ls.url}"
@@ -74,10 +79,15 @@ def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, see
         summary = build_demo_project(client, backend.url, n_tasks=n_tasks, console=console)
         summary.update(rank_and_learn(client, summary["project_id"], seed_labels=seed_labels, console=console))
         summary.update(export_labels(client, summary["project_id"], state_dir, console=console))
+        if ner_tweets > 0:
+            summary["ner"] = run_ner_demo(client, backend.url, state_dir, n_tweets=ner_tweets,
+                                          annotated=max(10, ner_tweets // 2), console=console)
         if llm is not None:
             summary["llm"] = run_llm_demo(client, backend.url, state_dir, llm_env, n_prompts=llm_prompts,
                                           reviewed=min(14, llm_prompts), console=console)
         console.print(f"\n[bold green]Label Studio is running:[/] {ls.url}/projects/{summary['project_id']}")
+        if summary.get("ner"):
+            console.print(f"  NER project: {ls.url}/projects/{summary['ner']['project_id']}")
         if summary.get("llm"):
             console.print(f"  LLM project: {ls.url}/projects/{summary['llm']['project_id']}  "
                           f"(llama.cpp server: {llm.url}/v1)")
@@ -269,3 +279,82 @@ def run_llm_demo(client, backend_url: str, state_dir: Path, llm_env: dict, *, n_
         counts = {}
     return {"project_id": project.id, "model_version": report.model_version, "drafted": report.imported,
             "kept": kept, "corrected": corrected, "export_counts": counts}
+
+
+def _span_agreement(client, project_id: int, tasks, version: str) -> tuple[float, float, int]:
+    """Precision and recall of the current prelabels (exact span and label) against the hidden
+    spans of ``tasks``, and how many tasks carry ``version``."""
+    from labelloop.label_config import load
+    from labelloop.label_config.regions import labelled_spans
+    from labelloop.label_config.spec import parse_label_config
+
+    spec = parse_label_config(load("ner"))
+    predicted = truth = hits = current = 0
+    for task in tasks:
+        predictions = [as_dict(p) for p in client.predictions.list(task=task.id)]
+        mine = [p for p in predictions if p["model_version"] == version]
+        if not mine:
+            continue
+        current += 1
+        spans = set(labelled_spans(mine[0]["result"], spec, task.data["text"]))
+        gold = {tuple(s) for s in task.data["true_spans"]}
+        predicted, truth, hits = predicted + len(spans), truth + len(gold), hits + len(spans & gold)
+    return hits / max(1, predicted), hits / max(1, truth), current
+
+
+def run_ner_demo(client, backend_url: str, state_dir: Path, *, n_tweets: int = 60, annotated: int = 30,
+                 console: Console) -> dict:
+    """Prelabel, rank, annotate (with the hidden spans), retrain and export an NER project of WNUT tweets."""
+    from labelloop.label_config import load
+    from labelloop.label_config.regions import span_result
+    from labelloop.label_config.spec import parse_label_config
+    from labelloop.model.datasets import wnut_entities
+
+    for old in client.projects.list():
+        if old.title == NER_DEMO_TITLE:
+            client.projects.delete(id=old.id)
+    spec = parse_label_config(load("ner"))
+    tweets = [s for s in wnut_entities(n_tweets * 4) if s[1]][:n_tweets]
+    project = projects.create_project(client, NER_DEMO_TITLE, "ner",
+                                      description="WNUT-16 tweets, prelabelled by spaCy and labelloop's tagger")
+    projects.import_tasks(client, project.id, ({"text": t, "true_spans": [list(s) for s in spans]}
+                                               for t, spans in tweets))
+    projects.connect_backend(client, project.id, backend_url)
+    with console.status("NER: zero-shot prelabels (spaCy's pipeline), ranked by the least confident span"):
+        ranked = rank_project(client, project.id, timeout=300)
+    tasks = list(projects.iter_tasks(client, project.id))
+    precision, recall, _ = _span_agreement(client, project.id, tasks, ranked.model_version)
+    console.print(f"NER project: {len(tasks)} tweets prelabelled by {ranked.model_version}; exact spans against the "
+                  f"hidden ones: precision {precision:.0%}, recall {recall:.0%}")
+    queue = list(client.tasks.list(project=project.id, view=ranked.view_id, page_size=annotated))[:annotated]
+    for task in queue:
+        text = task.data["text"]
+        client.annotations.create(id=task.id, result=[span_result(spec, text, s, e, label, region_id=f"s{i}")
+                                                      for i, (s, e, label) in enumerate(task.data["true_spans"])])
+    done = {t.id for t in queue}
+    rest = [t for t in tasks if t.id not in done]
+    with console.status(f"Annotated the {len(queue)} most informative tweets; the tagger trains"):
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            version = client.projects.get(id=project.id).model_version or ""
+            if version.startswith("labelloop-v") and _span_agreement(client, project.id, rest, version)[2] == len(rest):
+                break
+            time.sleep(1)
+        else:
+            console.print("[yellow]the NER backend has not refreshed yet; see the backend log[/]")
+            return {"project_id": project.id, "model_version": version}
+    trained_precision, trained_recall, _ = _span_agreement(client, project.id, rest, version)
+    console.print(f"NER retrained from {len(queue)} tweets: {version} serves; on the {len(rest)} others: precision "
+                  f"{trained_precision:.0%}, recall {trained_recall:.0%}")
+    out = state_dir / "export-ner"
+    counts = {}
+    try:
+        with console.status("Exporting the annotated tweets as CoNLL"):
+            result = run_export(client, project.id, out, ExportOptions("conll", overwrite=True),
+                                data_dir=state_dir / "data")
+        counts = {name: c["examples"] for name, c in result.manifest["counts"].items()}
+        console.print(f"NER export to {out}: {', '.join(f'{n} {k}' for k, n in counts.items())} tweets, validated")
+    except LabelloopError as exc:
+        console.print(f"[yellow]NER export skipped:[/] {exc}")
+    return {"project_id": project.id, "model_version": version, "zero_shot": [precision, recall],
+            "trained": [trained_precision, trained_recall], "export_counts": counts}

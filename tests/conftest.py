@@ -69,10 +69,12 @@ def backend(tmp_path_factory, label_studio):
     """
     from labelloop.scripts.services import backend_service
 
-    service = backend_service(tmp_path_factory.mktemp("models"), extra_env={
+    model_dir = tmp_path_factory.mktemp("models")
+    service = backend_service(model_dir, extra_env={
         "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
-        "LABELLOOP_DEBOUNCE_S": "0.3"})
+        "LABELLOOP_DEBOUNCE_S": "0.3", "LABELLOOP_NER_MIN_SENTENCES": "10"})
     service.start(timeout=120)
+    service.model_dir = model_dir
     try:
         yield service
     finally:

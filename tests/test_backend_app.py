@@ -46,7 +46,7 @@ def test_setup_returns_a_model_version_without_loading_weights(client):
     assert response.get_json()["model_version"].startswith("labelloop-zeroshot-")
 
 
-@pytest.mark.parametrize("name, kind", [("ner", "NER span")])
+@pytest.mark.parametrize("name, kind", [("llm_preference", "preference pair")])
 def test_setup_refuses_kinds_without_a_predictor_naming_the_kind_in_the_status_line(client, name, kind):
     response = client.post("/setup", json={"project": "1.1", "schema": load(name)})
     assert response.status_code == 422
@@ -204,3 +204,31 @@ def test_strategy_from_extra_params_defines_the_score(client):
     np.testing.assert_allclose(margin, [2 * c - 1 for c in confidence], atol=1e-5)
     bad = client.post("/setup", json={"project": "6.1", "schema": CONFIG, "extra_params": {"strategy": "bald"}})
     assert bad.status_code == 422 and "bald" in bad.get_json()["error"]
+
+
+NER = load("ner")
+
+
+def test_ner_setup_and_predict_give_utf16_spans_and_survive_bad_tasks(client):
+    setup = client.post("/setup", json={"project": "5.1", "schema": NER,
+                                        "extra_params": {"label_map": {"ORG": "sportsteam"}}})
+    assert setup.status_code == 200 and setup.get_json()["model_version"].startswith("labelloop-ner-zeroshot-")
+    text = "🎉🎉 Barack Obama 😀 flew to London to meet Google staff"
+    tasks = [{"id": 1, "data": {"text": text}}, {"id": 2, "data": {"text": ""}}, {"id": 3, "data": {"other": 1}},
+             {"id": 4, "data": {"text": "x" * 50_000}}, "not a task"]
+    body = client.post("/predict", json={"tasks": tasks, "project": "5.1", "label_config": NER}).get_json()
+    first, empty, missing, huge, junk = body["results"]
+    units = text.encode("utf-16-le")
+    assert first["result"] and first["model_version"] == setup.get_json()["model_version"]
+    for region in first["result"]:
+        value = region["value"]
+        assert units[2 * value["start"]:2 * value["end"]].decode("utf-16-le") == value["text"]
+        assert region["type"] == "labels" and isinstance(region["id"], str) and 0 <= region["score"] <= 1
+    assert ("Google", ["sportsteam"]) in [(r["value"]["text"], r["value"]["labels"]) for r in first["result"]]
+    assert empty["result"] == [] and missing["result"] == [] and junk["result"] == []
+    assert huge["result"] == [] and 0 <= huge["score"] <= 1
+
+
+def test_ner_setup_refuses_a_label_map_to_a_label_the_config_lacks(client):
+    response = client.post("/setup", json={"project": "5.1", "schema": NER, "extra_params": {"label_map": {"ORG": "Team"}}})
+    assert response.status_code == 422 and "'Team'" in response.get_json()["error"]

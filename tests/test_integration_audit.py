@@ -168,10 +168,10 @@ def test_multi_label_audit_flags_wrong_label_sets(ls_client, label_studio, tmp_p
     assert "label_error" in done.stdout and "report.html" in done.stdout
 
 
-def test_audit_of_a_ner_project_says_what_it_checks(ls_client, tmp_path):
+def test_audit_of_a_preference_project_says_what_it_checks(ls_client, tmp_path):
     from labelloop.model.errors import LabelloopError
 
-    project = projects.create_project(ls_client, "ner audit", "ner")
+    project = projects.create_project(ls_client, "preference audit", "llm_preference")
     with pytest.raises(LabelloopError, match="cannot be audited: the audit checks text classification labels; "
-                                             "this is a NER span project"):
+                                             "this is a preference pair project"):
         run_audit(ls_client, project.id, out_dir=tmp_path)

@@ -65,7 +65,7 @@ def test_backend_prelabels_every_task(ls_client, backend, name):
 
 
 def test_unsupported_config_is_refused_with_a_clear_message(ls_client, backend):
-    project = projects.create_project(ls_client, "ner project", "ner")
+    project = projects.create_project(ls_client, "preference project", "llm_preference")
     with pytest.raises(ApiError) as info:
         projects.connect_backend(ls_client, project.id, backend.url)
     assert "Unsupported label config" in str(info.value.body)
@@ -78,7 +78,7 @@ def test_demo_command_runs_end_to_end(tmp_path):
     from labelloop.scripts.services import free_port
 
     cmd = [sys.executable, "-m", "labelloop.scripts.cli", "demo", "--no-wait", "--tasks", "30", "--seed-labels", "14",
-           "--llm-prompts", "16", "--port", str(free_port()), "--backend-port", str(free_port()),
+           "--llm-prompts", "16", "--ner-tweets", "30", "--port", str(free_port()), "--backend-port", str(free_port()),
            "--state-dir", str(tmp_path / "demo")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "COLUMNS": "200", "LABELLOOP_LLM_MAX_TOKENS": "48"})
@@ -95,4 +95,9 @@ def test_demo_command_runs_end_to_end(tmp_path):
     assert "Reviewed 14 drafts" in out.stdout
     lines = (tmp_path / "demo" / "export-llm" / "train.jsonl").read_text().splitlines()
     assert len(lines) >= 10 and all(json.loads(line)["messages"][0]["role"] == "user" for line in lines)
+    # the NER project: zero-shot spans, 15 annotated, the tagger retrained, a CoNLL export
+    assert "NER project: 30 tweets prelabelled by labelloop-ner-zeroshot-" in out.stdout
+    assert "NER retrained from 15 tweets: labelloop-v" in out.stdout
+    conll = (tmp_path / "demo" / "export-ner" / "train.conll").read_text()
+    assert "\tB-" in conll and "NER export to" in out.stdout
     assert "are stopped" in out.stdout

@@ -57,7 +57,7 @@ def test_classification_templates_parse():
     assert multi.multi_label and len(multi.labels) == 5
 
 
-@pytest.mark.parametrize("name, kind", [("ner", "NER span"), ("llm_preference", "preference pair")])
+@pytest.mark.parametrize("name, kind", [("llm_preference", "preference pair")])
 def test_kinds_without_a_predictor_refuse_to_prelabel_naming_the_kind(name, kind, tmp_path):
     from labelloop.backend.registry import ModelRegistry
     from labelloop.kinds import KindNotSupported, parse

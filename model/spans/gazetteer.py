@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,13 +71,18 @@ def read_entries(path: str | Path) -> EntryList:
     return parse_entries(text.splitlines())
 
 
+def label_file(directory: str | Path, label: str) -> Path:
+    """Where the entries of ``label`` live in a gazetteer folder: ``<label>.txt``."""
+    return Path(directory) / (re.sub(r"[\\/\x00]", "_", label) + ".txt")
+
+
 def read_directory(directory: str | Path | None, labels: Sequence[str]) -> dict[str, list[str]]:
     """``{label: entries}`` from ``<directory>/<label>.txt`` for each of ``labels`` that has a file."""
     out: dict[str, list[str]] = {}
     if not directory or not Path(directory).is_dir():
         return out
     for label in labels:
-        path = Path(directory) / f"{label}.txt"
+        path = label_file(directory, label)
         if path.is_file():
             out[label] = read_entries(path).entries
     return out

@@ -87,7 +87,7 @@ def audit_spans(task_ids: Sequence, texts: Sequence[str], annotators: Sequence[d
     if usable:
         y = [consensus[i] for i in usable]
         p = [proba[i] for i in usable]
-        issues = find_label_issues(y, p)
+        issues = find_label_issues(y, p, n_jobs=1)  # cleanlab's pool needs fork-inherited globals
         scores, _ = get_label_quality_scores(y, p)
         quality[usable] = scores
         for sentence, word in issues:

@@ -122,7 +122,7 @@ class SpanPrelabeler:
         learned = trained.learned if trained is not None else {}
         self.gazetteer = Gazetteer(merge(file_entries or {}, learned), ignore_case=ignore_case)
 
-    def source_spans(self, texts: Sequence[str], docs: Sequence) -> tuple[dict, list | None]:
+    def source_spans(self, texts: Sequence[str], docs: Sequence, features=None) -> tuple[dict, list | None]:
         """``({source: per-Doc token spans}, tagger probabilities or None)``."""
         sources = {}
         if self.pretrained is not None:
@@ -131,7 +131,9 @@ class SpanPrelabeler:
             sources["gazetteer"] = self.gazetteer.spans(docs)
         proba = None
         if self.trained is not None and self.trained.tagger is not None:
-            proba = self.trained.tagger.predict_proba(word_features(docs, model_name=self.model_name))
+            if features is None:
+                features = word_features(docs, model_name=self.model_name)
+            proba = self.trained.tagger.predict_proba(features)
             classes = self.trained.tagger.classes_
             sources["tagger"] = [token_spans(doc, spans_from_labels(doc, p.argmax(axis=1), classes, p))
                                  for doc, p in zip(docs, proba)]
@@ -139,13 +141,14 @@ class SpanPrelabeler:
             sources = {name: spans for name, spans in sources.items() if name in self.trained.sources}
         return sources, proba
 
-    def predict(self, texts: Sequence[str]) -> list[Prelabel]:
+    def predict(self, texts: Sequence[str], *, features: Sequence[np.ndarray] | None = None) -> list[Prelabel]:
+        """One `Prelabel` per text. ``features``: `word_features` of the texts, if already computed."""
         if not texts:
             return []
         docs = make_docs(texts)
-        sources, proba = self.source_spans(texts, docs)
+        sources, proba = self.source_spans(texts, docs, features)
         ws.annotate(docs, sources)
-        voter = self.trained.voter() if self.trained is not None else ws.majority_voter(self.labels)
+        voter = self.trained.voter() if self.trained is not None else ws.majority_voter(self.labels, ws.PRIOR_WEIGHTS)
         out = []
         for i, (spans, entity) in enumerate(ws.aggregate(voter, docs, self.labels)):
             spans = [s for s in spans if s[2] in self.labels]
@@ -171,8 +174,10 @@ class SpanPrelabeler:
 
 def train_spans(texts: Sequence[str], spans: Sequence[Sequence[tuple]], labels: Sequence[str], *,
                 pretrained: PretrainedNER | None, file_entries: dict | None = None, ignore_case: bool = False,
-                config: NERConfig = NERConfig(), model_name: str = "default", seed: int = 0) -> TrainedSpans:
+                config: NERConfig = NERConfig(), model_name: str = "default", seed: int = 0,
+                features: Sequence[np.ndarray] | None = None) -> TrainedSpans:
     """Learn from annotated ``texts`` and their character ``spans`` ``(start, end, label)``.
+    ``features``: `word_features` of the texts, if already computed.
 
     Raises `NotEnoughLabelsError` when no annotation holds a span of a config label."""
     labels = tuple(labels)
@@ -198,7 +203,8 @@ def train_spans(texts: Sequence[str], spans: Sequence[Sequence[tuple]], labels: 
     classes = ("O",) + labels
     tagger = None
     if n >= max(config.min_sentences, 2):
-        features = word_features(docs, model_name=model_name)
+        if features is None:
+            features = word_features(docs, model_name=model_name)
         y = [word_labels(doc, s, classes) for doc, s in zip(docs, spans)]
         proba = out_of_fold_proba(features, y, labels, n_folds=config.folds, seed=seed)
         oof["tagger"] = [token_spans(doc, spans_from_labels(doc, p.argmax(axis=1), classes, p))

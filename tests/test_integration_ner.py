@@ -1,0 +1,156 @@
+"""NER through the whole loop on a real Label Studio: zero-shot prelabels (pretrained pipeline and
+a gazetteer file), annotations, retraining from webhooks, the new version serving, ranking, the
+audit with its review view, and the CoNLL / JSON-spans export, with emoji before the spans."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from labelloop.label_config import load
+from labelloop.label_config.regions import span_result, utf16_offsets
+from labelloop.label_config.spec import parse_label_config
+from labelloop.model.datasets import wnut_entities
+from labelloop.scripts import projects
+from labelloop.scripts.audit import VIEW_TITLE as AUDIT_VIEW, run_audit
+from labelloop.scripts.export import ExportOptions, run_export
+from labelloop.scripts.rank import rank_project
+
+pytestmark = pytest.mark.integration
+
+# characters outside the Basic Multilingual Plane before, between and inside the entities' neighbourhood
+EMOJI_TEXTS = [
+    ("🎉🎉 Barack Obama 😀 flew to London 🇬🇧 to meet Google 🚀 staff", [("Barack Obama", "person"),
+                                                                     ("London", "location"), ("Google", "company")]),
+    ("😂 my new iPhone 📱 from Apple is great 👍 says Taylor Swift", [("iPhone", "product"), ("Apple", "company"),
+                                                                  ("Taylor Swift", "musicartist")]),
+]
+
+
+def as_dict(obj):
+    return obj if isinstance(obj, dict) else obj.model_dump(mode="json")
+
+
+def js_slice(text, start, end):
+    """What Label Studio's JavaScript shows for ``start``/``end``: UTF-16 code units."""
+    return text.encode("utf-16-le")[2 * start:2 * end].decode("utf-16-le")
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def spans_of(text, named):
+    return [(text.index(s), text.index(s) + len(s), label) for s, label in named]
+
+
+def test_ner_loop_with_emoji_offsets(ls_client, label_studio, backend, tmp_path):
+    spec = parse_label_config(load("ner"))
+    sentences = [s for s in wnut_entities(600) if s[1]][:44]
+    data = [(text, list(spans)) for text, spans in sentences] + [(t, spans_of(t, n)) for t, n in EMOJI_TEXTS]
+    project = projects.create_project(ls_client, "ner loop", "ner")
+    projects.import_tasks(ls_client, project.id, ({"text": text} for text, _ in data))
+    tasks = sorted(projects.iter_tasks(ls_client, project.id), key=lambda t: t.id)
+    truth = {t.id: spans for t, (_, spans) in zip(tasks, data)}
+    emoji_ids = [t.id for t in tasks[-len(EMOJI_TEXTS):]]
+
+    # a gazetteer file with a blank and a duplicate line, through the CLI
+    names = tmp_path / "products.txt"
+    names.write_text("iPhone\n\niPhone\nGalaxy S10\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "labelloop.scripts.cli", "gazetteer", "--project", str(project.id),
+                           "--label", "product", "--file", str(names), "--model-dir", str(backend.model_dir)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LABEL_STUDIO_URL": label_studio.url,
+                               "LABEL_STUDIO_API_KEY": label_studio.token, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 entries (1 blank lines, 1 duplicate lines skipped)" in done.stdout
+
+    projects.connect_backend(ls_client, project.id, backend.url)
+    report = rank_project(ls_client, project.id, timeout=300)
+    assert report.model_version.startswith("labelloop-ner-zeroshot-")
+    assert report.current == report.unlabelled == len(data)
+
+    def predictions(task_id):
+        return [as_dict(p) for p in ls_client.tasks.get(id=task_id).predictions]
+
+    for task_id, (text, _) in zip(emoji_ids, EMOJI_TEXTS):
+        [prediction] = predictions(task_id)
+        regions = prediction["result"]
+        assert regions, f"no zero-shot span in {text!r}"
+        for region in regions:
+            value = region["value"]
+            # the span Label Studio draws is exactly the characters the prediction names
+            assert js_slice(text, value["start"], value["end"]) == value["text"], (text, value)
+            assert value["labels"][0] in spec.labels and isinstance(region["id"], str)
+            assert 0.0 <= region["score"] <= 1.0
+        assert 0.0 <= prediction["score"] <= 1.0
+    iphone = [r for r in predictions(emoji_ids[1])[0]["result"] if r["value"]["text"] == "iPhone"]
+    assert iphone and iphone[0]["value"]["labels"] == ["product"]  # the gazetteer's entry
+
+    # annotate 30 tasks (both emoji texts among them); webhooks retrain
+    labelled = tasks[:28] + tasks[-2:]
+    for task in labelled:
+        text = task.data["text"]
+        ls_client.annotations.create(id=task.id, result=[
+            span_result(spec, text, s, e, label, region_id=f"r{i}") for i, (s, e, label) in enumerate(truth[task.id])])
+
+    def trained():
+        version = ls_client.projects.get(id=project.id).model_version or ""
+        if not version.startswith("labelloop-v"):
+            return None
+        done = {t.id for t in labelled}
+        current = {t.id: predictions(t.id) for t in tasks if t.id not in done}
+        return version if all(len(p) == 1 and p[0]["model_version"] == version for p in current.values()) else None
+
+    version = wait_for(trained, 300, "the trained NER version to serve every unlabelled task")
+    scores = {p["score"] for t in tasks[28:-2] for p in predictions(t.id)}
+    assert len(scores) > 3  # graded by the tagger, not a constant
+    meta = json.loads((backend.model_dir / f"{project.id}.{int(project.created_at.timestamp())}" / "versions" /
+                       version.split("-")[1] / "meta.json").read_text())
+    assert meta["tagger"] and set(meta["sources"]) == {"pretrained", "gazetteer", "tagger"}
+    assert meta["learned_entries"] > 20
+
+    # rank again (a full retrain): a trained version serves every unlabelled task
+    report = rank_project(ls_client, project.id, timeout=300)
+    assert report.model_version.startswith("labelloop-v") and report.current == report.unlabelled == 16
+
+    # audit: Cleanlab over out-of-fold word probabilities, findings pushed for review
+    audit = run_audit(ls_client, project.id, out_dir=tmp_path / "audit", n_folds=3)
+    assert audit.n_labelled == 30
+    sources = json.loads((audit.report_dir / "sources.json").read_text())
+    assert set(sources) == {"pretrained", "gazetteer", "tagger"} and "person" in sources["pretrained"]
+    assert (audit.report_dir / "sources.png").exists() and (audit.report_dir / "consensus.jsonl").exists()
+    if audit.findings:
+        views = [v for v in ls_client.views.list(project=project.id) if v.data.get("title") == AUDIT_VIEW]
+        assert len(views) == 1
+        flagged = audit.findings[0]["task_id"]
+        pushed = [p for p in predictions(flagged) if p["model_version"] == audit.model_version]
+        assert pushed and all(js_slice(ls_client.tasks.get(id=flagged).data["text"], r["value"]["start"],
+                                       r["value"]["end"]) == r["value"]["text"] for r in pushed[0]["result"])
+    # annotations are never touched
+    for task in labelled:
+        assert len(ls_client.tasks.get(id=task.id).annotations) == 1
+
+    # export: CoNLL and JSON spans read the same UTF-16 offsets back to the same characters
+    for fmt in ("conll", "openai-chat"):
+        result = run_export(ls_client, project.id, tmp_path / fmt, ExportOptions(fmt), data_dir=tmp_path / "data")
+        body = "\n".join(path.read_text(encoding="utf-8") for path in sorted(result.out_dir.glob("*.conll")) +
+                         sorted(result.out_dir.glob("*.jsonl")))
+        if fmt == "conll":
+            assert "Obama\tI-person" in body and "Google\tB-company" in body
+        else:
+            rows = [json.loads(line) for line in body.splitlines() if line.strip()]
+            emoji = [r for r in rows if "🚀" in r["messages"][-2]["content"]][0]
+            answer = json.loads(emoji["messages"][-1]["content"])
+            text = EMOJI_TEXTS[0][0]
+            assert [(a["start"], a["end"], a["label"]) for a in answer] == spans_of(text, EMOJI_TEXTS[0][1])
+            assert all(text[a["start"]:a["end"]] == a["text"] for a in answer)
+
