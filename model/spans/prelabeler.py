@@ -78,6 +78,10 @@ class TrainedSpans:
     report: dict = field(default_factory=dict)
     sources: tuple[str, ...] = ()
     n_sentences: int = 0
+    #: which weighting serves ("corroborated", "alone without tagger", "hmm"...), and each vote weighting's
+    #: out-of-fold F1
+    weighting: str = ""
+    weighting_f1: dict = field(default_factory=dict)
 
     def voter(self):
         return self.aggregator if self.aggregator is not None else ws.majority_voter(self.labels, self.weights)
@@ -92,7 +96,8 @@ class TrainedSpans:
                 pickle.dump(self.aggregator, f)
         meta = {"kind": "ner", "labels": list(self.labels), "weights": self.weights, "report": self.report,
                 "sources": list(self.sources), "n_sentences": self.n_sentences, "tagger": self.tagger is not None,
-                "aggregation": "hmm" if self.aggregator is not None else "vote",
+                "aggregation": "hmm" if self.aggregator is not None else "vote", "weighting": self.weighting,
+                "weighting_f1": self.weighting_f1,
                 "learned_entries": sum(len(v) for v in self.learned.values())}
         (directory / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -105,7 +110,8 @@ class TrainedSpans:
                 aggregator = pickle.load(f)  # written by this backend into its own model dir
         return cls(tuple(meta["labels"]), json.loads((directory / "learned_gazetteer.json").read_text(encoding="utf-8")),
                    SpanTagger.load(directory) if meta.get("tagger") else None, aggregator, meta.get("weights", {}),
-                   meta.get("report", {}), tuple(meta.get("sources", ())), int(meta.get("n_sentences", 0)))
+                   meta.get("report", {}), tuple(meta.get("sources", ())), int(meta.get("n_sentences", 0)),
+                   meta.get("weighting", ""), meta.get("weighting_f1", {}))
 
 
 class SpanPrelabeler:
@@ -215,17 +221,31 @@ def train_spans(texts: Sequence[str], spans: Sequence[Sequence[tuple]], labels: 
             del oof["tagger"]
 
     report = ws.source_report(docs, gold, oof, labels)
-    weights = ws.precision_weights(report)
     ws.annotate(docs, oof)
+
+    def combined(voter) -> dict:
+        spans_ = [token_spans(doc, s) for doc, (s, _) in zip(docs, ws.aggregate(voter, docs, labels))]
+        return ws.source_report(docs, gold, {ws.COMBINED: spans_}, labels)[ws.COMBINED]
+
+    # each weighting's combination, with every source and without each one in turn (a young
+    # tagger can cost more precision than it adds recall), scored out-of-fold: the best serves
+    candidates = {}
+    for name, weights in ws.precision_weights(report).items():
+        for left_out in (None, *weights):
+            if left_out is not None and len(weights) < 2:
+                continue
+            w = {k: (0.0 if k == left_out else v) for k, v in weights.items()}
+            key = name if left_out is None else f"{name} without {left_out}"
+            candidates[key] = (w, combined(ws.majority_voter(labels, w)))
+    weighting = max(candidates, key=lambda name: (candidates[name][1]["all"]["f1"], name == "corroborated"))
+    weights, report[ws.COMBINED] = candidates[weighting]
     aggregator = None
     if config.aggregation == "hmm":
         try:
             aggregator = ws.fit_hmm(docs, labels)
+            weighting = "hmm"
+            report[ws.COMBINED] = combined(aggregator)
         except ValueError:
             aggregator = None  # no source found anything: the weighted voter serves
-    trained = TrainedSpans(labels, entries_from_spans(texts, spans), tagger, aggregator, weights, {},
-                           tuple(oof), n)
-    combined = [token_spans(doc, s) for doc, (s, _) in zip(docs, ws.aggregate(trained.voter(), docs, labels))]
-    report.update(ws.source_report(docs, gold, {ws.COMBINED: combined}, labels))
-    trained.report = report
-    return trained
+    return TrainedSpans(labels, entries_from_spans(texts, spans), tagger, aggregator, weights, report, tuple(oof), n,
+                        weighting, {name: c["all"]["f1"] for name, (_, c) in candidates.items()})

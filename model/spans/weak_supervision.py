@@ -8,7 +8,9 @@ probabilities (`aggregate`):
   gazetteer wins a disagreement, and each source still carries a span alone);
 - once it has: the majority voter with each source weighed by its measured precision on the
   annotated spans (`source_report` over out-of-fold source spans, so a tagger or learned
-  gazetteer is never scored on sentences it learned from; see `precision_weights`), or, with
+  gazetteer is never scored on sentences it learned from), in the weighting
+  (`precision_weights`, a source possibly left out) whose combination scores the highest
+  out-of-fold F1; or, with
   ``LABELLOOP_NER_AGGREGATION=hmm``, skweak's HMM (`fit_hmm`) fitted on those same spans.
   The weighted vote is the default: on WNUT tweets its combination scored higher than the
   HMM's, and the HMM's posteriors saturate at 1.0, which leaves nothing to rank by
@@ -120,18 +122,24 @@ def source_report(docs: Sequence, gold: Sequence[Sequence[tuple]], predicted: Ma
     return report
 
 
-def precision_weights(report: Mapping[str, Mapping[str, dict]]) -> dict[str, float]:
-    """Each source's weight for the majority voter: its Laplace-smoothed overall precision,
-    relative to the most precise source's.
+def precision_weights(report: Mapping[str, Mapping[str, dict]]) -> dict[str, dict[str, float]]:
+    """Two weightings of the sources for the majority voter, from each source's Laplace-smoothed
+    overall precision ``p`` relative to the most precise source's (``p / best``):
 
-    Relative, because skweak's voter weighs "no entity" at ``3 ** -(weight voting for one)``: a
-    source alone carries a span only when its weight passes about 0.56. So the most precise
-    source fires alone, and another one does when it is at least 56% as precise; raw precisions
-    (0.2 to 0.3 on tweets) would silence every source that has no company."""
+    - ``"corroborated"``: ``p / best``. skweak's voter weighs "no entity" at
+      ``3 ** -(weight voting for one)``, so a source alone carries a span only when its weight
+      passes about 0.56: the most precise source fires alone, a much weaker one needs another
+      source to agree (precision first; it wins once the tagger has a few hundred sentences);
+    - ``"alone"``: ``0.6 + 0.4 * p / best``: every source carries a span by itself, and the more
+      precise one wins a disagreement (recall first; it wins while the tagger is young).
+
+    `train_spans` tries each with every source and without each one in turn, and keeps the
+    combination that scores the highest out-of-fold F1."""
     precision = {}
     for name, rows in report.items():
         row = rows["all"]
         correct = row["precision"] * row["predicted"]
         precision[name] = (correct + 1.0) / (row["predicted"] + 2.0)
     best = max(precision.values(), default=1.0)
-    return {name: p / best for name, p in precision.items()}
+    return {"corroborated": {name: p / best for name, p in precision.items()},
+            "alone": {name: 0.6 + 0.4 * p / best for name, p in precision.items()}}
