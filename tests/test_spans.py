@@ -149,7 +149,7 @@ def test_trained_spans_serve_config_labels_with_graded_scores_and_survive_save(t
     pretrained = PretrainedNER(LABELS)
     trained = train_spans(texts, spans, LABELS, pretrained=pretrained, config=NERConfig(min_sentences=20))
     assert trained.tagger is not None and set(trained.sources) == {"pretrained", "gazetteer", "tagger"}
-    assert 0 < trained.weights["tagger"] <= 1 and trained.report["tagger"]["all"]["support"] > 100
+    assert 0 <= trained.weights["tagger"] <= 1 and trained.report["tagger"]["all"]["support"] > 100
     assert trained.weighting.split()[0] in ("corroborated", "alone") and len(trained.weighting_f1) == 8
     served = SpanPrelabeler(LABELS, pretrained=pretrained, trained=trained)
     held_out = [t for t, _ in wnut[300:360]]
