@@ -20,7 +20,6 @@ import numpy as np
 
 from labelloop.label_config.regions import choices_result, textarea_result, textarea_text
 from labelloop.label_config.spec import ResponseSpec
-from labelloop.model.errors import LabelloopError
 from labelloop.model.export.formats import Example
 from labelloop.model.responses.draft_store import DraftStore
 from labelloop.model.responses.llm import Draft, Drafter, LLMConfig, LLMEndpointError

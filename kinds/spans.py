@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from labelloop.label_config.regions import labelled_spans, latest_annotation, span_result
 from labelloop.label_config.spec import SpanSpec, UnsupportedLabelConfig
 from labelloop.model import ranking
@@ -133,7 +135,9 @@ class SpanKind(ProjectKind):
     def file_entries(self, registry, project: str, spec: SpanSpec) -> tuple[dict, str]:
         """Gazetteer entries from files (the project's own first) and their digest; re-read only
         when a file changes."""
-        dirs = [registry.store.project_dir(project) / "gazetteers", Path(registry.ner.gazetteers or "/nonexistent")]
+        dirs = [registry.store.project_dir(project) / "gazetteers"]
+        if registry.ner.gazetteers:
+            dirs.append(Path(registry.ner.gazetteers))
         stats = []
         for directory in dirs:
             for label in spec.labels:
@@ -148,7 +152,9 @@ class SpanKind(ProjectKind):
             if key not in self._files:
                 entries = merge(*(read_directory(d, spec.labels) for d in dirs))
                 digest = hashlib.sha1(json.dumps(sorted(entries.items())).encode()).hexdigest()[:8]
-                self._files = {key: (entries, digest)}
+                if len(self._files) >= 256:  # files of projects long gone, or long changed
+                    self._files.clear()
+                self._files[key] = (entries, digest)
             return self._files[key]
 
     def _params(self, registry, project: str) -> dict:
@@ -179,20 +185,12 @@ class SpanKind(ProjectKind):
 
         return registry.cached(("ner", project, version), build, family=("ner", project)), version
 
-    def task_input(self, task, spec: SpanSpec, model, *, max_chars: int):
-        """The text as it is (`clean_text` keeps every offset), cut to ``max_chars``."""
-        from .base import task_text
-
-        return task_text(task, spec.value_key, max_chars=max_chars)
-
     def predict(self, texts: Sequence[str], spec: SpanSpec, model: SpanPrelabeler, *, strategy: str, limit=None):
         """Values ``(text, spans)``; the score is the least confident span's (see
         `labelloop.model.spans.prelabeler.Prelabel`), or random for the ``random`` strategy."""
         prelabels = model.predict(list(texts))
         scores = [p.score for p in prelabels]
         if strategy == "random":
-            import numpy as np
-
             scores = ranking.score(np.full((len(texts), 2), 0.5), strategy="random")
         return [(text, p.spans) for text, p in zip(texts, prelabels)], scores
 
@@ -259,11 +257,9 @@ class SpanKind(ProjectKind):
             annotators.append(by_annotator)
         if not ids:
             raise NotEnoughLabelsError("the project has no finished annotations to audit")
-        config = NERConfig.from_env()
-        from labelloop.model.spans.gazetteer import read_directory as read_files
-
+        config = NERConfig.from_env()  # the command's environment: the same LABELLOOP_NER_* as the backend's
         result = audit_spans(ids, texts, annotators, spec.labels, pretrained=self.pretrained(config, spec, {}),
-                             file_entries=read_files(config.gazetteers, spec.labels), n_folds=n_folds,
+                             file_entries=read_directory(config.gazetteers, spec.labels), n_folds=n_folds,
                              progress=progress)
         if problems:
             result.messages.insert(0, f"{len(problems)} spans do not fit their text and were left out, e.g. "

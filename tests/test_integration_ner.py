@@ -10,7 +10,7 @@ import time
 import pytest
 
 from labelloop.label_config import load
-from labelloop.label_config.regions import span_result, utf16_offsets
+from labelloop.label_config.regions import span_result
 from labelloop.label_config.spec import parse_label_config
 from labelloop.model.datasets import wnut_entities
 from labelloop.scripts import projects

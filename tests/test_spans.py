@@ -1,7 +1,6 @@
 """NER: offsets, label mapping, gazetteers, the tagger, weak supervision, the audit, the kind."""
 import json
 
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
