@@ -97,10 +97,13 @@ def test_ner_loop_with_emoji_offsets(ls_client, label_studio, backend, tmp_path)
 
     # annotate 30 tasks (both emoji texts among them); webhooks retrain
     labelled = tasks[:28] + tasks[-2:]
+    # one planted error for the audit: the tweet's first word marked as a movie
+    planted = next(t for t in labelled[:28] if all(s > 0 for s, _, _ in truth[t.id]))
     for task in labelled:
         text = task.data["text"]
+        spans = truth[task.id] + ([(0, text.index(" "), "movie")] if task is planted else [])
         ls_client.annotations.create(id=task.id, result=[
-            span_result(spec, text, s, e, label, region_id=f"r{i}") for i, (s, e, label) in enumerate(truth[task.id])])
+            span_result(spec, text, s, e, label, region_id=f"r{i}") for i, (s, e, label) in enumerate(spans)])
 
     def trained():
         version = ls_client.projects.get(id=project.id).model_version or ""
@@ -128,13 +131,16 @@ def test_ner_loop_with_emoji_offsets(ls_client, label_studio, backend, tmp_path)
     sources = json.loads((audit.report_dir / "sources.json").read_text())
     assert set(sources) == {"pretrained", "gazetteer", "tagger"} and "person" in sources["pretrained"]
     assert (audit.report_dir / "sources.png").exists() and (audit.report_dir / "consensus.jsonl").exists()
-    if audit.findings:
-        views = [v for v in ls_client.views.list(project=project.id) if v.data.get("title") == AUDIT_VIEW]
-        assert len(views) == 1
-        flagged = audit.findings[0]["task_id"]
-        pushed = [p for p in predictions(flagged) if p["model_version"] == audit.model_version]
-        assert pushed and all(js_slice(ls_client.tasks.get(id=flagged).data["text"], r["value"]["start"],
-                                       r["value"]["end"]) == r["value"]["text"] for r in pushed[0]["result"])
+    flagged = {f["task_id"]: f for f in audit.findings}
+    assert planted.id in flagged and "label_error" in flagged[planted.id]["issues"], audit.findings[:3]
+    assert "movie: " + planted.data["text"].split()[0] in flagged[planted.id]["given"]
+    views = [v for v in ls_client.views.list(project=project.id) if v.data.get("title") == AUDIT_VIEW]
+    assert len(views) == 1
+    pushed = [p for p in predictions(planted.id) if p["model_version"] == audit.model_version]
+    assert pushed and pushed[0]["score"] == flagged[planted.id]["quality"]
+    assert all(js_slice(planted.data["text"], r["value"]["start"], r["value"]["end"]) == r["value"]["text"]
+               for r in pushed[0]["result"])
+    assert not any(r["value"]["labels"] == ["movie"] and r["value"]["start"] == 0 for r in pushed[0]["result"])
     # annotations are never touched
     for task in labelled:
         assert len(ls_client.tasks.get(id=task.id).annotations) == 1

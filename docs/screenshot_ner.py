@@ -1,0 +1,75 @@
+"""Take the README's screenshot of NER prelabels in Label Studio, and check in the browser that
+each prelabelled span is drawn over exactly its characters, emoji before it or not (a
+maintainer's tool, like `screenshot_llm_draft.py`).
+
+The tests check the same offsets through the API (`tests/test_integration_ner.py`); this reads
+what Label Studio's labelling UI actually highlights. Needs Playwright and a Chromium; neither
+is a labelloop dependency.
+
+Usage: .venv/bin/python docs/screenshot_ner.py [--chromium /usr/bin/chromium]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "images" / "ner-prelabel.png"
+TEXT = "🎉🎉 Barack Obama 😀 flew to London 🇬🇧 to meet Google 🚀 staff, then Taylor Swift played Paris 🗼"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from playwright.sync_api import sync_playwright
+
+    from labelloop.scripts import projects
+    from labelloop.scripts.client import as_dict, connect
+    from labelloop.scripts.services import backend_service, label_studio_service
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ls, creds = label_studio_service(tmp / "ls")
+        backend = backend_service(tmp / "models", extra_env={"LABEL_STUDIO_URL": ls.url,
+                                                             "LABEL_STUDIO_API_KEY": creds.token})
+        with ls, backend:
+            client = connect(ls.url, creds.token)
+            project = projects.create_project(client, "Named entities (prelabelled by labelloop)", "ner")
+            projects.import_tasks(client, project.id, [{"text": TEXT}])
+            projects.connect_backend(client, project.id, backend.url)
+            projects.retrieve_predictions(client, project.id)
+            [task] = list(projects.iter_tasks(client, project.id))
+            expected = sorted(r["value"]["text"] for r in as_dict(task.predictions[0])["result"])
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
+                page = browser.new_page(viewport={"width": 1280, "height": 600})
+                page.goto(f"{ls.url}/user/login/")
+                page.fill("input[name=email]", creds.username)
+                page.fill("input[name=password]", creds.password)
+                page.click("button[type=submit]")
+                page.wait_for_load_state("networkidle")
+                page.goto(f"{ls.url}/projects/{project.id}/data?task={task.id}")
+                try:
+                    page.wait_for_selector(".htx-highlight", timeout=60_000)
+                except Exception:
+                    page.screenshot(path=str(OUT.with_name("debug.png")))
+                    raise
+                page.wait_for_timeout(3000)
+                # Label Studio draws a region as one or more highlight spans inside the text
+                drawn = page.eval_on_selector_all(
+                    ".htx-highlight", "els => els.map(e => e.textContent)")
+                OUT.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(OUT))
+                browser.close()
+    shown = sorted(t for t in drawn if t)
+    print(f"predicted spans: {expected}\nhighlighted in the UI: {shown}")
+    if shown != expected:
+        raise SystemExit("the UI highlights other characters than the prelabels name")
+    print(f"every span is drawn over exactly its characters; wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
