@@ -2,9 +2,9 @@
 
 Prelabels come from three sources combined by weak supervision (`labelloop.model.spans`): a
 pretrained pipeline, gazetteers (files, and every span people labelled), and, once enough
-sentences are annotated, a tagger trained on the project's spans. Label Studio's offsets are
-UTF-16 code units; `labelloop.label_config.regions` converts them both ways, so everything here
-works on Python string indices.
+sentences are annotated, a tagger trained on the project's spans. `labelloop.label_config.regions`
+reads Label Studio's span offsets (code points in 1.23, UTF-16 units in older releases) and
+writes them, so everything here works on Python string indices.
 
 A project's extra params (ML backend settings in Label Studio): ``label_map`` (``{"ORG":
 "company"}``, the pretrained model's types to config labels) and ``gazetteer_ignore_case``.

@@ -2,12 +2,14 @@
 
 Tasks and annotations are Label Studio's JSON (plain dicts).
 
-One pair of functions per control type. Offsets of ``labels`` spans are in UTF-16 code units in
-Label Studio (its UI is JavaScript); `labelled_spans` and `span_result` convert them from and to
-Python string indices.
+One pair of functions per control type. Offsets of ``labels`` spans: Label Studio 1.23 counts
+code points, as Python does; older releases counted JavaScript's UTF-16 units, which differ after
+any emoji. `labelled_spans` reads either (the region's own text decides) and `span_result` writes
+what ``LABELLOOP_SPAN_OFFSETS`` says (code points by default).
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from .spec import ClassificationSpec, ResponseSpec, SpanSpec
@@ -58,6 +60,15 @@ def textarea_text(result, spec: ResponseSpec) -> str | None:
     return None
 
 
+#: The unit of ``labels`` span offsets that `span_result` writes: ``"codepoints"`` (Label Studio
+#: 1.23's labelling UI counts characters as Python does: its frontend converts its JavaScript
+#: UTF-16 ranges with ``charsToCodePoints``, checked in a browser by ``docs/screenshot_ner.py``) or
+#: ``"utf16"`` (older releases, whose UI counted UTF-16 units: label-studio issues 1347, 4988).
+SPAN_OFFSETS = os.environ.get("LABELLOOP_SPAN_OFFSETS", "codepoints").strip().lower()
+if SPAN_OFFSETS not in ("codepoints", "utf16"):
+    raise ValueError(f"LABELLOOP_SPAN_OFFSETS={SPAN_OFFSETS!r}: choose codepoints or utf16")
+
+
 def utf16_offsets(text: str) -> list[int]:
     """``(len(text) + 1,)`` UTF-16 offsets of each code point index (and of the end)."""
     offsets = [0]
@@ -66,16 +77,36 @@ def utf16_offsets(text: str) -> list[int]:
     return offsets
 
 
-def labelled_spans(result, spec: SpanSpec, text: str | None = None, *, problems: list | None = None
-                   ) -> list[tuple[int, int, str]]:
-    """``(start, end, label)`` spans an annotation marks in the spec's Labels control, sorted.
+def _python_span(text: str, start: int, end: int, shown, utf16: dict | None, prefer: str
+                 ) -> tuple[int, int] | None:
+    """``(start, end)`` as Python indices of a span Label Studio stored, or None if it fits nowhere.
 
-    Label Studio counts offsets in UTF-16 code units. With ``text``, they are turned into Python
-    string indices (they differ after any character outside the Basic Multilingual Plane, such
-    as an emoji), and spans that do not fit in ``text`` are left out. ``problems``, if given,
-    gets one message per span left out."""
-    offsets = utf16_offsets(text) if isinstance(text, str) else None
-    index = {offset: i for i, offset in enumerate(offsets)} if offsets else None
+    The offsets are code points (Label Studio 1.23) or UTF-16 units (older releases); they differ
+    only after a character outside the Basic Multilingual Plane, such as an emoji. The region's
+    own ``text`` (what the annotator saw) decides; where both readings give it (the same word
+    twice), or the region has no text, the ``prefer``-red unit wins when it fits."""
+    as_codepoints = (start, end) if end <= len(text) else None
+    as_utf16 = None
+    if utf16 is not None and start in utf16 and end in utf16:
+        as_utf16 = (utf16[start], utf16[end])
+    candidates = (as_utf16, as_codepoints) if prefer == "utf16" else (as_codepoints, as_utf16)
+    if isinstance(shown, str) and shown:
+        for candidate in candidates:
+            if candidate is not None and text[candidate[0]:candidate[1]] == shown:
+                return candidate
+    return candidates[0] or candidates[1]
+
+
+def labelled_spans(result, spec: SpanSpec, text: str | None = None, *, problems: list | None = None,
+                   offsets: str | None = None) -> list[tuple[int, int, str]]:
+    """``(start, end, label)`` spans an annotation marks in the spec's Labels control, sorted,
+    as Python string indices into ``text``.
+
+    Offsets are read as code points or UTF-16 units, whichever gives the characters the region
+    names (`_python_span`; ``offsets``, default `SPAN_OFFSETS`, breaks ties), so annotations from
+    any Label Studio release read right. With ``text``, spans that do not fit in it are left out;
+    ``problems``, if given, gets one message per span left out."""
+    utf16 = {offset: i for i, offset in enumerate(utf16_offsets(text))} if isinstance(text, str) else None
     spans = []
     for region in result or ():
         if not (isinstance(region, dict) and region.get("from_name") == spec.from_name):
@@ -86,27 +117,30 @@ def labelled_spans(result, spec: SpanSpec, text: str | None = None, *, problems:
             if problems is not None:
                 problems.append(f"span {start!r}..{end!r} is not a pair of offsets with start < end")
             continue
-        if index is not None:
-            start16, end16 = start, end
-            start, end = index.get(start), index.get(end)
-            if start is None or end is None:  # outside the text, or inside a surrogate pair
+        if isinstance(text, str):
+            found = _python_span(text, start, end, value.get("text"), utf16, offsets or SPAN_OFFSETS)
+            if found is None:
                 if problems is not None:
-                    problems.append(f"span {start16}..{end16} falls outside the text ({offsets[-1]} UTF-16 units) "
-                                    "or inside a character")
+                    problems.append(f"span {start}..{end} falls outside the text ({len(text)} characters)")
                 continue
+            start, end = found
         for label in value.get("labels") or ():
             spans.append((start, end, str(label)))
     return sorted(set(spans))
 
 
 def span_result(spec: SpanSpec, text: str, start: int, end: int, label: str, *, region_id: str,
-                score: float | None = None) -> dict:
-    """One ``labels`` result region for ``text[start:end]`` (Python indices), with Label Studio's
-    UTF-16 offsets and a string id (a numeric one breaks the labelling view). ``score``: the
-    span's own confidence, shown on the region."""
-    offsets = utf16_offsets(text[:end])
+                score: float | None = None, offsets: str | None = None) -> dict:
+    """One ``labels`` result region for ``text[start:end]`` (Python indices), in the offsets
+    Label Studio's UI draws (``offsets``, default `SPAN_OFFSETS`), with the span's ``text`` and a
+    string id (a numeric one breaks the labelling view). ``score``: the span's own confidence."""
+    if (offsets or SPAN_OFFSETS) == "utf16":
+        units = utf16_offsets(text[:end])
+        start_out, end_out = units[start], units[end]
+    else:
+        start_out, end_out = start, end
     region = {"id": str(region_id), "from_name": spec.from_name, "to_name": spec.to_name, "type": "labels",
-              "value": {"start": offsets[start], "end": offsets[end], "text": text[start:end], "labels": [label]}}
+              "value": {"start": start_out, "end": end_out, "text": text[start:end], "labels": [label]}}
     if score is not None:
         region["score"] = round(float(score), 4)
     return region

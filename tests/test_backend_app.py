@@ -209,7 +209,7 @@ def test_strategy_from_extra_params_defines_the_score(client):
 NER = load("ner")
 
 
-def test_ner_setup_and_predict_give_utf16_spans_and_survive_bad_tasks(client):
+def test_ner_setup_and_predict_give_drawable_spans_and_survive_bad_tasks(client):
     setup = client.post("/setup", json={"project": "5.1", "schema": NER,
                                         "extra_params": {"label_map": {"ORG": "sportsteam"}}})
     assert setup.status_code == 200 and setup.get_json()["model_version"].startswith("labelloop-ner-zeroshot-")
@@ -218,11 +218,10 @@ def test_ner_setup_and_predict_give_utf16_spans_and_survive_bad_tasks(client):
              {"id": 4, "data": {"text": "x" * 50_000}}, "not a task"]
     body = client.post("/predict", json={"tasks": tasks, "project": "5.1", "label_config": NER}).get_json()
     first, empty, missing, huge, junk = body["results"]
-    units = text.encode("utf-16-le")
     assert first["result"] and first["model_version"] == setup.get_json()["model_version"]
     for region in first["result"]:
-        value = region["value"]
-        assert units[2 * value["start"]:2 * value["end"]].decode("utf-16-le") == value["text"]
+        value = region["value"]  # Label Studio 1.23 draws code points (docs/screenshot_ner.py)
+        assert text[value["start"]:value["end"]] == value["text"]
         assert region["type"] == "labels" and isinstance(region["id"], str) and 0 <= region["score"] <= 1
     assert ("Google", ["sportsteam"]) in [(r["value"]["text"], r["value"]["labels"]) for r in first["result"]]
     assert empty["result"] == [] and missing["result"] == [] and junk["result"] == []

@@ -1,6 +1,7 @@
 """NER through the whole loop on a real Label Studio: zero-shot prelabels (pretrained pipeline and
 a gazetteer file), annotations, retraining from webhooks, the new version serving, ranking, the
-audit with its review view, and the CoNLL / JSON-spans export, with emoji before the spans."""
+audit with its review view, and the CoNLL / JSON-spans export, with emoji before the spans (an
+emoji is one code point but two UTF-16 units, so any unit mix-up shifts every later span)."""
 import json
 import os
 import subprocess
@@ -33,9 +34,10 @@ def as_dict(obj):
     return obj if isinstance(obj, dict) else obj.model_dump(mode="json")
 
 
-def js_slice(text, start, end):
-    """What Label Studio's JavaScript shows for ``start``/``end``: UTF-16 code units."""
-    return text.encode("utf-16-le")[2 * start:2 * end].decode("utf-16-le")
+def drawn(text, start, end):
+    """The characters Label Studio 1.23's labelling UI highlights for ``start``/``end``: it counts
+    code points (checked in a browser by docs/screenshot_ner.py), not JavaScript's UTF-16 units."""
+    return text[start:end]
 
 
 def wait_for(condition, timeout, what):
@@ -88,7 +90,7 @@ def test_ner_loop_with_emoji_offsets(ls_client, label_studio, backend, tmp_path)
         for region in regions:
             value = region["value"]
             # the span Label Studio draws is exactly the characters the prediction names
-            assert js_slice(text, value["start"], value["end"]) == value["text"], (text, value)
+            assert drawn(text, value["start"], value["end"]) == value["text"], (text, value)
             assert value["labels"][0] in spec.labels and isinstance(region["id"], str)
             assert 0.0 <= region["score"] <= 1.0
         assert 0.0 <= prediction["score"] <= 1.0
@@ -138,7 +140,7 @@ def test_ner_loop_with_emoji_offsets(ls_client, label_studio, backend, tmp_path)
     assert len(views) == 1
     pushed = [p for p in predictions(planted.id) if p["model_version"] == audit.model_version]
     assert pushed and pushed[0]["score"] == flagged[planted.id]["quality"]
-    assert all(js_slice(planted.data["text"], r["value"]["start"], r["value"]["end"]) == r["value"]["text"]
+    assert all(drawn(planted.data["text"], r["value"]["start"], r["value"]["end"]) == r["value"]["text"]
                for r in pushed[0]["result"])
     assert not any(r["value"]["labels"] == ["movie"] and r["value"]["start"] == 0 for r in pushed[0]["result"])
     # annotations are never touched

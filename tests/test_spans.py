@@ -25,27 +25,30 @@ LABELS = SPEC.labels
 # --- offsets -------------------------------------------------------------------------------------
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.sampled_from(["a", "Bé", " ", "😀", "🇬🇧", "𝔘", "中", "\n"]), min_size=1, max_size=30),
-       st.data())
-def test_spans_survive_the_utf16_round_trip(pieces, data):
+       st.data(), st.sampled_from(["codepoints", "utf16"]))
+def test_spans_survive_the_round_trip_in_either_unit(pieces, data, unit):
     text = "".join(pieces)
     start = data.draw(st.integers(0, len(text) - 1))
     end = data.draw(st.integers(start + 1, len(text)))
-    region = span_result(SPEC, text, start, end, "person", region_id="r1", score=0.5)
-    units = text.encode("utf-16-le")
-    # what Label Studio's JavaScript shows for the region is exactly text[start:end]
-    assert units[2 * region["value"]["start"]:2 * region["value"]["end"]].decode("utf-16-le") == text[start:end]
-    assert labelled_spans([region], SPEC, text) == [(start, end, "person")]
+    region = span_result(SPEC, text, start, end, "person", region_id="r1", score=0.5, offsets=unit)
+    value = region["value"]
+    if unit == "codepoints":  # what Label Studio 1.23 draws
+        assert text[value["start"]:value["end"]] == text[start:end]
+    else:  # what older releases' JavaScript drew
+        units = text.encode("utf-16-le")
+        assert units[2 * value["start"]:2 * value["end"]].decode("utf-16-le") == text[start:end]
+    assert labelled_spans([region], SPEC, text, offsets=unit) == [(start, end, "person")]
 
 
 def test_spans_outside_the_text_are_reported_not_kept():
     problems = []
     text = "😀 Paris"
-    regions = [{"from_name": "label", "value": {"start": 3, "end": 8, "labels": ["location"]}},  # 😀 is 2 units
+    regions = [{"from_name": "label", "value": {"start": 2, "end": 7, "text": "Paris", "labels": ["location"]}},
+               {"from_name": "label", "value": {"start": 3, "end": 8, "text": "Paris", "labels": ["person"]}},  # UTF-16
                {"from_name": "label", "value": {"start": 3, "end": 99, "labels": ["location"]}},
-               {"from_name": "label", "value": {"start": 1, "end": 3, "labels": ["location"]}},  # inside the emoji
                {"from_name": "label", "value": {"start": 5, "end": 2, "labels": ["location"]}}]
-    assert labelled_spans(regions, SPEC, text, problems=problems) == [(2, 7, "location")]
-    assert len(problems) == 3 and "outside the text" in problems[0] and "start < end" in problems[2]
+    assert labelled_spans(regions, SPEC, text, problems=problems) == [(2, 7, "location"), (2, 7, "person")]
+    assert len(problems) == 2 and "outside the text" in problems[0] and "start < end" in problems[1]
 
 
 # --- pretrained ----------------------------------------------------------------------------------
@@ -247,7 +250,7 @@ def test_export_keeps_nested_spans_in_json_and_reports_them_for_conll():
     spec, kind = parse(load("ner"))
     text = "😀 Bank of America Tower"
     regions = [span_result(spec, text, 2, 17, "company", region_id="a"),
-               span_result(spec, text, 2, 23, "facility", region_id="b"),
+               span_result(spec, text, 2, 23, "facility", region_id="b", offsets="utf16"),
                {"from_name": "label", "value": {"start": 40, "end": 50, "labels": ["person"]}}]
     task = {"id": 7, "data": {"text": text}, "annotations": [{"id": 1, "result": regions, "completed_by": 1}]}
     examples, skipped, messages = kind.examples({7: task}, spec)

@@ -2,7 +2,7 @@
 token-classification checks, and how each span source fares against people.
 
 `audit_spans` works on plain texts and per-annotator character spans; reading them from Label
-Studio's regions (UTF-16 offsets) is `labelloop.kinds.spans`'s business.
+Studio's regions is `labelloop.kinds.spans`'s business.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Every span source works on the same words: spaCy's rule-based English tokenizer (no model, so it
 is fast and the same for every pipeline). Span offsets are Python string indices here;
-`labelloop.label_config.regions` converts them from and to Label Studio's UTF-16 offsets.
+`labelloop.label_config.regions` converts them from and to Label Studio's offsets.
 
 The IO scheme (``O`` or the entity label per word) keeps one class per label, which gives a
 linear head and Cleanlab fewer, better-populated classes than BIO; two adjacent entities of the
