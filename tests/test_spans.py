@@ -16,7 +16,7 @@ from labelloop.model.spans.gazetteer import Gazetteer, GazetteerFileError, entri
 from labelloop.model.spans.label_issues import audit_spans, token_consensus
 from labelloop.model.spans.prelabeler import NERConfig, SpanPrelabeler, TrainedSpans, train_spans
 from labelloop.model.spans.pretrained import PretrainedNER, label_mapping
-from labelloop.model.spans.tokens import make_docs, overlapping, spans_from_labels, word_labels
+from labelloop.model.spans.tokens import make_docs, overlapping, spans_from_labels, trim, word_labels
 
 SPEC = parse_label_config(load("ner"))
 LABELS = SPEC.labels
@@ -137,6 +137,8 @@ def test_word_labels_and_spans_round_trip_and_overlaps_are_found():
     assert [s[:3] for s in spans_from_labels(doc, y, classes)] == [(0, 12, "person"), (21, 29, "location")]
     assert overlapping([(0, 12, "person"), (7, 12, "person"), (21, 29, "location")]) == [
         ((0, 12, "person"), (7, 12, "person"))]
+    [doc] = make_docs(["meet Google 🚀 - staff"])
+    assert trim(doc, 5, 15) == (5, 11) and trim(doc, 12, 13) is None  # "Google 🚀 -" -> "Google"; "🚀" alone: nothing
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from . import weak_supervision as ws
 from .gazetteer import Gazetteer, entries_from_spans, merge
 from .pretrained import DEFAULT_PIPELINE, PretrainedNER
 from .tagger import SpanTagger, out_of_fold_proba, word_features
-from .tokens import make_docs, spans_from_labels, token_spans, word_labels
+from .tokens import make_docs, spans_from_labels, token_spans, trim, word_labels
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,8 @@ class SpanPrelabeler:
         voter = self.trained.voter() if self.trained is not None else ws.majority_voter(self.labels, ws.PRIOR_WEIGHTS)
         out = []
         for i, (spans, entity) in enumerate(ws.aggregate(voter, docs, self.labels)):
-            spans = [s for s in spans if s[2] in self.labels]
+            spans = [(*edges, *s[2:]) for s in spans if s[2] in self.labels
+                     and (edges := trim(docs[i], s[0], s[1])) is not None]
             if proba is not None:  # the vote is coarse (a few source weights): the tagger grades it
                 spans = [(*s[:3], (s[3] + self._tagger_confidence(docs[i], proba[i], s)) / 2) for s in spans]
             if spans:

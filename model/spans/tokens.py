@@ -87,6 +87,19 @@ def spans_from_labels(doc, labels: np.ndarray, classes: Sequence[str], proba: np
     return spans
 
 
+def trim(doc, start: int, end: int) -> tuple[int, int] | None:
+    """Character ``(start, end)`` without the words at either edge that hold no letter or digit
+    (an emoji or a dash a model swept into an entity); None when nothing is left."""
+    words = doc.char_span(start, end, alignment_mode="expand")
+    if words is None:
+        return start, end
+    kept = [t for t in words if any(c.isalnum() for c in t.text)]
+    if not kept:
+        return None
+    first, last = kept[0], kept[-1]
+    return max(start, first.idx), min(end, last.idx + len(last))
+
+
 def overlapping(spans: Sequence[Span]) -> list[tuple[Span, Span]]:
     """Pairs of spans that overlap (nested ones included), in order of start."""
     ordered = sorted(spans, key=lambda s: (s[0], -s[1]))
