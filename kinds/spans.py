@@ -65,8 +65,8 @@ def project_params(extra_params, spec: SpanSpec) -> dict:
             except ValueError:
                 raise ProjectSettingsError("extra param label_map must be a JSON object such as "
                                            '{"ORG": "company"}') from None
-        if not isinstance(label_map, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                      for k, v in label_map.items()):
+        if not isinstance(label_map, dict) or len(label_map) > 1000 or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in label_map.items()):
             raise ProjectSettingsError('extra param label_map must map model types to config labels, '
                                        'such as {"ORG": "company"}')
         unknown = sorted(v for v in label_map.values() if v not in spec.labels)

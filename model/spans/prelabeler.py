@@ -171,7 +171,6 @@ class SpanPrelabeler:
             out.append(Prelabel(spans, float(np.clip(score, 0.0, 1.0))))
         return out
 
-
     def _tagger_confidence(self, doc, proba: np.ndarray, span) -> float:
         """The tagger's mean probability of the span's label over its words."""
         words = doc.char_span(span[0], span[1], alignment_mode="expand")
