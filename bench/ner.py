@@ -36,7 +36,6 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from seqeval.metrics import f1_score  # noqa: E402
 
 from labelloop.label_config import load  # noqa: E402
 from labelloop.label_config.spec import parse_label_config  # noqa: E402
@@ -66,18 +65,13 @@ class CachedPretrained:
         return [self.cache[t] for t in texts]
 
 
-def bio(doc, spans):
-    tags = ["O"] * len(doc)
-    for s, e, label in token_spans(doc, spans):
-        tags[s] = f"B-{label}"
-        for i in range(s + 1, e):
-            tags[i] = f"I-{label}"
-    return tags
-
-
 def f1(docs, gold, predicted) -> float:
-    return float(f1_score([bio(d, g) for d, g in zip(docs, gold)], [bio(d, p) for d, p in zip(docs, predicted)],
-                          zero_division=0))
+    """Entity-level micro F1 of character spans, the product's own seqeval scoring (`source_report`)."""
+    def tokens(spans):
+        return [token_spans(d, s) for d, s in zip(docs, spans)]
+
+    labels = parse_label_config(load("ner")).labels
+    return ws.source_report(docs, tokens(gold), {"x": tokens(predicted)}, labels)["x"]["all"]["f1"]
 
 
 def spacy_ner(texts, spans, labels, *, epochs=20, seed=0):

@@ -7,8 +7,6 @@ matches overlap, the longest wins (spaCy's `filter_spans`).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -124,11 +122,6 @@ class Gazetteer:
     def __len__(self) -> int:
         return sum(len(v) for v in self.entries.values())
 
-    @property
-    def digest(self) -> str:
-        payload = json.dumps([sorted((k, sorted(v)) for k, v in self.entries.items()), self.ignore_case])
-        return hashlib.sha1(payload.encode()).hexdigest()[:8]
-
     def _build(self):
         from spacy.matcher import PhraseMatcher
 
@@ -152,3 +145,23 @@ class Gazetteer:
             matches = self._matcher(doc, as_spans=True)
             out.append([(s.start, s.end, s.label_) for s in filter_spans(matches)])
         return out
+
+
+def out_of_fold_spans(texts: Sequence[str], spans: Sequence[Sequence[tuple]], docs: Sequence, *,
+                      file_entries: Mapping[str, Sequence[str]] | None = None, ignore_case: bool = False,
+                      n_folds: int = 5, seed: int = 0) -> list[list[tuple[int, int, str]]]:
+    """Per Doc, the matches of a gazetteer of ``file_entries`` plus the spans people labelled in
+    the *other* folds, so the learned entries never vouch for the text they came from (K-fold
+    over texts; fewer than two texts get no match)."""
+    import numpy as np
+    from sklearn.model_selection import KFold
+
+    out: list[list[tuple[int, int, str]]] = [[] for _ in docs]
+    if len(docs) < 2:
+        return out
+    for train, test in KFold(max(2, min(n_folds, len(docs))), shuffle=True, random_state=seed).split(
+            np.arange(len(docs))):
+        entries = merge(file_entries or {}, entries_from_spans([texts[i] for i in train], [spans[i] for i in train]))
+        for i, found in zip(test, Gazetteer(entries, ignore_case=ignore_case).spans([docs[i] for i in test])):
+            out[i] = found
+    return out

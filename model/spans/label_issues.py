@@ -14,9 +14,9 @@ import numpy as np
 from labelloop.model.errors import NotEnoughLabelsError
 
 from . import weak_supervision as ws
-from .gazetteer import Gazetteer, entries_from_spans, merge
+from .gazetteer import out_of_fold_spans
 from .pretrained import PretrainedNER
-from .tagger import out_of_fold_proba, word_features
+from .tagger import out_of_fold_proba, tagged_spans, word_features
 from .tokens import make_docs, spans_from_labels, token_spans, word_labels
 
 
@@ -109,18 +109,11 @@ def audit_spans(task_ids: Sequence, texts: Sequence[str], annotators: Sequence[d
             "n_annotators": len(annotators[i]), "agreement": None, "reason": "; ".join(reasons)})
 
     gold_tokens = [token_spans(doc, spans) for doc, spans in zip(docs, gold_char)]
-    sources = {"tagger": [token_spans(doc, spans_from_labels(doc, p.argmax(axis=1), classes)) for doc, p in
-                          zip(docs, proba)]}
+    sources = {"tagger": tagged_spans(docs, proba, classes)}
     if pretrained is not None:
         sources["pretrained"] = [token_spans(doc, s) for doc, s in zip(docs, pretrained.spans(texts))]
-    gazetteer: list = [[] for _ in docs]
-    from sklearn.model_selection import KFold
-
-    for train, test in KFold(max(2, min(n_folds, len(docs))), shuffle=True, random_state=seed).split(np.arange(len(docs))):
-        entries = merge(file_entries or {}, entries_from_spans([texts[k] for k in train], [gold_char[k] for k in train]))
-        for k, found in zip(test, Gazetteer(entries, ignore_case=ignore_case).spans([docs[k] for k in test])):
-            gazetteer[k] = found
-    sources["gazetteer"] = gazetteer
+    sources["gazetteer"] = out_of_fold_spans(texts, gold_char, docs, file_entries=file_entries, ignore_case=ignore_case,
+                                             n_folds=n_folds, seed=seed)
     report = ws.source_report(docs, gold_tokens, sources, labels)
     messages = [f"{len(flagged_words)} of {len(docs)} texts have words Cleanlab flags (out-of-fold tagger, "
                 f"{n_folds} folds); {int(ties.sum())} have tied annotators"]

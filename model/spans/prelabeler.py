@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from sklearn.model_selection import KFold
 
 from labelloop.model.env import env_number
 from labelloop.model.errors import NotEnoughLabelsError
 
 from . import weak_supervision as ws
-from .gazetteer import Gazetteer, entries_from_spans, merge
+from .gazetteer import Gazetteer, entries_from_spans, merge, out_of_fold_spans
 from .pretrained import DEFAULT_PIPELINE, PretrainedNER
-from .tagger import SpanTagger, out_of_fold_proba, word_features
-from .tokens import make_docs, spans_from_labels, token_spans, trim, word_labels
+from .tagger import SpanTagger, out_of_fold_proba, tagged_spans, word_features
+from .tokens import make_docs, token_spans, trim, word_labels
 
 
 @dataclass(frozen=True)
@@ -140,9 +139,7 @@ class SpanPrelabeler:
             if features is None:
                 features = word_features(docs, model_name=self.model_name)
             proba = self.trained.tagger.predict_proba(features)
-            classes = self.trained.tagger.classes_
-            sources["tagger"] = [token_spans(doc, spans_from_labels(doc, p.argmax(axis=1), classes, p))
-                                 for doc, p in zip(docs, proba)]
+            sources["tagger"] = tagged_spans(docs, proba, self.trained.tagger.classes_)
         if self.trained is not None and self.trained.sources:  # the aggregator knows these sources only
             sources = {name: spans for name, spans in sources.items() if name in self.trained.sources}
         return sources, proba
@@ -193,28 +190,21 @@ def train_spans(texts: Sequence[str], spans: Sequence[Sequence[tuple]], labels: 
     docs = make_docs(texts)
     gold = [token_spans(doc, s) for doc, s in zip(docs, spans)]
     n = len(docs)
-    folds = list(KFold(max(2, min(config.folds, n)), shuffle=True, random_state=seed).split(np.arange(n))) \
-        if n >= 2 else []
 
     # out-of-fold source spans: no source is scored on sentences it learned from
     oof: dict[str, list] = {}
     if pretrained is not None:
         oof["pretrained"] = [token_spans(doc, s) for doc, s in zip(docs, pretrained.spans(texts))]
-    gazetteer_oof: list = [[] for _ in docs]
-    for train, test in folds:
-        fold_entries = merge(file_entries or {}, entries_from_spans([texts[i] for i in train], [spans[i] for i in train]))
-        for i, found in zip(test, Gazetteer(fold_entries, ignore_case=ignore_case).spans([docs[i] for i in test])):
-            gazetteer_oof[i] = found
-    oof["gazetteer"] = gazetteer_oof
+    oof["gazetteer"] = out_of_fold_spans(texts, spans, docs, file_entries=file_entries, ignore_case=ignore_case,
+                                         n_folds=config.folds, seed=seed)
     classes = ("O",) + labels
     tagger = None
     if n >= max(config.min_sentences, 2):
         if features is None:
             features = word_features(docs, model_name=model_name)
         y = [word_labels(doc, s, classes) for doc, s in zip(docs, spans)]
-        proba = out_of_fold_proba(features, y, labels, n_folds=config.folds, seed=seed)
-        oof["tagger"] = [token_spans(doc, spans_from_labels(doc, p.argmax(axis=1), classes, p))
-                         for doc, p in zip(docs, proba)]
+        oof["tagger"] = tagged_spans(docs, out_of_fold_proba(features, y, labels, n_folds=config.folds, seed=seed),
+                                     classes)
         try:
             tagger = SpanTagger(labels, model_name=model_name).fit(features, y)
         except NotEnoughLabelsError:

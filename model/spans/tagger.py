@@ -18,6 +18,8 @@ import numpy as np
 
 from labelloop.model.errors import NotEnoughLabelsError
 
+from .tokens import spans_from_labels, token_spans
+
 N_SHAPE = 6
 
 
@@ -151,3 +153,8 @@ def out_of_fold_proba(features: Sequence[np.ndarray], labels: Sequence[np.ndarra
         if progress:
             progress(1)
     return out  # type: ignore[return-value]
+
+
+def tagged_spans(docs: Sequence, proba: Sequence[np.ndarray], classes: Sequence[str]) -> list[list[tuple]]:
+    """Per Doc, the ``(start_token, end_token, label)`` spans of its most probable class per word."""
+    return [token_spans(doc, spans_from_labels(doc, p.argmax(axis=1), classes, p)) for doc, p in zip(docs, proba)]
