@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from playwright.sync_api import sync_playwright
+    from browser import labelling_page
 
     from labelloop.backend.config import Settings
     from labelloop.scripts import projects
@@ -48,24 +48,12 @@ def main() -> None:
             os.environ.update(env)
             prelabel_project(client, project.id, settings=Settings.from_env(model_dir=str(tmp / "models")))
             task_id = min(t.id for t in projects.iter_tasks(client, project.id))
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
-                page = browser.new_page(viewport={"width": 1280, "height": 760})
-                page.goto(f"{ls.url}/user/login/")
-                page.fill("input[name=email]", creds.username)
-                page.fill("input[name=password]", creds.password)
-                page.click("button[type=submit]")
-                page.wait_for_load_state("networkidle")
-                page.goto(f"{ls.url}/projects/{project.id}/data?task={task_id}")
-                try:  # the labelling UI has loaded, and with it the annotation prefilled from the draft
-                    page.wait_for_selector("text=Write the response the model should give", timeout=60_000)
-                except Exception:
-                    page.screenshot(path=str(OUT.with_name("debug.png")))  # what the page showed instead
-                    raise
-                page.wait_for_timeout(5000)
+            # ready: the labelling UI has loaded, and with it the annotation prefilled from the draft
+            with labelling_page(args.chromium, ls, creds, project.id, task_id,
+                                ready="text=Write the response the model should give", height=760, settle_ms=5000,
+                                debug=OUT.with_name("debug.png")) as page:
                 OUT.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(OUT))
-                browser.close()
     print(f"wrote {OUT}")
 
 

@@ -4,7 +4,7 @@ maintainer's tool, like `screenshot_llm_draft.py`).
 
 The tests check the same offsets through the API (`tests/test_integration_ner.py`); this reads
 what Label Studio's labelling UI actually highlights. Needs Playwright and a Chromium; neither
-is a labelloop dependency.
+is a labelloop dependency (see `browser.py`).
 
 Usage: .venv/bin/python docs/screenshot_ner.py [--chromium /usr/bin/chromium]
 """
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from playwright.sync_api import sync_playwright
+    from browser import labelling_page
 
     from labelloop.scripts import projects
     from labelloop.scripts.client import as_dict, connect
@@ -43,27 +43,13 @@ def main() -> None:
             projects.retrieve_predictions(client, project.id)
             [task] = list(projects.iter_tasks(client, project.id))
             expected = sorted(r["value"]["text"] for r in as_dict(task.predictions[0])["result"])
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
-                page = browser.new_page(viewport={"width": 1280, "height": 600})
-                page.goto(f"{ls.url}/user/login/")
-                page.fill("input[name=email]", creds.username)
-                page.fill("input[name=password]", creds.password)
-                page.click("button[type=submit]")
-                page.wait_for_load_state("networkidle")
-                page.goto(f"{ls.url}/projects/{project.id}/data?task={task.id}")
-                try:
-                    page.wait_for_selector(".htx-highlight", timeout=60_000)
-                except Exception:
-                    page.screenshot(path=str(OUT.with_name("debug.png")))
-                    raise
-                page.wait_for_timeout(3000)
+            with labelling_page(args.chromium, ls, creds, project.id, task.id, ready=".htx-highlight", height=600,
+                                settle_ms=3000, debug=OUT.with_name("debug.png")) as page:
                 # Label Studio draws a region as one or more highlight spans inside the text
                 drawn = page.eval_on_selector_all(
                     ".htx-highlight", "els => els.map(e => e.textContent)")
                 OUT.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(OUT))
-                browser.close()
     shown = sorted(t for t in drawn if t)
     print(f"predicted spans: {expected}\nhighlighted in the UI: {shown}")
     if shown != expected:
