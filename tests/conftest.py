@@ -12,6 +12,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 TINY = "tiny-random-bert"
 
 
+def wait_for(condition, timeout, what):
+    """``condition()``'s first true value, polled every 0.5 s; AssertionError after ``timeout`` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> str:
     """Register a tiny random BERT (MiniLM's tokenizer) as encoder "tiny-random-bert".

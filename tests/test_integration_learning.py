@@ -11,6 +11,8 @@ from labelloop.model.datasets import rotten_tomatoes
 from labelloop.scripts import projects
 from labelloop.scripts.rank import VIEW_TITLE, rank_project
 
+from conftest import wait_for
+
 pytestmark = pytest.mark.integration
 
 
@@ -20,16 +22,6 @@ def as_dict(obj):
 
 def choice(label):
     return [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class PredictHammer(threading.Thread):

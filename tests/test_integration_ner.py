@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -16,8 +15,11 @@ from labelloop.label_config.spec import parse_label_config
 from labelloop.model.datasets import wnut_entities
 from labelloop.scripts import projects
 from labelloop.scripts.audit import VIEW_TITLE as AUDIT_VIEW, run_audit
+from labelloop.scripts.client import as_dict
 from labelloop.scripts.export import ExportOptions, run_export
 from labelloop.scripts.rank import rank_project
+
+from conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -30,24 +32,10 @@ EMOJI_TEXTS = [
 ]
 
 
-def as_dict(obj):
-    return obj if isinstance(obj, dict) else obj.model_dump(mode="json")
-
-
 def drawn(text, start, end):
     """The characters Label Studio 1.23's labelling UI highlights for ``start``/``end``: it counts
     code points (checked in a browser by docs/screenshot_ner.py), not JavaScript's UTF-16 units."""
     return text[start:end]
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def spans_of(text, named):
