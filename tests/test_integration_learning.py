@@ -9,15 +9,12 @@ import requests
 from labelloop.label_config import load
 from labelloop.model.datasets import rotten_tomatoes
 from labelloop.scripts import projects
+from labelloop.scripts.client import as_dict
 from labelloop.scripts.rank import VIEW_TITLE, rank_project
 
 from conftest import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def as_dict(obj):
-    return obj if isinstance(obj, dict) else obj.model_dump(mode="json")
 
 
 def choice(label):
