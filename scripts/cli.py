@@ -227,8 +227,10 @@ def audit(
     for message in report.messages:
         console.print(f"[yellow]note:[/] {message}")
     kinds = Counter(kind for finding in report.findings for kind in finding["issues"])
+    queued = sum(finding.get("review", True) for finding in report.findings)
     console.print(f"project {project}: {len(report.findings)} findings among {report.n_labelled} labelled tasks "
-                  f"({', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items())) or 'none'}); "
+                  f"({', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items())) or 'none'}), {queued} for "
+                  f"review; "
                   f"report: {report.report_dir / 'report.html'}")
     if report.view_id is not None:
         console.print(f"  review them in Label Studio: view '{VIEW_TITLE}' (predictions {report.model_version})")

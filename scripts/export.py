@@ -89,12 +89,14 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def read_audit(audit_dir: Path | None) -> dict | None:
-    """What the export uses of an audit: ``{"created_at", "consensus": {task id: label}, "flagged": {task ids}}``."""
+    """What the export uses of an audit: ``{"created_at", "consensus": {task id: label}, "flagged": {task ids}}``,
+    where flagged tasks are those sent for review (near-duplicates that agree are deduplicated by
+    the export itself, and outliers are no labelling mistake)."""
     if audit_dir is None:
         return None
     return {"created_at": json.loads((audit_dir / "summary.json").read_text()).get("created_at"),
             "consensus": {row["task_id"]: row["label"] for row in _read_jsonl(audit_dir / "consensus.jsonl")},
-            "flagged": {row["task_id"] for row in _read_jsonl(audit_dir / "findings.jsonl")}}
+            "flagged": {row["task_id"] for row in _read_jsonl(audit_dir / "findings.jsonl") if row.get("review", True)}}
 
 
 def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOptions, *,

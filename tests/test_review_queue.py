@@ -1,0 +1,70 @@
+"""What the classification audit sends to review: label problems, worst first, and not the
+near-duplicates or outliers that are no labelling mistake; and an ensemble that reads the texts."""
+import numpy as np
+
+from labelloop.model.classification.audit import audit_labels
+from labelloop.model.classification.label_issues import find_label_issues
+
+
+def clustered(seed=0, n=60, dim=16):
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(0, 1, size=(n, dim)) + 4, rng.normal(0, 1, size=(n, dim)) - 4])
+    y = np.array(["A"] * n + ["B"] * n, dtype=object)
+    return X, y, rng
+
+
+def rows_of(y):
+    return [(i + 1, {"ann": label}) for i, label in enumerate(y)]
+
+
+def test_agreeing_near_duplicates_are_reported_but_never_queued_ahead_of_label_errors():
+    X, y, rng = clustered()
+    X[1:7] = X[0] + rng.normal(0, 1e-4, size=(6, X.shape[1]))  # seven copies, all labelled A
+    y[[20, 80]] = ["B", "A"]  # two real label errors
+    audit = audit_labels(rows_of(y), X, labels=["A", "B"], multi_label=False)
+    by_task = {f["task_id"]: f for f in audit.findings}
+    queue = sorted((f for f in audit.findings if f["review"]), key=lambda f: f["quality"])
+
+    assert [f["task_id"] for f in queue[:2]] == sorted([21, 81], key=lambda t: by_task[t]["quality"])
+    copies = [by_task[t] for t in range(1, 8) if t in by_task]
+    assert copies, "the copies are reported"
+    assert all(f["issues"] == ["near_duplicate"] and not f["review"] for f in copies)
+
+
+def test_near_duplicates_that_disagree_are_queued_with_their_label_quality():
+    X, y, rng = clustered()
+    X[1] = X[0] + rng.normal(0, 1e-4, size=X.shape[1])
+    y[1] = "B"  # a copy of an A, labelled B
+    audit = audit_labels(rows_of(y), X, labels=["A", "B"], multi_label=False)
+    by_task = {f["task_id"]: f for f in audit.findings}
+    wrong, right = by_task[2], by_task[1]
+    assert "near_duplicate_conflict" in wrong["issues"] and wrong["review"]
+    assert "with a different label" in right["reason"] and right["review"]
+    # ordered by how well each label fits: the wrong copy first, its correct twin after
+    assert wrong["quality"] < 0.5 < right["quality"]
+    assert wrong["quality"] == audit.issues.quality[1]
+
+
+def test_the_tfidf_head_finds_errors_the_embeddings_cannot_see():
+    rng = np.random.default_rng(3)
+    n = 120
+    X = rng.normal(size=(2 * n, 16))  # embeddings that know nothing about the classes
+    words = ["refund invoice payment charge", "goal match striker penalty"]
+    y = np.array(["billing"] * n + ["sport"] * n, dtype=object)
+    texts = [f"{words[i // n]} {' '.join(rng.choice(['the', 'a', 'today', 'again'], 3))}" for i in range(2 * n)]
+    flipped = rng.choice(2 * n, size=12, replace=False)
+    noisy = y.copy()
+    noisy[flipped] = np.where(y[flipped] == "billing", "sport", "billing")
+
+    with_texts = find_label_issues(X, noisy, texts=texts)
+    blind = find_label_issues(X, noisy)
+    worst = np.argsort(with_texts.quality)[:12]
+    assert len(set(worst) & set(flipped)) >= 10
+    assert len(set(np.argsort(blind.quality)[:12]) & set(flipped)) <= 6  # chance level, about 1 in 10
+
+
+def test_texts_without_words_skip_the_tfidf_head_with_a_message():
+    X, y, _ = clustered()
+    issues = find_label_issues(X, y, texts=["!!!"] * len(y))
+    assert any("tfidf head" in m and "skipped" in m for m in issues.messages)
+    assert issues.scored.all() and not np.isnan(issues.quality).any()
