@@ -23,7 +23,7 @@ def _text_of(model_input) -> str:
 
 
 def predict_tasks(tasks: Sequence[Any], spec, kind, model, model_version: str, *, batch_size: int,
-                  max_chars: int, strategy: str = "margin", with_clusters: bool = False,
+                  max_chars: int, strategy: str = "margin", n_clusters: int = 0,
                   limit: int | None = None) -> list:
     """One entry per task, in order: a ``{"result", "score", "model_version"}`` dict, or ``[]``
     (no prediction now: Label Studio stores nothing and asks again later).
@@ -34,7 +34,8 @@ def predict_tasks(tasks: Sequence[Any], spec, kind, model, model_version: str, *
     an empty result and `UNUSABLE_SCORE` (served last). ``limit`` caps slow model calls (LLM
     drafts) over the whole call, for a ``model`` fresh from ``kind.serving_model``; a value of
     None from the kind (not drafted yet, or the endpoint failed) gives ``[]``.
-    With ``with_clusters``, predicted tasks also get a k-means ``cluster`` for batch diversity.
+    With ``n_clusters`` > 0, predicted tasks also get one of that many k-means clusters, which
+    Label Studio's uncertainty stream rotates through for batch diversity.
     """
     predictions: list = [None] * len(tasks)
     usable: list[tuple[int, Any]] = []
@@ -61,8 +62,8 @@ def predict_tasks(tasks: Sequence[Any], spec, kind, model, model_version: str, *
             predictions[i] = {"result": kind.regions(spec, value), "score": round(float(score), 6),
                               "model_version": model_version}
             predicted.append((i, x))
-    if with_clusters and predicted:
+    if n_clusters > 0 and predicted:
         embeddings = get_embedder(model.model_name).embed([_text_of(x) for _, x in predicted])  # cache hits
-        for (i, _), cluster in zip(predicted, ranking.diversity_clusters(embeddings)):
+        for (i, _), cluster in zip(predicted, ranking.diversity_clusters(embeddings, n_clusters=n_clusters)):
             predictions[i]["cluster"] = int(cluster)
     return predictions

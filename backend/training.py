@@ -101,7 +101,8 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
         model.progress = _progress_log(project_id, "drafts")
     predictions = predict_tasks(tasks, spec, kind, model, version, batch_size=settings.batch_size,
                                 max_chars=settings.max_text_chars,
-                                strategy=registry.strategy_for(key, settings.strategy), with_clusters=True)
+                                strategy=registry.strategy_for(key, settings.strategy),
+                                n_clusters=settings.diversity_clusters)
     # an empty entry is a task with nothing to predict yet (an LLM draft that failed: logged)
     predictions = [{**prediction, "task": task["id"]} for task, prediction in zip(tasks, predictions) if prediction]
     report.n_refreshed = replace_unlabelled_predictions(

@@ -234,12 +234,12 @@ class BlendedClassifier(_TextClassifierBase):
     """A trained classifier shrunk towards a prior (the zero-shot one) while labels are few.
 
     ``predict_proba = w * trained + (1 - w) * prior`` with ``w = n_labels / (n_labels + prior_strength)``.
-    On Rotten Tomatoes, a head fit on 10-40 labels is worse than zero-shot and the blend is better
-    than both; by a few hundred labels the prior has faded out. Columns follow ``prior.classes_``;
+    The prior mostly matters for the first handful of labels: in ``bench/outcome.py`` a strength
+    of 3 reached 95% of full-pool accuracy with fewer labels than 10 or 50 on all three datasets. Columns follow ``prior.classes_``;
     a class the trained model never saw gets only the prior's share.
     """
 
-    def __init__(self, trained=None, prior=None, *, n_labels: int = 0, prior_strength: float = 50.0):
+    def __init__(self, trained=None, prior=None, *, n_labels: int = 0, prior_strength: float = 3.0):
         self.trained = trained
         self.prior = prior
         self.n_labels = n_labels

