@@ -47,7 +47,7 @@ test: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: install
-	for b in predict_throughput active_learning retrain_latency finetune_cost label_errors export llm_drafts ner; do \
+	for b in outcome predict_throughput active_learning retrain_latency finetune_cost label_errors export llm_drafts ner; do \
 	  HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/$$b.py || exit 1; done
 
 clean:

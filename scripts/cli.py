@@ -122,7 +122,7 @@ def rank(
     console.print(f"[green]project {report.project_id}[/]: sampling is 'Uncertainty sampling', "
                   f"model version {report.model_version}, strategy {report.strategy}")
     console.print(f"  {report.current}/{report.unlabelled} unlabelled tasks carry a current prediction "
-                  f"with a score and a cluster")
+                  f"with a score")
     console.print(f"  saved view '{VIEW_TITLE}' (id {report.view_id}): unlabelled tasks, lowest score first")
 
 

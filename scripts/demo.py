@@ -156,7 +156,7 @@ def build_demo_project(client, backend_url: str, *, n_tasks: int, console: Conso
 def rank_and_learn(client, project_id: int, *, seed_labels: int, console: Console) -> dict:
     """Turn on uncertainty sampling, then label a seed set with the hidden labels and watch the
     backend retrain from the webhooks."""
-    with console.status("Ranking: uncertainty sampling, fresh predictions with clusters, a saved view"):
+    with console.status("Ranking: uncertainty sampling, fresh scored predictions, a saved view"):
         report = rank_project(client, project_id, timeout=300)
     console.print(f"Label stream: '{SAMPLING}' over {report.current} tasks; saved view '{VIEW_TITLE}'")
     if seed_labels <= 0:

@@ -1,10 +1,11 @@
 """`labelloop rank`: make Label Studio serve the most informative task next.
 
 1. The project's sampling becomes "Uncertainty sampling": the label stream serves tasks with a
-   prediction of the project's model version, least-solved cluster first, lowest score first.
+   prediction of the project's model version, lowest score first (least-solved cluster first
+   when the backend writes clusters: ``LABELLOOP_DIVERSITY_CLUSTERS``).
 2. The backend is asked to refresh (``START_TRAINING`` through ``ml.train``): it retrains when
-   there are labels, re-predicts every unlabelled task with a score and a cluster, and moves the
-   project's model version. We wait until every unlabelled task has a current prediction.
+   there are labels, re-predicts every unlabelled task with a score (and a cluster, if
+   on), and moves the project's model version. We wait until every unlabelled task has a current prediction.
 3. A saved Data Manager view, "Most informative first", lists unlabelled tasks by score.
 """
 from __future__ import annotations

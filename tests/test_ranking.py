@@ -58,3 +58,36 @@ def test_clusters_scale_with_the_pool_and_separate_blobs():
     assert [len(set(labels[i * 30:(i + 1) * 30])) for i in range(3)] == [1, 1, 1]
     assert len(set(labels)) == 3
     assert list(diversity_clusters(X[:2])) == [0, 0]
+
+
+def test_refreshed_predictions_carry_a_cluster_only_when_clusters_are_on():
+    from labelloop.backend.predictor import predict_tasks
+    from labelloop.kinds.classification import ClassificationKind
+    from labelloop.label_config import load
+    from labelloop.label_config.spec import parse_label_config
+
+    spec = parse_label_config(load("text_classification"))
+    kind = ClassificationKind()
+    model = kind.prior_model(spec, "default")
+    texts = ["A wonderful, moving film.", "Loved every minute of it.", "Dull and far too long.",
+             "The worst script this year.", "Great cast, great music.", "I walked out bored."]
+    tasks = [{"id": i, "data": {spec.value_key: t}} for i, t in enumerate(texts)]
+    plain = predict_tasks(tasks, spec, kind, model, "v1", batch_size=4, max_chars=1000)
+    assert all("cluster" not in p and 0.0 <= p["score"] <= 1.0 for p in plain)
+    clustered = predict_tasks(tasks, spec, kind, model, "v1", batch_size=4, max_chars=1000, n_clusters=2)
+    assert {p["cluster"] for p in clustered} == {0, 1}
+    assert [p["score"] for p in clustered] == [p["score"] for p in plain]
+
+
+def test_settings_default_to_score_order_and_a_light_prior_and_refuse_negatives(monkeypatch):
+    from labelloop.backend.config import Settings
+
+    monkeypatch.delenv("LABELLOOP_DIVERSITY_CLUSTERS", raising=False)
+    monkeypatch.delenv("LABELLOOP_PRIOR_STRENGTH", raising=False)
+    settings = Settings.from_env()
+    assert settings.diversity_clusters == 0 and settings.prior_strength == 3.0
+    monkeypatch.setenv("LABELLOOP_DIVERSITY_CLUSTERS", "12")
+    assert Settings.from_env().diversity_clusters == 12
+    monkeypatch.setenv("LABELLOOP_DIVERSITY_CLUSTERS", "-1")
+    with pytest.raises(ValueError, match="DIVERSITY_CLUSTERS"):
+        Settings.from_env()
