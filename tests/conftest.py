@@ -83,9 +83,13 @@ def backend(tmp_path_factory, label_studio):
     from labelloop.scripts.services import backend_service
 
     model_dir = tmp_path_factory.mktemp("models")
+    # diversity clusters on (off by default): this backend covers the clustered refresh, one
+    # request per clustered prediction and Label Studio's cluster rotation; llm_backend runs
+    # the default, score order alone
     service = backend_service(model_dir, extra_env={
         "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
-        "LABELLOOP_DEBOUNCE_S": "0.3", "LABELLOOP_NER_MIN_SENTENCES": "10"})
+        "LABELLOOP_DEBOUNCE_S": "0.3", "LABELLOOP_NER_MIN_SENTENCES": "10",
+        "LABELLOOP_DIVERSITY_CLUSTERS": "8"})
     service.start(timeout=120)
     service.model_dir = model_dir
     try:

@@ -62,7 +62,8 @@ def test_rank_retrain_and_next_task(ls_client, label_studio, backend):
     projects.import_tasks(ls_client, project.id, ({"text": it.text, "true_label": it.label} for it in items))
     projects.connect_backend(ls_client, project.id, backend.url)
 
-    # Rank before any label: zero-shot predictions with clusters, uncertainty sampling, a view
+    # Rank before any label: zero-shot predictions with clusters (this backend turns them on),
+    # uncertainty sampling, a view
     report = rank_project(ls_client, project.id, strategy="margin", timeout=180)
     assert report.model_version.startswith("labelloop-zeroshot-")
     assert report.current == report.unlabelled == 120

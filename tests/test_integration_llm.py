@@ -81,7 +81,7 @@ def test_sft_project_prelabel_rank_edit_audit_export(ls_client, llm_backend, llm
     assert "0 predictions" in output and "0 new drafts; 21 tasks were already current" in output
     assert draft_lines(elsewhere) == 20 and draft_lines(llm_backend.model_dir) == 0
 
-    # 2. rank: the backend refreshes with clusters, taking the drafts from Label Studio's
+    # 2. rank: the backend refreshes (score order, no clusters: the default), taking the drafts from Label Studio's
     # predictions instead of drafting them again; uncertainty sampling, the saved view
     ranked = rank_project(ls_client, project.id, timeout=300)
     assert ranked.model_version == version and ranked.current == ranked.unlabelled == 21
@@ -91,6 +91,7 @@ def test_sft_project_prelabel_rank_edit_audit_export(ls_client, llm_backend, llm
     for task_id, (_, text, score) in drafts.items():
         assert refreshed[task_id]["result"][0]["value"]["text"] == [text]
         assert refreshed[task_id]["score"] == pytest.approx(score, abs=1e-5)
+        assert refreshed[task_id].get("cluster") is None  # written in bulk
     assert ls_client.projects.get(id=project.id).sampling == SAMPLING
     assert VIEW_TITLE in [(v.data or {}).get("title") for v in ls_client.views.list(project=project.id)]
 
