@@ -332,6 +332,11 @@ def test_audit_consensus_and_exclude_flagged(ls_client, tmp_path):
     for task, item in zip(tasks, items):
         ls_client.annotations.create(id=task.id, result=[choice(other[item.label] if task.id in flipped
                                                                 else item.label)])
+    # upper-cased copies (the encoder is uncased) with the same labels: hygiene, not findings to review
+    copied = [50, 60, 70, 80, 90]
+    copies = new_tasks(ls_client, project.id, [{"text": items[i].text.upper()} for i in copied])
+    for task, i in zip(copies, copied):
+        ls_client.annotations.create(id=task.id, result=[choice(items[i].label)])
     second = ls_client.users.create(username="auditexport", email="auditexport@example.com",
                                     password="second-pass-123")
     ls_client.annotations.create(id=tasks[0].id, result=[choice(other[items[0].label])], completed_by=second.id)
@@ -342,7 +347,8 @@ def test_audit_consensus_and_exclude_flagged(ls_client, tmp_path):
     report = run_audit(ls_client, project.id, out_dir=tmp_path / "data", push=False)
     audited = {row["task_id"]: row["label"] for row in map(json.loads, open(
         report.report_dir / "consensus.jsonl", encoding="utf-8"))}
-    flagged = {f["task_id"] for f in report.findings}
+    flagged = {f["task_id"] for f in report.findings if f["review"]}
+    hygiene = {f["task_id"] for f in report.findings if not f["review"]}  # outliers, agreeing copies
     result = export(ls_client, project.id, tmp_path / "after", "classification-jsonl", tmp_path,
                     exclude_flagged=True)
     records = read_split_records(result)
@@ -350,6 +356,9 @@ def test_audit_consensus_and_exclude_flagged(ls_client, tmp_path):
     if tasks[0].id not in flagged:
         assert records[tasks[0].id][1]["label"] == audited[tasks[0].id]
     assert flagged and not flagged & set(records)
+    # a copy the model also doubts is a label finding; the others only go to the report
+    assert hygiene & {t.id for t in copies}, [f for f in report.findings if f["task_id"] in {t.id for t in copies}]
+    assert not hygiene & set(result.manifest["dropped"].get("unresolved audit finding", []))
     assert sorted(result.manifest["dropped"]["unresolved audit finding"]) == sorted(flagged & set(audited))
     # a reviewer's correction after the audit resolves the finding: the task is exported again
     fixed = next((t for t in tasks[1:] if t.id in flagged), None)
