@@ -7,8 +7,9 @@ near-duplicates and outliers. This module pulls, writes the report and pushes th
 Findings meant for review (``review`` True; for classification, everything but near-duplicates
 that agree and outliers, which stay in the report) go back as predictions under their own model
 version (``labelloop-audit-<time>``), holding the suggested label with ``score`` = label quality,
-plus a saved view "Suspected label errors" that serves them worst first. Annotations are only read, never written: reviewers correct them in Label Studio, and
-the next audit sees the corrections.
+plus a saved view "Suspected label errors" that serves them worst first. Annotations are only
+read, never written: reviewers correct them in Label Studio, and the next audit sees the
+corrections.
 """
 from __future__ import annotations
 
