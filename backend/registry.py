@@ -23,7 +23,7 @@ class ModelRegistry:
     served (``with_prior``).
     """
 
-    def __init__(self, model_dir: str, model_name: str, *, prior_strength: float = 3.0, llm=None, ner=None):
+    def __init__(self, model_dir: str, model_name: str, *, prior_strength: float = 10.0, llm=None, ner=None):
         from labelloop.model.responses.llm import LLMConfig
         from labelloop.model.spans.prelabeler import NERConfig
 

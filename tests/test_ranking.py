@@ -79,13 +79,13 @@ def test_refreshed_predictions_carry_a_cluster_only_when_clusters_are_on():
     assert [p["score"] for p in clustered] == [p["score"] for p in plain]
 
 
-def test_settings_default_to_score_order_and_a_light_prior_and_refuse_negatives(monkeypatch):
+def test_settings_default_to_score_order_and_a_short_lived_prior_and_refuse_negatives(monkeypatch):
     from labelloop.backend.config import Settings
 
     monkeypatch.delenv("LABELLOOP_DIVERSITY_CLUSTERS", raising=False)
     monkeypatch.delenv("LABELLOOP_PRIOR_STRENGTH", raising=False)
     settings = Settings.from_env()
-    assert settings.diversity_clusters == 0 and settings.prior_strength == 3.0
+    assert settings.diversity_clusters == 0 and settings.prior_strength == 10.0
     monkeypatch.setenv("LABELLOOP_DIVERSITY_CLUSTERS", "12")
     assert Settings.from_env().diversity_clusters == 12
     monkeypatch.setenv("LABELLOOP_DIVERSITY_CLUSTERS", "-1")
