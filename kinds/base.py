@@ -150,6 +150,13 @@ class ProjectKind:
                                    audit=audit, exclude_flagged=exclude_flagged)
 
 
+def for_review(finding: dict) -> bool:
+    """Whether an audit finding goes to the review queue in Label Studio. A kind marks report-only
+    findings (near-duplicates that agree, outliers) with ``"review": False``; a finding without
+    the key, from a kind that queues everything or from an older ``findings.jsonl``, is reviewed."""
+    return bool(finding.get("review", True))
+
+
 def finished_annotation(task: dict, *, allow_empty: bool = False) -> dict | None:
     """The task's latest annotation that was neither skipped nor (unless ``allow_empty``) empty."""
     return latest_annotation(task.get("annotations"), allow_empty=allow_empty)

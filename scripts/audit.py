@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from labelloop.kinds import KindNotSupported, parse as parse_config
+from labelloop.kinds.base import for_review
 from labelloop.label_config.spec import UnsupportedLabelConfig
 from labelloop.model.classification.audit import label_value
 from labelloop.model.embeddings import get_embedder
@@ -89,7 +90,7 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
                          created_at=datetime.now(timezone.utc).isoformat())
     report.report_dir = write_report(out_dir / f"audit-{project_id}-{version.removeprefix('labelloop-audit-')}",
                                      report, audit)
-    queued = [f for f in findings if f.get("review", True)]
+    queued = [f for f in findings if for_review(f)]
     if push and queued:
         def suggestion(f):
             if "value" in f:  # what the kind's regions take (NER: the text and the suggested spans)
@@ -156,12 +157,12 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
     summary = {"project_id": report.project_id, "model_version": report.model_version,
                "created_at": report.created_at,
                "labelled_tasks": report.n_labelled, "findings": len(report.findings),
-               "in_review_queue": sum(f.get("review", True) for f in report.findings),
+               "in_review_queue": sum(map(for_review, report.findings)),
                "findings_by_kind": dict(zip(kinds.tolist(), kind_counts.tolist())), "messages": report.messages}
     atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))
     rows = "".join(f"<tr><td>{f['task_id']}</td><td>{html.escape(str(f['given']))}</td>"
                    f"<td>{html.escape(str(f['suggested']))}</td><td>{f['quality']:.3f}</td>"
-                   f"<td>{'yes' if f.get('review', True) else 'no'}</td>"
+                   f"<td>{'yes' if for_review(f) else 'no'}</td>"
                    f"<td>{html.escape(f['reason'])}</td></tr>" for f in report.findings[:500])
     images = "".join(f"<h2>{html.escape(t)}</h2><img src='{n}'>" for n, t in plots)
     notes = "".join(f"<li>{html.escape(m)}</li>" for m in report.messages)

@@ -227,7 +227,9 @@ def audit(
     for message in report.messages:
         console.print(f"[yellow]note:[/] {message}")
     kinds = Counter(kind for finding in report.findings for kind in finding["issues"])
-    queued = sum(finding.get("review", True) for finding in report.findings)
+    from labelloop.kinds.base import for_review
+
+    queued = sum(map(for_review, report.findings))
     console.print(f"project {project}: {len(report.findings)} findings among {report.n_labelled} labelled tasks "
                   f"({', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items())) or 'none'}), {queued} for "
                   f"review; "

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from labelloop.kinds import parse as parse_config
+from labelloop.kinds.base import for_review
 from labelloop.label_config.spec import UnsupportedLabelConfig
 from labelloop.model.export.validation import validate_lines
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
@@ -96,7 +97,7 @@ def read_audit(audit_dir: Path | None) -> dict | None:
         return None
     return {"created_at": json.loads((audit_dir / "summary.json").read_text()).get("created_at"),
             "consensus": {row["task_id"]: row["label"] for row in _read_jsonl(audit_dir / "consensus.jsonl")},
-            "flagged": {row["task_id"] for row in _read_jsonl(audit_dir / "findings.jsonl") if row.get("review", True)}}
+            "flagged": {row["task_id"] for row in _read_jsonl(audit_dir / "findings.jsonl") if for_review(row)}}
 
 
 def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOptions, *,

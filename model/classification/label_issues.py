@@ -7,14 +7,15 @@ logistic regression over TF-IDF word uni- and bigrams of the texts. Each sees th
 differently, so one head's confident mistake is outvoted. With 10% uniform flips (3 seeds) the
 ensemble put more real errors among the first k than any single head on Rotten Tomatoes,
 ChatterBot topics and BBC News; under 20% class-conditional noise on Rotten Tomatoes the
-embedding head alone still ranks better (``bench/label_errors.py``). With ``groups``, folds keep each
-near-duplicate group together (`StratifiedGroupKFold`), so a duplicated text with a wrong label
-cannot confirm itself. Multi-label folds are stratified iteratively (iterative-stratification)
+embedding head alone still ranks better (``bench/label_errors.py``). With ``groups``, folds
+keep each near-duplicate group together (`StratifiedGroupKFold`), so a duplicated text with a
+wrong label cannot confirm itself. Multi-label folds are stratified iteratively (iterative-stratification)
 so every label stays in every training part.
 `find_label_issues` hands those probabilities to `cleanlab.filter.find_label_issues` and
 `cleanlab.rank.get_label_quality_scores` (``self_confidence``: with 10% uniform flips it beat
-``normalized_margin`` and ``confidence_weighted_entropy`` on all three datasets). Input validation lives in `_prepare`: items of a
-class too rare to cross-validate are left out with a message instead of failing the whole audit.
+``normalized_margin`` and ``confidence_weighted_entropy`` on all three datasets). Input
+validation lives in `_prepare`: items of a class too rare to cross-validate are left out with a
+message instead of failing the whole audit.
 """
 from __future__ import annotations
 
@@ -144,8 +145,8 @@ def out_of_sample_proba(X, y, *, n_folds: int = 5, random_state: int = 0, estima
         heads = {"estimator": estimator}
     else:
         if texts is None and not (isinstance(X, np.ndarray) and X.dtype.kind == "f"):
-            texts = X
-        X_used = embed(X_used, DEFAULT_MODEL) if not (isinstance(X, np.ndarray) and X.dtype.kind == "f") else X_used
+            texts = X  # X holds the texts themselves
+        X_used = embed(X_used, DEFAULT_MODEL)  # an embedding array passes through unchanged
         heads = _heads(min(len(train) for train, _ in splits), texts is not None)
     probs = []
     for name, head in heads.items():
