@@ -16,7 +16,9 @@ and only a manual start (``START_TRAINING``, as `labelloop rank` sends) refreshe
 from stored drafts where they exist.
 
 With Redis (``REDIS_URL``), runs go through an RQ queue instead, so several backend replicas
-share one trainer (`labelloop worker`); without it, an in-process thread does the work.
+share one trainer (`labelloop worker`); without it, an in-process thread does the work. Either way
+a run holds its project's training lock (`labelloop.backend.locks`), so two never overlap, and
+when Label Studio cannot be reached the run is retried with backoff.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 from labelloop.model.store import ModelStore, project_key
 
 from .config import Settings
+from .locks import training_lock
 from .predictor import predict_tasks
 from .registry import ModelRegistry
 
@@ -39,6 +42,29 @@ logger = logging.getLogger(__name__)
 TRAIN_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING"})
 # deletions do not bump a task's updated_at, and a manual start should see everything
 FULL_PULL_EVENTS = frozenset({"ANNOTATIONS_DELETED", "START_TRAINING"})
+
+
+# seconds before each retry of a run that found Label Studio unreachable (about 40 minutes in all)
+RETRY_BACKOFF_S = (5, 10, 20, 40, 60, 120, 300, 600, 1200)
+
+
+class LabelStudioDown(LabelloopError):
+    """Label Studio did not answer (refused, timed out, 5xx): the run should be retried later."""
+
+
+def _label_studio_down(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says Label Studio is down, rather than that a request was wrong."""
+    import httpx
+    import requests
+
+    while exc is not None:
+        if isinstance(exc, (httpx.TransportError, requests.ConnectionError, requests.Timeout, ConnectionError)):
+            return True
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and status >= 500:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @dataclass
@@ -57,8 +83,24 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
     """One training run for one project; see the module docstring.
 
     ``should_stop()`` turning true (newer events for the project) cuts the prediction refresh
-    short; the model itself is always stored first.
+    short; the model itself is always stored first. Raises `LabelStudioDown` when Label
+    Studio stops answering at any step (the stored model stays as it is); callers retry.
     """
+    try:
+        return _retrain(project_id, full=full, settings=settings, registry=registry, client=client,
+                        should_stop=should_stop)
+    except LabelStudioDown:
+        raise
+    except Exception as exc:
+        if _label_studio_down(exc):
+            raise LabelStudioDown(
+                f"project {project_id}: Label Studio at {settings.label_studio_url} is unreachable "
+                f"({type(exc).__name__}: {exc}); the serving model is unchanged") from exc
+        raise
+
+
+def _retrain(project_id: int, *, full: bool, settings: Settings, registry: ModelRegistry, client,
+             should_stop) -> RunReport:
     from labelloop.scripts.client import connect
     from labelloop.scripts.predictions import replace_unlabelled_predictions, unlabelled_tasks
 
@@ -68,6 +110,8 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
         client = client or connect(settings.label_studio_url, settings.label_studio_api_key)
         project = client.projects.get(id=project_id)
     except Exception as exc:  # the SDK raises ApiError, httpx and pydantic errors
+        if _label_studio_down(exc):
+            raise
         report.message = f"project {project_id}: cannot read it from Label Studio ({exc}); nothing trained"
         logger.error(report.message)
         return report
@@ -125,7 +169,9 @@ def _train(project_id: int, key: str, spec, kind, *, client, full: bool, setting
     from labelloop.scripts.sync import ProjectSnapshot
 
     store: ModelStore = registry.store
-
+    # the caller holds the project's training lock: any half-written version is a killed run's
+    if removed := store.discard_partial(key):
+        logger.warning("project %s: removed %s left half-written by an interrupted run", project_id, ", ".join(removed))
     snapshot = ProjectSnapshot(store.project_dir(key), project_id, annotated_only=True)
     fetched = snapshot.sync(client, full=full).fetched
     items = [item for task in snapshot.tasks().values() if (item := kind.training_item(task, spec)) is not None]
@@ -166,22 +212,30 @@ def _progress_log(project_id: int, what: str, *, every_s: float = 10.0):
 
 
 class Trainer:
-    """An in-process worker thread that debounces events per project and runs one at a time."""
+    """An in-process worker thread that debounces events per project and runs one at a time.
 
-    def __init__(self, settings: Settings, registry: ModelRegistry, *, debounce_s: float | None = None):
+    Several of these (one per gunicorn worker) may share a model directory: the training lock
+    serialises their runs per project.
+    """
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, *, debounce_s: float | None = None,
+                 retry_backoff_s: tuple[float, ...] = RETRY_BACKOFF_S):
         self.settings = settings
         self.registry = registry
         self.debounce_s = settings.debounce_s if debounce_s is None else debounce_s
+        self.retry_backoff_s = retry_backoff_s
         self._pending: dict[int, tuple[float, bool]] = {}  # project -> (run after, full pull)
+        self._attempts: dict[int, int] = {}  # project -> failed attempts in a row (Label Studio down)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._running: int | None = None
         self.reports: list[RunReport] = []
 
-    def submit(self, project_id: int, event: str) -> None:
+    def submit(self, project_id: int, event: str, *, delay_s: float | None = None) -> None:
         with self._cond:
             _, full = self._pending.get(project_id, (0.0, False))
-            self._pending[project_id] = (time.monotonic() + self.debounce_s, full or event in FULL_PULL_EVENTS)
+            wait = self.debounce_s if delay_s is None else delay_s
+            self._pending[project_id] = (time.monotonic() + wait, full or event in FULL_PULL_EVENTS)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="labelloop-trainer", daemon=True)
                 self._thread.start()
@@ -216,46 +270,121 @@ class Trainer:
                 del self._pending[project_id]
                 self._running = project_id
             try:
-                report = retrain_project(project_id, full=full, settings=self.settings, registry=self.registry,
-                                         should_stop=lambda pid=project_id: self.has_pending(pid))
+                with training_lock(project_id, model_dir=self.settings.model_dir):
+                    report = retrain_project(project_id, full=full, settings=self.settings, registry=self.registry,
+                                             should_stop=lambda pid=project_id: self.has_pending(pid))
                 self.reports = (self.reports + [report])[-50:]
+                self._attempts.pop(project_id, None)
+            except LabelStudioDown as exc:
+                self._retry_later(project_id, full, exc)
             except Exception:  # a failed run must never kill the worker or the server
                 logger.exception("project %s: training run failed; the previous model keeps serving", project_id)
             finally:
                 with self._cond:
                     self._running = None
 
+    def _retry_later(self, project_id: int, full: bool, exc: LabelStudioDown) -> None:
+        attempt = self._attempts.get(project_id, 0)
+        if attempt >= len(self.retry_backoff_s):
+            self._attempts.pop(project_id, None)
+            logger.error("%s; gave up after %d attempts, the next annotation event retries", exc, attempt + 1)
+            return
+        self._attempts[project_id] = attempt + 1
+        delay = self.retry_backoff_s[attempt]
+        logger.warning("%s; retrying in %.0f s (attempt %d of %d)", exc, delay, attempt + 2,
+                       len(self.retry_backoff_s) + 1)
+        self.submit(project_id, "START_TRAINING" if full else "ANNOTATION_UPDATED", delay_s=delay)
 
-def rq_job(project_id: int, full: bool) -> dict:
-    """The RQ entry point: settings come from the worker's environment."""
+
+# Redis keys of the RQ path: a run is queued and not started yet; a full pull was asked for
+_QUEUED_KEY = "labelloop:train-queued:{}"
+_FULL_KEY = "labelloop:train-full:{}"
+
+
+def rq_job(project_id: int, full: bool = False) -> dict:
+    """The RQ entry point: settings come from the worker's environment.
+
+    Under the project's lock, the job first clears its "queued" mark (events from now on queue
+    another run) and takes any full pull asked for meanwhile, so no event is dropped.
+    """
+    from redis import Redis
+
     settings = Settings.from_env()
     registry = ModelRegistry.from_settings(settings)
-    report = retrain_project(project_id, full=full, settings=settings, registry=registry)
+    connection = Redis.from_url(settings.redis_url)
+    with training_lock(project_id, model_dir=settings.model_dir, redis_url=settings.redis_url):
+        with connection.pipeline() as pipe:
+            pipe.delete(_QUEUED_KEY.format(project_id))
+            pipe.getdel(_FULL_KEY.format(project_id))
+            _, full_asked = pipe.execute()
+        full = full or bool(full_asked)
+        try:
+            report = retrain_project(project_id, full=full, settings=settings, registry=registry)
+        except LabelStudioDown as exc:
+            if full:  # the retry must pull everything again
+                connection.set(_FULL_KEY.format(project_id), 1)
+            logger.warning("%s; RQ retries this run with backoff", exc)
+            raise
     return {"project": project_id, "version": report.serving_version, "message": report.message}
 
 
 class RQTrainer:
-    """Queues runs in Redis; one queued run per project at a time is the debounce."""
+    """Queues runs in Redis: at most one queued (not yet started) run per project is the debounce.
 
-    def __init__(self, settings: Settings, *, queue_name: str = "labelloop"):
+    While Redis is unreachable, events are kept in memory and queued when it answers again.
+    """
+
+    def __init__(self, settings: Settings, *, queue_name: str = "labelloop", redeliver_every_s: float = 2.0):
         from redis import Redis
         from rq import Queue
 
         self.queue = Queue(queue_name, connection=Redis.from_url(settings.redis_url))
+        self.redeliver_every_s = redeliver_every_s
+        self._undelivered: dict[int, bool] = {}  # project -> full pull, for events Redis did not take
+        self._lock = threading.Lock()
+        self._redeliverer: threading.Thread | None = None
 
     def submit(self, project_id: int, event: str) -> None:
-        from rq.job import Job, JobStatus
-        from rq.exceptions import NoSuchJobError
-
-        job_id = f"labelloop-train-{project_id}"
+        full = event in FULL_PULL_EVENTS
         try:
-            job = Job.fetch(job_id, connection=self.queue.connection)
-            if job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
-                return  # a run that has not started yet will see this event's annotation too
-        except NoSuchJobError:
-            pass
-        self.queue.enqueue(rq_job, project_id, event in FULL_PULL_EVENTS, job_id=job_id,
-                           job_timeout=3600, result_ttl=86400, failure_ttl=86400)
+            self._enqueue(project_id, full)
+        except Exception as exc:  # redis.ConnectionError, TimeoutError...
+            with self._lock:
+                self._undelivered[project_id] = self._undelivered.get(project_id, False) or full
+                if self._redeliverer is None or not self._redeliverer.is_alive():
+                    self._redeliverer = threading.Thread(target=self._redeliver, name="labelloop-redeliver",
+                                                         daemon=True)
+                    self._redeliverer.start()
+            logger.error("project %s: Redis is unreachable (%s); the run will be queued when it answers", project_id,
+                         exc)
+
+    def _enqueue(self, project_id: int, full: bool) -> None:
+        from rq import Retry
+
+        connection = self.queue.connection
+        if full:
+            connection.set(_FULL_KEY.format(project_id), 1)  # before the mark check: a starting job reads it
+        if not connection.set(_QUEUED_KEY.format(project_id), 1, nx=True, ex=3600):
+            return  # a run that has not started yet will see this event's annotation too
+        self.queue.enqueue(rq_job, project_id, full, job_timeout=3600, result_ttl=86400, failure_ttl=86400,
+                           retry=Retry(max=len(RETRY_BACKOFF_S), interval=list(RETRY_BACKOFF_S)))
+
+    def _redeliver(self) -> None:
+        while True:
+            time.sleep(self.redeliver_every_s)
+            with self._lock:
+                pending = dict(self._undelivered)
+            if not pending:
+                return
+            try:
+                for project_id, full in pending.items():
+                    self._enqueue(project_id, full)
+                    with self._lock:
+                        if self._undelivered.get(project_id) == full:  # else a full pull came meanwhile
+                            del self._undelivered[project_id]
+                    logger.info("project %s: Redis answers again; the run is queued", project_id)
+            except Exception:
+                continue
 
 
 def make_trainer(settings: Settings, registry: ModelRegistry):

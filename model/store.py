@@ -8,6 +8,10 @@ Layout under the model directory::
 
 A version directory is written under a temporary name and renamed into place, then CURRENT is
 replaced atomically. A crash at any point leaves the previous version serving.
+
+Several processes (gunicorn workers, backend replicas, `labelloop worker`) may share one model
+directory: numbering a version and moving CURRENT happen under a per-project file lock, so each
+save gets its own number and CURRENT only ever moves forward.
 """
 from __future__ import annotations
 
@@ -19,9 +23,13 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from filelock import FileLock
+
 from .errors import ModelNotFoundError
 
 _VERSION_RE = re.compile(r"^v(\d+)$")
+# a version being written: ".v<N>.<random>" (see ModelStore.save)
+_PARTIAL_RE = re.compile(r"^\.v\d+\.")
 #: what every model version labelloop reports to Label Studio starts with
 VERSION_PREFIX = "labelloop-"
 
@@ -82,34 +90,69 @@ class ModelStore:
             return None
         return version or None
 
+    def _lock(self, project: str) -> FileLock:
+        """The project's store lock: an OS file lock, released even when its holder is killed."""
+        pdir = self.project_dir(project)
+        pdir.mkdir(parents=True, exist_ok=True)
+        return FileLock(pdir / ".store.lock", timeout=60)
+
     def save(self, project: str, model, *, activate: bool = True,
              meta: dict | None = None) -> str:
         """Write a new version of ``project`` and (by default) make it current; returns its name.
 
-        ``meta`` is merged into the version's meta.json (label counts, timestamps...).
+        ``meta`` is merged into the version's meta.json (label counts, timestamps...). The model is
+        written outside the lock; only numbering, the rename and CURRENT are serialised.
         """
         vdir = self.project_dir(project) / "versions"
         vdir.mkdir(parents=True, exist_ok=True)
-        existing = [int(m.group(1)) for p in vdir.iterdir() if (m := _VERSION_RE.match(p.name))]
-        version = f"v{max(existing, default=0) + 1}"
-        tmp = Path(tempfile.mkdtemp(dir=vdir, prefix=f".{version}."))
+        tmp = Path(tempfile.mkdtemp(dir=vdir, prefix=".v0."))
         try:
             model.save(tmp)
             if meta:
                 merged = {**json.loads((tmp / "meta.json").read_text(encoding="utf-8")), **meta}
                 (tmp / "meta.json").write_text(json.dumps(merged, indent=2), encoding="utf-8")
-            os.rename(tmp, vdir / version)
+            with self._lock(project):
+                existing = [int(m.group(1)) for p in vdir.iterdir() if (m := _VERSION_RE.match(p.name))]
+                version = f"v{max(existing, default=0) + 1}"
+                os.rename(tmp, vdir / version)  # fails rather than replace an existing version
+                if activate:
+                    self._activate_locked(project, version)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if activate:
-            self.activate(project, version)
         return version
 
-    def activate(self, project: str, version: str) -> None:
+    def activate(self, project: str, version: str, *, allow_backwards: bool = False) -> bool:
+        """Make ``version`` serve. An older version than the current one is refused (returns False)
+        unless ``allow_backwards``: two trainers finishing out of order must not roll back."""
+        with self._lock(project):
+            return self._activate_locked(project, version, allow_backwards=allow_backwards)
+
+    def _activate_locked(self, project: str, version: str, *, allow_backwards: bool = False) -> bool:
         if version not in self.versions(project):
             raise ModelNotFoundError(f"project {project} has no complete version {version!r}")
+        current = self.current_version(project)
+        if not allow_backwards and current and _VERSION_RE.match(current) and \
+                int(current[1:]) > int(version[1:]):
+            return False
         atomic_write_text(self.project_dir(project) / "CURRENT", version + "\n")
+        return True
+
+    def discard_partial(self, project: str) -> list[str]:
+        """Remove versions a killed trainer left half-written; returns their names.
+
+        Call it only while holding the project's training lock (`labelloop.backend.locks`):
+        then no other process is writing a version of ``project``.
+        """
+        vdir = self.project_dir(project) / "versions"
+        if not vdir.is_dir():
+            return []
+        removed = []
+        for path in vdir.iterdir():
+            if _PARTIAL_RE.match(path.name):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        return removed
 
     def read_meta(self, project: str, version: str) -> dict:
         """The ``meta.json`` of a stored version (classes, multi_label, model_name)."""

@@ -66,8 +66,10 @@ def worker(
 ):
     """Run training jobs from Redis (REDIS_URL), for backends started with REDIS_URL set.
 
-    Several backend replicas then share this one trainer; it needs the same LABELLOOP_MODEL_DIR
-    (a shared volume) and LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY as the backends.
+    Several backend replicas then share this one trainer (or several: runs of one project never
+    overlap); it needs the same LABELLOOP_MODEL_DIR (a shared volume) and
+    LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY as the backends. Runs that find Label Studio down are
+    retried with backoff, which needs the worker's scheduler (on here).
     """
     import logging
     import os
@@ -80,7 +82,7 @@ def worker(
         raise typer.BadParameter("set REDIS_URL, e.g. redis://localhost:6379/0")
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     connection = Redis.from_url(url)
-    Worker([Queue(queue, connection=connection)], connection=connection).work()
+    Worker([Queue(queue, connection=connection)], connection=connection).work(with_scheduler=True)
 
 
 @app.command()

@@ -1,7 +1,9 @@
 """Start and stop the local services: a real Label Studio (its own venv), the labelloop backend, and
-llama.cpp's OpenAI-compatible server with SmolLM2 (its own venv), the embedded LLM endpoint.
+llama.cpp's OpenAI-compatible server with SmolLM2 (its own venv), the embedded LLM endpoint; and,
+past one machine (`labelloop stack`), PostgreSQL, Redis, nginx and RQ training workers from
+Debian's packages.
 
-Used by `labelloop demo` and by the integration tests. Each service runs in its own process
+Used by `labelloop demo`, `labelloop stack` and by the integration tests. Each service runs in its own process
 group, is waited for on its health URL, and is stopped by PID: the group first, then whatever
 still listens on its port (``label-studio start`` forks).
 """
@@ -16,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import psutil
 import requests
@@ -64,6 +67,12 @@ class ManagedService:
     host: str = "127.0.0.1"
     auth: tuple[str, str] | None = field(default=None, repr=False)  # Basic auth for the health check
     health_headers: dict = field(default_factory=dict, repr=False)
+    #: a health check for services that do not speak HTTP (Redis, PostgreSQL, RQ workers)
+    check: Callable[[], bool] | None = field(default=None, repr=False)
+    #: runs once the service is healthy (creating PostgreSQL's database on its first start)
+    on_ready: Callable[[], None] | None = field(default=None, repr=False)
+    #: PostgreSQL needs SIGINT: SIGTERM waits for every client to disconnect
+    stop_signal: int = signal.SIGTERM
     process: subprocess.Popen | None = None
 
     @property
@@ -78,9 +87,17 @@ class ManagedService:
                                         start_new_session=True)
         log.close()
         self.wait_healthy(timeout)
+        if self.on_ready is not None:
+            self.on_ready()
+            self.on_ready = None
         return self
 
     def is_healthy(self) -> bool:
+        if self.check is not None:
+            try:
+                return bool(self.check())
+            except Exception:
+                return False
         try:
             return requests.get(self.url + self.health_path, timeout=2, auth=self.auth,
                                 headers=self.health_headers).status_code == 200
@@ -106,6 +123,12 @@ class ManagedService:
         except OSError:
             return "(no log)"
 
+    def kill(self) -> None:
+        """``kill -9`` the whole process group, as a crash would (for fault tests)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
     def _listener_pids(self) -> set[int]:
         pids = set()
         try:
@@ -122,12 +145,12 @@ class ManagedService:
         pids = self._listener_pids()
         if self.process is not None and self.process.poll() is None:
             try:
-                os.killpg(self.process.pid, signal.SIGTERM)
+                os.killpg(self.process.pid, self.stop_signal)
             except ProcessLookupError:
                 pass
         for pid in pids:
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, self.stop_signal)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + timeout
@@ -161,8 +184,10 @@ class LabelStudioCredentials:
 
 
 def label_studio_service(data_dir: Path, *, port: int | None = None,
-                         credentials: LabelStudioCredentials | None = None) -> tuple[ManagedService, LabelStudioCredentials]:
-    """A headless Label Studio on SQLite in ``data_dir``, reachable on 127.0.0.1 only.
+                         credentials: LabelStudioCredentials | None = None,
+                         database: "PostgresDatabase | None" = None) -> tuple[ManagedService, LabelStudioCredentials]:
+    """A headless Label Studio on SQLite in ``data_dir`` (or on ``database``, PostgreSQL), reachable
+    on 127.0.0.1 only.
 
     ML_BLOCK_LOCAL_IP and USE_DEFAULT_BANNED_SUBNETS are switched off so that Label Studio may
     call a backend (and its webhook) on 127.0.0.1. That is right for a local or test setup only.
@@ -177,21 +202,25 @@ def label_studio_service(data_dir: Path, *, port: int | None = None,
     env = {"ML_BLOCK_LOCAL_IP": "false", "USE_DEFAULT_BANNED_SUBNETS": "false",
            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "false", "SENTRY_DSN": "",
            "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": "false"}
+    if database is not None:
+        env.update(database.label_studio_env())
     service = ManagedService("Label Studio", command, port, "/health",
                              data_dir / "label-studio.log", env=env)
     return service, creds
 
 
 def backend_service(model_dir: Path, *, port: int | None = None, model_name: str = "default",
-                    log_path: Path | None = None, extra_env: dict | None = None) -> ManagedService:
+                    log_path: Path | None = None, extra_env: dict | None = None, workers: int = 1,
+                    name: str = "labelloop backend") -> ManagedService:
     """The labelloop backend under gunicorn, as `labelloop serve` runs it."""
     port = port or free_port()
     command = [sys.executable, "-m", "labelloop.scripts.cli", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--model-dir", str(model_dir), "--model-name", model_name]
+               "--port", str(port), "--model-dir", str(model_dir), "--model-name", model_name,
+               "--workers", str(workers)]
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(extra_env or {})}
     merged = {**os.environ, **env}
     auth = (merged["BASIC_AUTH_USER"], merged.get("BASIC_AUTH_PASS") or "") if merged.get("BASIC_AUTH_USER") else None
-    return ManagedService("labelloop backend", command, port, "/health",
+    return ManagedService(name, command, port, "/health",
                           log_path or Path(model_dir) / "backend.log", env=env, auth=auth)
 
 
@@ -232,4 +261,196 @@ def llm_service(log_path: Path, *, port: int | None = None, api_key: str | None 
     service = ManagedService("llama.cpp server", command, port, "/v1/models", Path(log_path))
     if api_key:
         service.health_headers = {"Authorization": f"Bearer {api_key}"}
+    return service
+
+
+def _system_binary(name: str, *globs: str) -> str:
+    """A binary from Debian's packages: on PATH, in /usr/sbin, or in a versioned lib folder."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found:
+        return found
+    for pattern in globs:
+        hits = sorted(Path("/").glob(pattern.lstrip("/")))
+        if hits:
+            return str(hits[-1])
+    raise ServiceError(f"{name} is not installed: apt-get install {dict(initdb='postgresql', postgres='postgresql').get(name, name)}")
+
+
+def redis_service(data_dir: Path, *, port: int | None = None) -> ManagedService:
+    """redis-server on 127.0.0.1, persisted to ``data_dir`` (append-only file), never on 6379.
+
+    A Label Studio that finds a Redis on 6379 starts using it for its own jobs, which then never
+    run (label-studio PR 8884), so this Redis is always elsewhere. ``service.redis_url`` says where.
+    """
+    import redis
+
+    port = port or free_port()
+    if port == 6379:
+        raise ServiceError("Redis for labelloop must not listen on 6379: Label Studio would use it for its jobs")
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [_system_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+               "--appendonly", "yes", "--save", "", "--protected-mode", "yes"]
+    url = f"redis://127.0.0.1:{port}/0"
+    service = ManagedService("Redis", command, port, "", data_dir / "redis.log",
+                             check=lambda: redis.Redis.from_url(url, socket_timeout=1).ping())
+    service.redis_url = url
+    return service
+
+
+@dataclass
+class PostgresDatabase:
+    """What Label Studio needs to reach its PostgreSQL database (``POSTGRE_*``)."""
+
+    port: int
+    name: str = "labelstudio"
+    user: str = "labelstudio"
+    password: str = field(default_factory=lambda: secrets.token_hex(12), repr=False)
+    host: str = "127.0.0.1"
+
+    def label_studio_env(self) -> dict:
+        return {"DJANGO_DB": "default", "POSTGRE_NAME": self.name, "POSTGRE_USER": self.user,
+                "POSTGRE_PASSWORD": self.password, "POSTGRE_HOST": self.host, "POSTGRE_PORT": str(self.port)}
+
+
+def postgres_service(data_dir: Path, *, port: int | None = None) -> tuple[ManagedService, PostgresDatabase]:
+    """A PostgreSQL cluster of its own in ``data_dir`` (Debian's `postgresql`), on 127.0.0.1.
+
+    The first start runs initdb (password auth, a generated password kept in ``data_dir``) and
+    creates Label Studio's database. PostgreSQL refuses to run as root: as root, the server runs as
+    Debian's ``postgres`` user, and its cluster lives under /tmp, which that user can reach.
+    """
+    import hashlib
+
+    data_dir = Path(data_dir).resolve()
+    as_user: list[str] = []
+    cluster = data_dir / "pgdata"
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            raise ServiceError("PostgreSQL cannot run as root and there is no 'postgres' user: "
+                               "apt-get install postgresql") from None
+        as_user = ["runuser", "-u", "postgres", "--"]
+        cluster = Path("/tmp") / f"labelloop-pg-{hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret_file = data_dir / "postgres.password"
+    if not (cluster / "PG_VERSION").exists():
+        db = PostgresDatabase(port=port or free_port())
+        shutil.rmtree(cluster, ignore_errors=True)
+        cluster.mkdir(parents=True, mode=0o700)
+        pwfile = cluster.parent / f".{cluster.name}.pw"
+        pwfile.write_text(db.password + "\n")
+        if as_user:
+            os.chown(cluster, owner.pw_uid, owner.pw_gid)
+            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+        initdb = _system_binary("initdb", "/usr/lib/postgresql/*/bin/initdb")
+        try:
+            done = subprocess.run([*as_user, initdb, "-D", str(cluster), "-U", db.user, "-A", "scram-sha-256",
+                                   "--pwfile", str(pwfile), "-E", "UTF8", "--locale", "C"],
+                                  capture_output=True, text=True)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if done.returncode != 0:
+            raise ServiceError(f"initdb failed:\n{done.stdout}{done.stderr}")
+        secret_file.write_text(f"{db.port} {db.password}\n")
+        secret_file.chmod(0o600)
+        created = False
+    else:
+        saved_port, password = secret_file.read_text().split()
+        db = PostgresDatabase(port=int(saved_port), password=password)
+        created = True
+    postgres = _system_binary("postgres", "/usr/lib/postgresql/*/bin/postgres")
+    command = [*as_user, postgres, "-D", str(cluster), "-p", str(db.port), "-c", "listen_addresses=127.0.0.1",
+               "-c", f"unix_socket_directories={cluster}", "-c", "max_connections=200"]
+
+    client_env = {**os.environ, "PGPASSWORD": db.password, "PGCONNECT_TIMEOUT": "2"}
+    where = ["-h", db.host, "-p", str(db.port), "-U", db.user]
+
+    def ready() -> bool:
+        return subprocess.run([_system_binary("pg_isready", "/usr/lib/postgresql/*/bin/pg_isready"), *where,
+                               "-d", "postgres"], capture_output=True, env=client_env).returncode == 0
+
+    def create_database() -> None:
+        done = subprocess.run([_system_binary("createdb", "/usr/lib/postgresql/*/bin/createdb"), *where,
+                               db.name], capture_output=True, text=True, env=client_env)
+        if done.returncode != 0:
+            raise ServiceError(f"cannot create Label Studio's database: {done.stderr.strip()}")
+
+    service = ManagedService("PostgreSQL", command, db.port, "", data_dir / "postgres.log", check=ready,
+                             on_ready=None if created else create_database, stop_signal=signal.SIGINT)
+    service.cluster = cluster  # outside data_dir when run as root: whoever owns the stack may remove it
+    return service, db
+
+
+def nginx_service(state_dir: Path, upstreams: list[str], *, port: int | None = None,
+                  max_body_bytes: int = 100 * 2**20, auth: tuple[str, str] | None = None) -> ManagedService:
+    """nginx on 127.0.0.1 as the one URL in front of backend replicas (``host:port`` each).
+
+    A replica that refuses connections or fails is skipped for a few seconds and the request goes
+    to the next one (POSTs included: /predict and /webhook can safely be sent twice).
+    """
+    port = port or free_port()
+    state_dir = Path(state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    servers = "\n".join(f"        server {u} max_fails=1 fail_timeout=5s;" for u in upstreams)
+    temp = "\n".join(f"    {kind}_temp_path {state_dir}/{kind};" for kind in
+                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    # as root, nginx would switch its workers to 'nobody', who cannot write the temp folders here
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = f"""{user}worker_processes 2;
+daemon off;
+pid {state_dir}/nginx.pid;
+error_log {state_dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {state_dir}/access.log;
+{temp}
+    client_max_body_size {max_body_bytes};
+    upstream labelloop_backends {{
+{servers}
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://labelloop_backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 300s;
+            proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+            proxy_next_upstream_tries 3;
+        }}
+    }}
+}}
+"""
+    conf_path = state_dir / "nginx.conf"
+    conf_path.write_text(conf)
+    nginx = _system_binary("nginx")
+    checked = subprocess.run([nginx, "-t", "-q", "-p", str(state_dir), "-c", str(conf_path)],
+                             capture_output=True, text=True)
+    if checked.returncode != 0:
+        raise ServiceError(f"nginx refused its configuration {conf_path}:\n{checked.stderr}")
+    return ManagedService("nginx", [nginx, "-p", str(state_dir), "-c", str(conf_path)], port, "/health",
+                          state_dir / "nginx.log", auth=auth)
+
+
+def worker_service(log_path: Path, env: dict, *, name: str = "labelloop worker") -> ManagedService:
+    """`labelloop worker`: RQ training jobs from ``env["REDIS_URL"]``; healthy once registered in Redis."""
+    from redis import Redis
+    from rq import Worker
+
+    command = [sys.executable, "-m", "labelloop.scripts.cli", "worker"]
+    service = ManagedService(name, command, 0, "", Path(log_path),
+                             env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env})
+
+    def registered() -> bool:
+        pid = service.process.pid if service.process else None
+        return any(w.pid == pid for w in Worker.all(connection=Redis.from_url(env["REDIS_URL"], socket_timeout=1)))
+
+    service.check = registered
     return service
