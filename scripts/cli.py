@@ -86,6 +86,53 @@ def worker(
 
 
 @app.command()
+def stack(
+    state_dir: Path = typer.Option(Path(".labelloop/stack"), help="PostgreSQL, Redis, Label Studio data, models, logs."),
+    port: int = typer.Option(8080, help="Label Studio port."),
+    proxy_port: int = typer.Option(9090, help="nginx port: the one backend URL to connect in Label Studio."),
+    replicas: int = typer.Option(2, min=1, help="Backend replicas behind nginx."),
+    workers_per_replica: int = typer.Option(2, min=1, help="gunicorn workers in each replica."),
+    trainers: int = typer.Option(1, min=1, help="`labelloop worker` processes that run training jobs."),
+):
+    """Run the multi-process topology locally: Label Studio on PostgreSQL, Redis (never on 6379),
+    backend replicas behind nginx and RQ training workers, sharing one model directory."""
+    import time
+
+    from rich.table import Table
+
+    from .services import ServiceError
+    from .stack import build_stack, start_stack
+
+    try:
+        running = build_stack(state_dir, replicas=replicas, workers_per_replica=workers_per_replica,
+                              trainers=trainers, port=port, proxy_port=proxy_port)
+        with console.status("starting") as status:
+            start_stack(running, progress=status.update)
+    except ServiceError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1)
+    table = Table("service", "where", "log")
+    table.add_row("Label Studio (PostgreSQL)", running.label_studio.url, str(running.label_studio.log_path))
+    table.add_row("PostgreSQL", f"127.0.0.1:{running.database.port}", str(running.postgres.log_path))
+    table.add_row("Redis", running.redis.redis_url, str(running.redis.log_path))
+    for replica in running.replicas:
+        table.add_row(replica.name, replica.url, str(replica.log_path))
+    table.add_row("nginx: connect this URL", running.backend_url, str(running.state_dir / "nginx" / "error.log"))
+    for worker in running.workers:
+        table.add_row(worker.name, "RQ queue 'labelloop'", str(worker.log_path))
+    console.print(table)
+    console.print(f"Log in as {running.credentials.username} / {running.credentials.password}; API token "
+                  f"{running.credentials.token}. Connect the model at {running.backend_url}. Ctrl-C stops everything.")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+
+
+@app.command()
 def demo(
     port: int = typer.Option(8080, help="Label Studio port."),
     backend_port: int = typer.Option(9090, help="Backend port."),

@@ -11,7 +11,6 @@ and three demo projects that go through the loop.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -26,31 +25,19 @@ from . import projects
 from .client import as_dict, connect
 from .export import ExportOptions, run_export
 from .rank import SAMPLING, VIEW_TITLE, rank_project
-from .services import (LLM_MODEL_ALIAS, LabelStudioCredentials, ServiceError, backend_service, label_studio_service,
-                       llm_service)
+from .services import (LLM_MODEL_ALIAS, ServiceError, backend_service, label_studio_service, llm_service,
+                       stored_credentials)
 
 DEMO_TITLE = "labelloop demo: movie review sentiment"
 LLM_DEMO_TITLE = "labelloop demo: supervised fine-tuning"
 NER_DEMO_TITLE = "labelloop demo: named entities in tweets"
 
 
-def _credentials(state_dir: Path) -> LabelStudioCredentials:
-    """Reuse the demo login across runs (Label Studio keeps the first one in its database)."""
-    path = state_dir / "credentials.json"
-    if path.exists():
-        return LabelStudioCredentials(**json.loads(path.read_text()))
-    creds = LabelStudioCredentials()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(creds.__dict__))
-    path.chmod(0o600)
-    return creds
-
-
 def run_demo(*, state_dir: Path, port: int, backend_port: int, n_tasks: int, seed_labels: int, wait: bool,
              llm_prompts: int = 36, ner_tweets: int = 60, console: Console | None = None) -> dict:
     """Start both services, build the demo project, print a summary; returns the summary."""
     console = console or Console()
-    creds = _credentials(state_dir)
+    creds = stored_credentials(state_dir)
     ls, creds = label_studio_service(state_dir / "label-studio", port=port, credentials=creds)
     llm = None
     if llm_prompts > 0:

@@ -183,6 +183,20 @@ class LabelStudioCredentials:
     token: str = field(default_factory=lambda: secrets.token_hex(20))
 
 
+def stored_credentials(state_dir: Path) -> LabelStudioCredentials:
+    """The login kept in ``state_dir``, made on first use (Label Studio keeps the first one in its database)."""
+    import json
+
+    path = Path(state_dir) / "credentials.json"
+    if path.exists():
+        return LabelStudioCredentials(**json.loads(path.read_text()))
+    creds = LabelStudioCredentials()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(creds.__dict__))
+    path.chmod(0o600)
+    return creds
+
+
 def label_studio_service(data_dir: Path, *, port: int | None = None,
                          credentials: LabelStudioCredentials | None = None,
                          database: "PostgresDatabase | None" = None) -> tuple[ManagedService, LabelStudioCredentials]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .services import (LabelStudioCredentials, ManagedService, PostgresDatabase, backend_service, free_port,
-                       label_studio_service, nginx_service, postgres_service, redis_service, worker_service)
+                       label_studio_service, nginx_service, postgres_service, redis_service, stored_credentials,
+                       worker_service)
 
 
 @dataclass
@@ -73,7 +74,8 @@ def build_stack(state_dir: Path, *, replicas: int = 2, workers_per_replica: int 
     state_dir = Path(state_dir).resolve()
     postgres, database = postgres_service(state_dir / "postgres")
     redis = redis_service(state_dir / "redis")
-    label_studio, credentials = label_studio_service(state_dir / "label-studio", port=port, database=database)
+    label_studio, credentials = label_studio_service(state_dir / "label-studio", port=port, database=database,
+                                                      credentials=stored_credentials(state_dir))
     model_dir = state_dir / "models"
     model_dir.mkdir(parents=True, exist_ok=True)
     proxy_port = proxy_port or free_port()

@@ -13,7 +13,7 @@ from labelloop.backend.config import Settings
 from labelloop.backend.locks import training_lock
 from labelloop.backend.registry import ModelRegistry
 from labelloop.model.store import ModelStore
-from labelloop.scripts.services import free_port, redis_service
+from labelloop.scripts.services import redis_service
 
 
 class Tiny:
