@@ -305,7 +305,9 @@ def rq_job(project_id: int, full: bool = False) -> dict:
     """The RQ entry point: settings come from the worker's environment.
 
     Under the project's lock, the job first clears its "queued" mark (events from now on queue
-    another run) and takes any full pull asked for meanwhile, so no event is dropped.
+    another run) and takes any full pull asked for meanwhile, so no event is dropped. While Label
+    Studio is down it retries with backoff, holding the lock (the job's own loop: RQ's interval
+    retries would need a scheduler, which a killed worker can hold for minutes).
     """
     from redis import Redis
 
@@ -318,13 +320,17 @@ def rq_job(project_id: int, full: bool = False) -> dict:
             pipe.getdel(_FULL_KEY.format(project_id))
             _, full_asked = pipe.execute()
         full = full or bool(full_asked)
-        try:
-            report = retrain_project(project_id, full=full, settings=settings, registry=registry)
-        except LabelStudioDown as exc:
-            if full:  # the retry must pull everything again
-                connection.set(_FULL_KEY.format(project_id), 1)
-            logger.warning("%s; RQ retries this run with backoff", exc)
-            raise
+        for attempt, delay in enumerate((*RETRY_BACKOFF_S, None)):
+            try:
+                report = retrain_project(project_id, full=full, settings=settings, registry=registry)
+                break
+            except LabelStudioDown as exc:
+                if delay is None:
+                    logger.error("%s; gave up after %d attempts, the next annotation event retries", exc, attempt + 1)
+                    raise
+                logger.warning("%s; retrying in %.0f s (attempt %d of %d)", exc, delay, attempt + 2,
+                               len(RETRY_BACKOFF_S) + 1)
+                time.sleep(delay)
     return {"project": project_id, "version": report.serving_version, "message": report.message}
 
 
@@ -366,8 +372,9 @@ class RQTrainer:
             connection.set(_FULL_KEY.format(project_id), 1)  # before the mark check: a starting job reads it
         if not connection.set(_QUEUED_KEY.format(project_id), 1, nx=True, ex=3600):
             return  # a run that has not started yet will see this event's annotation too
+        # Retry: a job whose worker was killed is queued again when RQ cleans its registries
         self.queue.enqueue(rq_job, project_id, full, job_timeout=3600, result_ttl=86400, failure_ttl=86400,
-                           retry=Retry(max=len(RETRY_BACKOFF_S), interval=list(RETRY_BACKOFF_S)))
+                           retry=Retry(max=2))
 
     def _redeliver(self) -> None:
         while True:

@@ -69,20 +69,22 @@ def worker(
     Several backend replicas then share this one trainer (or several: runs of one project never
     overlap); it needs the same LABELLOOP_MODEL_DIR (a shared volume) and
     LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY as the backends. Runs that find Label Studio down are
-    retried with backoff, which needs the worker's scheduler (on here).
+    retried with backoff.
     """
     import logging
     import os
 
     from redis import Redis
-    from rq import Queue, Worker
+    from rq import Queue, SimpleWorker
 
     url = os.environ.get("REDIS_URL")
     if not url:
         raise typer.BadParameter("set REDIS_URL, e.g. redis://localhost:6379/0")
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     connection = Redis.from_url(url)
-    Worker([Queue(queue, connection=connection)], connection=connection).work(with_scheduler=True)
+    # jobs run in this process, not a fork per job: the encoder and its embedding cache stay warm
+    # between runs (a crash still only loses the run: the store writes versions atomically)
+    SimpleWorker([Queue(queue, connection=connection)], connection=connection).work()
 
 
 @app.command()

@@ -45,8 +45,9 @@ class Stack:
 
     def add_worker(self) -> ManagedService:
         """Start one more training worker (e.g. after one was killed)."""
-        worker = worker_service(self.state_dir / f"worker-{len(self.workers) + 1}.log", self.worker_env(),
-                                name=f"labelloop worker {len(self.workers) + 1}")
+        number = len(list(self.state_dir.glob("worker-*.log"))) + 1  # a new log even after one died
+        worker = worker_service(self.state_dir / f"worker-{number}.log", self.worker_env(),
+                                name=f"labelloop worker {number}")
         worker.start(timeout=60)
         self.workers.append(worker)
         return worker

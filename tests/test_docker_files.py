@@ -51,3 +51,87 @@ def test_compose_backend_runs_with_credentials():
     # ${VAR:?message}: compose refuses to start without them, as `labelloop serve` would
     assert env["BASIC_AUTH_USER"].startswith("${BASIC_AUTH_USER:?")
     assert env["BASIC_AUTH_PASS"].startswith("${BASIC_AUTH_PASS:?")
+
+
+def _compose_cli() -> list[str] | None:
+    import shutil
+    import subprocess
+
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+def test_compose_file_is_valid_for_compose_itself(tmp_path):
+    import os
+    import subprocess
+
+    import pytest
+
+    cli = _compose_cli()
+    if cli is None:
+        reason = "neither `docker compose` nor docker-compose is installed (.ci/run installs docker-compose)"
+        if os.environ.get("LABELLOOP_REQUIRE_SERVICES"):
+            pytest.fail(reason + "; LABELLOOP_REQUIRE_SERVICES is set, so this is an error")
+        pytest.skip(reason)
+    env = {**os.environ, "POSTGRES_PASSWORD": "p", "LABEL_STUDIO_PASSWORD": "p", "LABEL_STUDIO_API_KEY": "k" * 40,
+           "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "p"}
+    done = subprocess.run([*cli, "-f", str(ROOT / "docker" / "docker-compose.yml"), "config"], capture_output=True,
+                          text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)
+    assert resolved["services"]["backend"]["environment"]["REDIS_URL"] == "redis://redis:6380/0"
+    # without the secrets compose refuses to start
+    bare = {k: v for k, v in env.items() if k != "POSTGRES_PASSWORD"}
+    refused = subprocess.run([*cli, "-f", str(ROOT / "docker" / "docker-compose.yml"), "config"],
+                             capture_output=True, text=True, env=bare)
+    assert refused.returncode != 0 and "POSTGRES_PASSWORD" in refused.stderr
+
+
+def test_compose_describes_the_stack_topology():
+    services = COMPOSE["services"]
+    assert {"postgres", "redis", "label-studio", "backend", "proxy", "worker"} <= set(services)
+    ls_env = services["label-studio"]["environment"]
+    assert ls_env["DJANGO_DB"] == "default" and ls_env["POSTGRE_HOST"] == "postgres"
+    assert services["backend"]["deploy"]["replicas"] >= 2
+    # Redis never on 6379 (Label Studio would use it for its own jobs), and everyone uses that one
+    redis_port = int(shlex.split(services["redis"]["command"])[shlex.split(services["redis"]["command"]).index("--port") + 1])
+    assert redis_port != 6379
+    for name in ("backend", "worker"):
+        env = services[name]["environment"]
+        assert env["REDIS_URL"] == f"redis://redis:{redis_port}/0"
+        assert env["LABELLOOP_BACKEND_URL"] == "http://proxy:9090"
+        assert "models:/data/models" in services[name]["volumes"]
+    worker = shlex.split(services["worker"]["command"])
+    assert worker[:2] == ["labelloop", "worker"]
+    get_command(app).commands["worker"].make_context("worker", worker[2:])
+
+
+def _location_directives(conf: str) -> set[str]:
+    block = conf[conf.index("location / {") + len("location / {"):]
+    block = block[:block.index("}")]
+    return {" ".join(line.split()) for line in block.splitlines() if line.strip()}
+
+
+def test_compose_proxy_is_configured_like_the_tested_stack(tmp_path):
+    from conftest import _require_or_skip
+    from labelloop.scripts.services import ServiceError, nginx_service
+
+    try:
+        nginx_service(tmp_path, ["127.0.0.1:1"])
+    except ServiceError as exc:
+        _require_or_skip(str(exc))
+    tested = _location_directives((tmp_path / "nginx.conf").read_text())
+    compose = _location_directives((ROOT / "docker" / "nginx.conf").read_text())
+    assert compose == tested
+    assert "./nginx.conf:/etc/nginx/nginx.conf:ro" in COMPOSE["services"]["proxy"]["volumes"]
+
+
+def test_the_backend_image_copies_every_package_folder():
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    folders = {path.split("/")[0] for path in pyproject["tool"]["setuptools"]["package-dir"].values()}
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    missing = [f for f in sorted(folders) if f"COPY {f} ./{f}" not in dockerfile]
+    assert missing == []
