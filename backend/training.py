@@ -180,6 +180,7 @@ def _train(project_id: int, key: str, spec, kind, *, client, full: bool, setting
     report.seconds["pull"] = time.perf_counter() - started
 
     t1 = time.perf_counter()
+    logger.info("project %s: fitting on %d labels", project_id, len(items))
     try:
         model = kind.fit(items, spec, model_name=settings.model_name, finetune_min_labels=settings.finetune_min_labels,
                          finetune_epochs=settings.finetune_epochs, registry=registry, project=key)

@@ -82,6 +82,11 @@ def worker(
         raise typer.BadParameter("set REDIS_URL, e.g. redis://localhost:6379/0")
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     connection = Redis.from_url(url)
+    try:
+        connection.ping()
+    except Exception as exc:  # redis.ConnectionError, a wrong URL...
+        console.print(f"[red]error:[/red] Redis at {url} is unreachable: {exc}")
+        raise typer.Exit(1)
     # jobs run in this process, not a fork per job: the encoder and its embedding cache stay warm
     # between runs (a crash still only loses the run: the store writes versions atomically)
     SimpleWorker([Queue(queue, connection=connection)], connection=connection).work()

@@ -8,7 +8,7 @@ process on 127.0.0.1, started and stopped by PID (see `labelloop.scripts.service
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .services import (LabelStudioCredentials, ManagedService, PostgresDatabase, backend_service, free_port,
@@ -30,7 +30,6 @@ class Stack:
     proxy: ManagedService
     workers: list[ManagedService]
     model_dir: Path
-    started: list[ManagedService] = field(default_factory=list)
 
     @property
     def backend_url(self) -> str:

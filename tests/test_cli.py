@@ -25,3 +25,14 @@ def test_missing_api_key():
 def test_bad_strategy_setting_stops_serve_early():
     out = run("serve", "--port", str(free_port()), env={"LABELLOOP_STRATEGY": "bald"})
     assert out.returncode == 2 and "unknown strategy 'bald'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_worker_says_clearly_when_redis_is_unreachable(monkeypatch):
+    from typer.testing import CliRunner
+
+    from labelloop.scripts.cli import app
+
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    result = CliRunner().invoke(app, ["worker"])
+    assert result.exit_code == 1
+    assert "unreachable" in result.output and "Traceback" not in result.output
