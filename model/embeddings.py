@@ -2,7 +2,8 @@
 
 Texts are embedded with mean pooling over the last hidden state and L2-normalised, the
 recipe all-MiniLM-L6-v2 was trained with. Every text is hashed; a text that was embedded
-once is never embedded again while the process lives (bounded LRU cache).
+once is never embedded again while the process lives (bounded LRU cache), nor by any other
+process on the machine (`labelloop.model.embedding_cache`, on disk).
 """
 from __future__ import annotations
 
@@ -102,13 +103,16 @@ class CachedEmbedder:
     order of the input.
     """
 
-    def __init__(self, encoder: TransformerEncoder, *, max_items: int = _DEFAULT_MAX_CACHE_ITEMS):
+    def __init__(self, encoder: TransformerEncoder, *, max_items: int = _DEFAULT_MAX_CACHE_ITEMS, disk=None):
         self.encoder = encoder
         self.max_items = max_items
+        #: a `labelloop.model.embedding_cache.DiskEmbeddingCache` shared with other processes, or None
+        self.disk = disk
         self._rows: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.disk_hits = 0
 
     @property
     def dim(self) -> int:
@@ -132,6 +136,16 @@ class CachedEmbedder:
                     out[i] = row
             self.hits += len(texts) - sum(len(v) for v in missing.values())
             self.misses += len(missing)
+        if missing and self.disk is not None:
+            stored = self.disk.get_many(list(missing))
+            if stored:
+                with self._lock:
+                    for key, row in stored.items():
+                        out[missing.pop(key)] = row
+                        self._rows[key] = row
+                    self.disk_hits += len(stored)
+                if progress is not None:
+                    progress(len(stored))
         if missing:
             first = [positions[0] for positions in missing.values()]
             fresh = self.encoder.encode([texts[i] for i in first], progress=progress)
@@ -139,8 +153,11 @@ class CachedEmbedder:
                 for (key, positions), row in zip(missing.items(), fresh):
                     out[positions] = row
                     self._rows[key] = row
-                while len(self._rows) > self.max_items:
-                    self._rows.popitem(last=False)
+            if self.disk is not None:
+                self.disk.put_many(zip(missing, fresh))
+        with self._lock:
+            while len(self._rows) > self.max_items:
+                self._rows.popitem(last=False)
         return out
 
 
@@ -161,9 +178,20 @@ def get_embedder(model_name: str = DEFAULT_MODEL, *, factory: Callable[[str], Tr
         if embedder is None:
             logger.info("loading encoder weights: %s", model_name)
             encoder = (factory or TransformerEncoder)(model_name)
-            embedder = _registry[model_name] = CachedEmbedder(encoder)
+            embedder = _registry[model_name] = CachedEmbedder(encoder, disk=_disk_cache(model_name, encoder))
             _load_count += 1
     return embedder
+
+
+def _disk_cache(model_name: str, encoder):
+    from .embedding_cache import encoder_identity, open_cache
+
+    try:
+        path = resolve_model_path(model_name)
+    except Exception:  # an encoder a factory built from something else: no shared identity
+        return None
+    return open_cache(encoder_identity(short_model_name(model_name), path,
+                                      max_length=getattr(encoder, "max_length", 0), dim=encoder.dim), dim=encoder.dim)
 
 
 def register_embedder(model_name: str, embedder: CachedEmbedder) -> None:

@@ -8,6 +8,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# one embedding cache for this test session (backends started by the tests inherit it), never ~/.cache
+if "LABELLOOP_EMBEDDING_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["LABELLOOP_EMBEDDING_CACHE"] = tempfile.mkdtemp(prefix="labelloop-embeddings-")
 
 TINY = "tiny-random-bert"
 

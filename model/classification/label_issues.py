@@ -96,23 +96,17 @@ def _group_ids(groups, n: int) -> np.ndarray | None:
 CLASS_WEIGHT = "balanced"
 
 
-def _cosine_weights(distances: np.ndarray) -> np.ndarray:
-    """k-NN vote weights 1 / cosine distance, from euclidean distances between unit vectors."""
-    return 1.0 / np.maximum(np.asarray(distances, dtype=np.float64) ** 2 / 2.0, 1e-9)
-
-
 def _heads(n_train: int, with_texts: bool) -> dict:
     """The ensemble's heads by name; ``n_train``: the smallest training part's size."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, Normalizer
 
-    # cosine neighbours, computed as euclidean ones over L2-normalised float32 rows: the same
-    # ranking and (through the weights) the same votes, several times faster at scale
-    knn = KNeighborsClassifier(n_neighbors=max(1, min(15, n_train)), weights=_cosine_weights, algorithm="brute")
+    from ..neighbours import FaissKNNClassifier
+
+    # cosine neighbours through FAISS (approximate beyond 20,000 items), 1 / distance votes
+    knn = FaissKNNClassifier(n_neighbors=max(1, min(15, n_train)))
     heads = {"embedding": EmbeddingClassifier(class_weight=CLASS_WEIGHT),
-             "knn": make_pipeline(Normalizer(), FunctionTransformer(np.float32), knn)}
+             "knn": knn}
     if with_texts:
         heads["tfidf"] = make_pipeline(
             TfidfVectorizer(ngram_range=(1, 2), min_df=2 if n_train >= 50 else 1, sublinear_tf=True,
