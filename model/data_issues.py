@@ -19,7 +19,7 @@ from .neighbours import nearest, normalised
 def knn_graph(features, *, n_neighbors: int = 10) -> csr_matrix:
     """Sparse ``(n_samples, n_samples)`` graph: each row holds its ``n_neighbors`` nearest other
     items with their cosine distance ``1 - cos`` (`labelloop.model.neighbours.nearest`: FAISS,
-    approximate beyond 20,000 items)."""
+    exact unless ``LABELLOOP_NEIGHBOURS=approximate``)."""
     n = len(features)
     sims, idx = nearest(features, k=n_neighbors)
     if idx.shape[1] == 0:

@@ -7,6 +7,7 @@ process on 127.0.0.1, started and stopped by PID (see `labelloop.scripts.service
 """
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,9 @@ class Stack:
     def worker_env(self) -> dict:
         """The environment every backend replica and training worker shares."""
         return {"REDIS_URL": self.redis.redis_url, "LABELLOOP_MODEL_DIR": str(self.model_dir),
+                # one embedding cache for every replica and worker (unless the caller chose one)
+                "LABELLOOP_EMBEDDING_CACHE": os.environ.get("LABELLOOP_EMBEDDING_CACHE")
+                or str(self.state_dir / "embeddings"),
                 "LABEL_STUDIO_URL": self.label_studio.url, "LABEL_STUDIO_API_KEY": self.credentials.token,
                 # Label Studio knows the proxy's URL, not a replica's: projects connect that one
                 "LABELLOOP_BACKEND_URL": self.proxy.url}

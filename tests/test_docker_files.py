@@ -102,6 +102,7 @@ def test_compose_describes_the_stack_topology():
         assert env["REDIS_URL"] == f"redis://redis:{redis_port}/0"
         assert env["LABELLOOP_BACKEND_URL"] == "http://proxy:9090"
         assert "models:/data/models" in services[name]["volumes"]
+        assert env["LABELLOOP_EMBEDDING_CACHE"].startswith("/data/models/")  # shared by replicas and worker
     worker = shlex.split(services["worker"]["command"])
     assert worker[:2] == ["labelloop", "worker"]
     get_command(app).commands["worker"].make_context("worker", worker[2:])

@@ -103,7 +103,7 @@ def _heads(n_train: int, with_texts: bool) -> dict:
 
     from ..neighbours import FaissKNNClassifier
 
-    # cosine neighbours through FAISS (approximate beyond 20,000 items), 1 / distance votes
+    # cosine neighbours through FAISS, 1 / distance votes
     knn = FaissKNNClassifier(n_neighbors=max(1, min(15, n_train)))
     heads = {"embedding": EmbeddingClassifier(class_weight=CLASS_WEIGHT),
              "knn": knn}
