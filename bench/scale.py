@@ -16,11 +16,17 @@ the neighbourhoods look like real ones. Steps timed per size:
 The growth exponent between sizes (time ∝ n^e) shows any step that grows faster than n log n.
 Target (issue 16): neighbours for 100k in < 20 s, recall >= 0.99.
 
+Encoder runtimes (first): torch (the default), ONNX Runtime fp32 and int8
+(``LABELLOOP_ENCODER_RUNTIME``), each timed on the same 1,000 snippets after a warm-up: texts/s,
+the ratio to torch, the cosine of each row to torch's, and the test accuracy of the classification
+head trained on each runtime's embeddings (3,000 snippets to train, 1,000 to test). Targets
+(issue 16): >= 2x torch, cosine >= 0.99, accuracy within 0.5 points.
+
 Embedding cache: the first run fills ``LABELLOOP_EMBEDDING_CACHE`` (a fresh temporary folder
 here); a second process then embeds the same texts, as `labelloop export` after `labelloop
 audit` would, and reports how many it had to compute.
 
-Usage: python bench/scale.py [--sizes 10000 30000 100000]
+Usage: python bench/scale.py [--sizes 10000 30000 100000] [--runtimes-only]
 """
 from __future__ import annotations
 
@@ -72,6 +78,41 @@ def vectors(n: int, real: np.ndarray, seed: int = 0) -> np.ndarray:
     return normalised(np.vstack([real, mixed]))
 
 
+def runtimes(console: Console) -> list[dict]:
+    """Speed, parity and accuracy of each encoder runtime, measured in this process."""
+    from labelloop.model.classification.classifier import EmbeddingClassifier
+    from labelloop.model.embeddings import TransformerEncoder
+    from labelloop.model.onnx_encoder import OnnxEncoder
+
+    items = rotten_tomatoes(5000, seed=7)
+    texts = [it.text for it in items]
+    labels = np.array([it.label for it in items])
+    timed_texts, train, test = texts[:1000], slice(1000, 4000), slice(4000, 5000)
+    encoders = {"torch": TransformerEncoder("default"), "onnx": OnnxEncoder("default", int8=False),
+                "onnx-int8": OnnxEncoder("default", int8=True)}
+    out, reference = [], None
+    for name, encoder in encoders.items():
+        with console.status(f"encoder runtime {name}"):
+            encoder.encode(texts[:64])  # warm-up
+            X, seconds = timed(lambda: encoder.encode(timed_texts))
+            rest = encoder.encode(texts[1000:])
+        reference = X if reference is None else reference
+        head = EmbeddingClassifier().fit(rest[:3000], labels[train])
+        accuracy = float((head.predict(rest[3000:]) == labels[test]).mean())
+        cosine = (X * reference).sum(1)
+        out.append({"runtime": name, "texts_per_s": 1000 / seconds, "cosine_mean": float(cosine.mean()),
+                    "cosine_min": float(cosine.min()), "accuracy": accuracy})
+    torch_row = out[0]
+    table = Table("runtime", "texts/s", "÷ torch", "cosine to torch (mean / min)", "accuracy", "Δ points",
+                  title="encoder runtimes, 1,000 Rotten Tomatoes snippets")
+    for r in out:
+        table.add_row(r["runtime"], f"{r['texts_per_s']:.0f}", f"{r['texts_per_s'] / torch_row['texts_per_s']:.2f}",
+                      f"{r['cosine_mean']:.4f} / {r['cosine_min']:.4f}", f"{r['accuracy']:.3f}",
+                      f"{100 * (r['accuracy'] - torch_row['accuracy']):+.1f}")
+    console.print(table)
+    return out
+
+
 def timed(fn):
     t = time.perf_counter()
     value = fn()
@@ -81,10 +122,14 @@ def timed(fn):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
+    parser.add_argument("--runtimes-only", action="store_true", help="only the encoder runtimes")
     args = parser.parse_args()
     console = Console(width=120)
     cache_dir = tempfile.mkdtemp(prefix="labelloop-bench-embeddings-")
     os.environ["LABELLOOP_EMBEDDING_CACHE"] = cache_dir  # before the embedder opens its cache
+    runtime_rows = runtimes(console)
+    if args.runtimes_only:
+        return
     texts = [item.text for item in rotten_tomatoes()]
     with console.status(f"embedding {len(texts):,} real snippets"):
         real, embed_s = timed(lambda: get_embedder("default").embed(texts))
@@ -143,7 +188,7 @@ def main() -> None:
                   f"computing {second['computed']} of them (the first: {embed_s:.0f} s, all {len(texts):,}); "
                   f"{embed_s / max(second['seconds'], 1e-9):.0f}x")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"embed_texts_per_s": len(texts) / embed_s, "rows": rows,
+    RESULTS.write_text(json.dumps({"embed_texts_per_s": len(texts) / embed_s, "rows": rows, "runtimes": runtime_rows,
                                    "second_process_embedding": second}, indent=2))
 
 

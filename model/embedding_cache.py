@@ -5,7 +5,7 @@ volume), not once per command.
 One SQLite file per encoder under ``LABELLOOP_EMBEDDING_CACHE`` (default
 ``$XDG_CACHE_HOME/labelloop/embeddings``, i.e. ``~/.cache/labelloop/embeddings``; ``off``
 disables it). Rows are keyed by the text's 16-byte BLAKE2 digest; the file's name carries the
-encoder's identity (its name, path, weights file size and time, token budget), so other weights
+encoder's identity (name, path, weights file size and time, token budget, runtime), so other weights
 never read these rows. SQLite's write-ahead log lets many processes read and write at once.
 """
 from __future__ import annotations
@@ -36,9 +36,10 @@ def cache_root() -> Path | None:
     return Path(base) / "labelloop" / "embeddings"
 
 
-def encoder_identity(name: str, path: str, *, max_length: int, dim: int) -> str:
-    """A file-name-safe id that changes when the encoder's weights or settings change."""
-    parts = [name, str(path), str(max_length), str(dim)]
+def encoder_identity(name: str, path: str, *, max_length: int, dim: int, runtime: str = "torch") -> str:
+    """A file-name-safe id that changes when the encoder's weights, settings or runtime change
+    (int8 rows must never mix with fp32 ones)."""
+    parts = [name, str(path), str(max_length), str(dim), runtime]
     local = Path(path)
     if local.is_dir():
         for weights in sorted(local.glob("*.safetensors")) + sorted(local.glob("pytorch_model*.bin")):

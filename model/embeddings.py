@@ -73,6 +73,14 @@ class TransformerEncoder:
         self.model.to(self.device).eval()
         self.dim = int(self.model.config.hidden_size)
 
+    def token_states(self, batch) -> np.ndarray:
+        """The last hidden state ``(batch, pieces, dim)`` for a tokenizer output (numpy arrays)."""
+        import torch
+
+        with torch.inference_mode():
+            inputs = {k: torch.as_tensor(np.asarray(v)).to(self.device) for k, v in batch.items()}
+            return self.model(**inputs).last_hidden_state.float().cpu().numpy()
+
     def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Embed ``texts``; returns a float32 array of shape ``(len(texts), dim)``."""
         import torch
@@ -177,10 +185,20 @@ def get_embedder(model_name: str = DEFAULT_MODEL, *, factory: Callable[[str], Tr
         embedder = _registry.get(model_name)
         if embedder is None:
             logger.info("loading encoder weights: %s", model_name)
-            encoder = (factory or TransformerEncoder)(model_name)
+            encoder = (factory or _default_factory())(model_name)
             embedder = _registry[model_name] = CachedEmbedder(encoder, disk=_disk_cache(model_name, encoder))
             _load_count += 1
     return embedder
+
+
+def _default_factory() -> Callable[[str], object]:
+    """The encoder ``LABELLOOP_ENCODER_RUNTIME`` asks for: torch, or ONNX Runtime (fp32 or int8)."""
+    from .onnx_encoder import OnnxEncoder, runtime_from_env
+
+    runtime = runtime_from_env()
+    if runtime == "torch":
+        return TransformerEncoder
+    return lambda name: OnnxEncoder(name, int8=runtime == "onnx-int8")
 
 
 def _disk_cache(model_name: str, encoder):
@@ -191,7 +209,8 @@ def _disk_cache(model_name: str, encoder):
     except Exception:  # an encoder a factory built from something else: no shared identity
         return None
     return open_cache(encoder_identity(short_model_name(model_name), path,
-                                      max_length=getattr(encoder, "max_length", 0), dim=encoder.dim), dim=encoder.dim)
+                                      max_length=getattr(encoder, "max_length", 0), dim=encoder.dim,
+                                      runtime=getattr(encoder, "runtime", "torch")), dim=encoder.dim)
 
 
 def register_embedder(model_name: str, embedder: CachedEmbedder) -> None:

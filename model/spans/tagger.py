@@ -44,26 +44,25 @@ def word_features(docs: Sequence, *, model_name: str = "default", max_length: in
         for j, token in enumerate(doc):
             out[i][j, dim:] = _shape(token)
     order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = [i for i in order[start:start + batch_size] if len(docs[i])]
-            if not idx:
-                continue
-            words = [[t.text for t in docs[i] if not t.is_space] or ["."] for i in idx]
-            positions = [[j for j, t in enumerate(docs[i]) if not t.is_space] for i in idx]
-            batch = encoder.tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length,
-                                      padding=True, return_tensors="pt").to(encoder.device)
-            hidden = encoder.model(**batch).last_hidden_state.float().cpu().numpy()
-            for b, i in enumerate(idx):
-                sums = np.zeros((len(words[b]), dim), dtype=np.float32)
-                counts = np.zeros(len(words[b]), dtype=np.float32)
-                for piece, word in enumerate(batch.word_ids(b)):
-                    if word is not None:
-                        sums[word] += hidden[b, piece]
-                        counts[word] += 1
-                vectors = sums / np.maximum(counts, 1)[:, None]
-                for w, j in enumerate(positions[b]):
-                    out[i][j, :dim] = vectors[w]
+    for start in range(0, len(order), batch_size):
+        idx = [i for i in order[start:start + batch_size] if len(docs[i])]
+        if not idx:
+            continue
+        words = [[t.text for t in docs[i] if not t.is_space] or ["."] for i in idx]
+        positions = [[j for j, t in enumerate(docs[i]) if not t.is_space] for i in idx]
+        batch = encoder.tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length,
+                                  padding=True, return_tensors="np")
+        hidden = encoder.token_states(batch)  # torch or ONNX Runtime, whichever serves
+        for b, i in enumerate(idx):
+            sums = np.zeros((len(words[b]), dim), dtype=np.float32)
+            counts = np.zeros(len(words[b]), dtype=np.float32)
+            for piece, word in enumerate(batch.word_ids(b)):
+                if word is not None:
+                    sums[word] += hidden[b, piece]
+                    counts[word] += 1
+            vectors = sums / np.maximum(counts, 1)[:, None]
+            for w, j in enumerate(positions[b]):
+                out[i][j, :dim] = vectors[w]
     return out
 
 

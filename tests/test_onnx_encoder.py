@@ -1,0 +1,45 @@
+"""The encoder on ONNX Runtime gives the torch encoder's embeddings (a tiny BERT, exported for real)."""
+import numpy as np
+import pytest
+
+from labelloop.model.embedding_cache import encoder_identity
+from labelloop.model.embeddings import TransformerEncoder, resolve_model_path
+from labelloop.model.onnx_encoder import OnnxEncoder, runtime_from_env
+
+TEXTS = ["a fine film", "", "ünïcödé and emoji 😀 in a much longer sentence than the others", "short"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("default"))
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_the_onnx_graph_embeds_like_torch_and_int8_stays_close(tiny_bert, tmp_path):
+    reference = TransformerEncoder(tiny_bert, device="cpu").encode(TEXTS)
+    fp32 = OnnxEncoder(tiny_bert, int8=False, folder=tmp_path)
+    assert fp32.dim == 32 and (tmp_path / "model.onnx").exists()
+    assert np.min((fp32.encode(TEXTS) * reference).sum(1)) > 0.9999  # padding handled like torch
+    int8 = OnnxEncoder(tiny_bert, int8=True, folder=tmp_path)
+    assert np.mean((int8.encode(TEXTS) * reference).sum(1)) > 0.95
+    batch = fp32.tokenizer([["two", "words"]], is_split_into_words=True, return_tensors="np")
+    torch_states = TransformerEncoder(tiny_bert, device="cpu").token_states(batch)
+    assert np.allclose(fp32.token_states(batch), torch_states, atol=1e-4)  # what the NER tagger reads
+
+
+def test_the_runtime_is_checked_and_part_of_the_cache_identity(monkeypatch):
+    monkeypatch.setenv("LABELLOOP_ENCODER_RUNTIME", "onnx-int8")
+    assert runtime_from_env() == "onnx-int8"
+    monkeypatch.setenv("LABELLOOP_ENCODER_RUNTIME", "tensorrt")
+    with pytest.raises(ValueError, match="LABELLOOP_ENCODER_RUNTIME"):
+        runtime_from_env()
+    ids = {encoder_identity("m", "/x", max_length=256, dim=384, runtime=r) for r in ("torch", "onnx", "onnx-int8")}
+    assert len(ids) == 3
