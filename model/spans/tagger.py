@@ -33,8 +33,6 @@ def word_features(docs: Sequence, *, model_name: str = "default", max_length: in
                   batch_size: int = 32) -> list[np.ndarray]:
     """Per Doc, ``(len(doc), dim + 6)`` float32 features. Whitespace tokens and words past the
     encoder's ``max_length`` word pieces get a zero embedding."""
-    import torch
-
     from labelloop.model.embeddings import get_embedder
 
     encoder = get_embedder(model_name).encoder
