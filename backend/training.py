@@ -52,6 +52,16 @@ class LabelStudioDown(LabelloopError):
     """Label Studio did not answer (refused, timed out, 5xx): the run should be retried later."""
 
 
+def _retry_delay(exc: LabelStudioDown, attempt: int, backoff_s=RETRY_BACKOFF_S) -> float | None:
+    """Seconds to wait before retry number ``attempt + 1`` (logged), or None to give up (logged)."""
+    if attempt >= len(backoff_s):
+        logger.error("%s; gave up after %d attempts, the next annotation event retries", exc, attempt + 1)
+        return None
+    logger.warning("%s; retrying in %.0f s (attempt %d of %d)", exc, backoff_s[attempt], attempt + 2,
+                   len(backoff_s) + 1)
+    return backoff_s[attempt]
+
+
 def _label_studio_down(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) says Label Studio is down, rather than that a request was wrong."""
     import httpx
@@ -285,16 +295,11 @@ class Trainer:
                     self._running = None
 
     def _retry_later(self, project_id: int, full: bool, exc: LabelStudioDown) -> None:
-        attempt = self._attempts.get(project_id, 0)
-        if attempt >= len(self.retry_backoff_s):
-            self._attempts.pop(project_id, None)
-            logger.error("%s; gave up after %d attempts, the next annotation event retries", exc, attempt + 1)
-            return
-        self._attempts[project_id] = attempt + 1
-        delay = self.retry_backoff_s[attempt]
-        logger.warning("%s; retrying in %.0f s (attempt %d of %d)", exc, delay, attempt + 2,
-                       len(self.retry_backoff_s) + 1)
-        self.submit(project_id, "START_TRAINING" if full else "ANNOTATION_UPDATED", delay_s=delay)
+        attempt = self._attempts.pop(project_id, 0)
+        delay = _retry_delay(exc, attempt, self.retry_backoff_s)
+        if delay is not None:
+            self._attempts[project_id] = attempt + 1
+            self.submit(project_id, "START_TRAINING" if full else "ANNOTATION_UPDATED", delay_s=delay)
 
 
 # Redis keys of the RQ path: a run is queued and not started yet; a full pull was asked for
@@ -321,16 +326,16 @@ def rq_job(project_id: int, full: bool = False) -> dict:
             pipe.getdel(_FULL_KEY.format(project_id))
             _, full_asked = pipe.execute()
         full = full or bool(full_asked)
-        for attempt, delay in enumerate((*RETRY_BACKOFF_S, None)):
+        attempt = 0
+        while True:
             try:
                 report = retrain_project(project_id, full=full, settings=settings, registry=registry)
                 break
             except LabelStudioDown as exc:
+                delay = _retry_delay(exc, attempt)
                 if delay is None:
-                    logger.error("%s; gave up after %d attempts, the next annotation event retries", exc, attempt + 1)
                     raise
-                logger.warning("%s; retrying in %.0f s (attempt %d of %d)", exc, delay, attempt + 2,
-                               len(RETRY_BACKOFF_S) + 1)
+                attempt += 1
                 time.sleep(delay)
     return {"project": project_id, "version": report.serving_version, "message": report.message}
 

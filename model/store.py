@@ -28,7 +28,7 @@ from filelock import FileLock
 from .errors import ModelNotFoundError
 
 _VERSION_RE = re.compile(r"^v(\d+)$")
-# a version being written: ".v<N>.<random>" (see ModelStore.save)
+# a version being written: ".v0.<random>" until it is numbered (see ModelStore.save)
 _PARTIAL_RE = re.compile(r"^\.v\d+\.")
 #: what every model version labelloop reports to Label Studio starts with
 VERSION_PREFIX = "labelloop-"

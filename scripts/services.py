@@ -33,6 +33,10 @@ class ServiceError(LabelloopError, RuntimeError):
     """A local service could not be started or did not become healthy."""
 
 
+class ServiceNotInstalled(ServiceError):
+    """A service's program is not on this machine (tests skip on it, CI fails)."""
+
+
 def free_port() -> int:
     import socket
 
@@ -278,16 +282,15 @@ def llm_service(log_path: Path, *, port: int | None = None, api_key: str | None 
     return service
 
 
-def _system_binary(name: str, *globs: str) -> str:
-    """A binary from Debian's packages: on PATH, in /usr/sbin, or in a versioned lib folder."""
+def _system_binary(name: str, *, package: str | None = None) -> str:
+    """A binary from Debian's ``package``: on PATH, in /usr/sbin, or (PostgreSQL's) in a versioned lib folder."""
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if found:
         return found
-    for pattern in globs:
-        hits = sorted(Path("/").glob(pattern.lstrip("/")))
-        if hits:
-            return str(hits[-1])
-    raise ServiceError(f"{name} is not installed: apt-get install {dict(initdb='postgresql', postgres='postgresql').get(name, name)}")
+    hits = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if hits:
+        return str(hits[-1])
+    raise ServiceNotInstalled(f"{name} is not installed: apt-get install {package or name}")
 
 
 def redis_service(data_dir: Path, *, port: int | None = None) -> ManagedService:
@@ -345,7 +348,7 @@ def postgres_service(data_dir: Path, *, port: int | None = None) -> tuple[Manage
         try:
             owner = pwd.getpwnam("postgres")
         except KeyError:
-            raise ServiceError("PostgreSQL cannot run as root and there is no 'postgres' user: "
+            raise ServiceNotInstalled("PostgreSQL cannot run as root and there is no 'postgres' user: "
                                "apt-get install postgresql") from None
         as_user = ["runuser", "-u", "postgres", "--"]
         cluster = Path("/tmp") / f"labelloop-pg-{hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]}"
@@ -360,7 +363,7 @@ def postgres_service(data_dir: Path, *, port: int | None = None) -> tuple[Manage
         if as_user:
             os.chown(cluster, owner.pw_uid, owner.pw_gid)
             os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-        initdb = _system_binary("initdb", "/usr/lib/postgresql/*/bin/initdb")
+        initdb = _system_binary("initdb", package="postgresql")
         try:
             done = subprocess.run([*as_user, initdb, "-D", str(cluster), "-U", db.user, "-A", "scram-sha-256",
                                    "--pwfile", str(pwfile), "-E", "UTF8", "--locale", "C"],
@@ -376,7 +379,9 @@ def postgres_service(data_dir: Path, *, port: int | None = None) -> tuple[Manage
         saved_port, password = secret_file.read_text().split()
         db = PostgresDatabase(port=int(saved_port), password=password)
         created = True
-    postgres = _system_binary("postgres", "/usr/lib/postgresql/*/bin/postgres")
+    postgres = _system_binary("postgres", package="postgresql")
+    pg_isready = _system_binary("pg_isready", package="postgresql")
+    createdb = _system_binary("createdb", package="postgresql")
     command = [*as_user, postgres, "-D", str(cluster), "-p", str(db.port), "-c", "listen_addresses=127.0.0.1",
                "-c", f"unix_socket_directories={cluster}", "-c", "max_connections=200"]
 
@@ -384,12 +389,11 @@ def postgres_service(data_dir: Path, *, port: int | None = None) -> tuple[Manage
     where = ["-h", db.host, "-p", str(db.port), "-U", db.user]
 
     def ready() -> bool:
-        return subprocess.run([_system_binary("pg_isready", "/usr/lib/postgresql/*/bin/pg_isready"), *where,
-                               "-d", "postgres"], capture_output=True, env=client_env).returncode == 0
+        return subprocess.run([pg_isready, *where, "-d", "postgres"], capture_output=True,
+                              env=client_env).returncode == 0
 
     def create_database() -> None:
-        done = subprocess.run([_system_binary("createdb", "/usr/lib/postgresql/*/bin/createdb"), *where,
-                               db.name], capture_output=True, text=True, env=client_env)
+        done = subprocess.run([createdb, *where, db.name], capture_output=True, text=True, env=client_env)
         if done.returncode != 0:
             raise ServiceError(f"cannot create Label Studio's database: {done.stderr.strip()}")
 

@@ -46,12 +46,14 @@ class Stack:
                 # Label Studio knows the proxy's URL, not a replica's: projects connect that one
                 "LABELLOOP_BACKEND_URL": self.proxy.url}
 
+    def _new_worker(self, number: int) -> ManagedService:
+        return worker_service(self.state_dir / f"worker-{number}.log", self.worker_env(),
+                              name=f"labelloop worker {number}")
+
     def add_worker(self) -> ManagedService:
         """Start one more training worker (e.g. after one was killed)."""
-        number = len(list(self.state_dir.glob("worker-*.log"))) + 1  # a new log even after one died
-        worker = worker_service(self.state_dir / f"worker-{number}.log", self.worker_env(),
-                                name=f"labelloop worker {number}")
-        worker.start(timeout=60)
+        # a new log even after one died
+        worker = self._new_worker(len(list(self.state_dir.glob("worker-*.log"))) + 1).start(timeout=60)
         self.workers.append(worker)
         return worker
 
@@ -86,14 +88,13 @@ def build_stack(state_dir: Path, *, replicas: int = 2, workers_per_replica: int 
     replica_ports = [free_port() for _ in range(replicas)]
     proxy = nginx_service(state_dir / "nginx", [f"127.0.0.1:{p}" for p in replica_ports], port=proxy_port)
     stack = Stack(state_dir, postgres, database, redis, label_studio, credentials, [], proxy, [], model_dir)
-    env = {**stack.worker_env(), **(backend_env or {})}
+    env = {**stack.worker_env(), **(backend_env or {})}  # backend_env: the replicas' only
     stack.replicas = [backend_service(model_dir, port=p, model_name=model_name, workers=workers_per_replica,
                                       log_path=state_dir / f"backend-{i + 1}.log", extra_env=env,
                                       name=f"labelloop backend {i + 1}")
                       for i, p in enumerate(replica_ports)]
     stack.proxy.auth = stack.replicas[0].auth if stack.replicas else None
-    stack.workers = [worker_service(state_dir / f"worker-{i + 1}.log", {**env}, name=f"labelloop worker {i + 1}")
-                     for i in range(trainers)]
+    stack.workers = [stack._new_worker(i + 1) for i in range(trainers)]
     return stack
 
 

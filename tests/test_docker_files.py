@@ -66,14 +66,11 @@ def test_compose_file_is_valid_for_compose_itself(tmp_path):
     import os
     import subprocess
 
-    import pytest
+    from conftest import _require_or_skip
 
     cli = _compose_cli()
     if cli is None:
-        reason = "neither `docker compose` nor docker-compose is installed (.ci/run installs docker-compose)"
-        if os.environ.get("LABELLOOP_REQUIRE_SERVICES"):
-            pytest.fail(reason + "; LABELLOOP_REQUIRE_SERVICES is set, so this is an error")
-        pytest.skip(reason)
+        _require_or_skip("neither `docker compose` nor docker-compose is installed (.ci/run installs docker-compose)")
     env = {**os.environ, "POSTGRES_PASSWORD": "p", "LABEL_STUDIO_PASSWORD": "p", "LABEL_STUDIO_API_KEY": "k" * 40,
            "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "p"}
     done = subprocess.run([*cli, "-f", str(ROOT / "docker" / "docker-compose.yml"), "config"], capture_output=True,

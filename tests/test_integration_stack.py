@@ -26,7 +26,7 @@ from labelloop.model.store import ModelStore, project_key
 from labelloop.scripts import projects
 from labelloop.scripts.client import connect
 
-from conftest import wait_for
+from conftest import _require_or_skip, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +35,13 @@ LABELS = ("Positive", "Negative")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from labelloop.scripts.services import ServiceError
+    from labelloop.scripts.services import ServiceError, ServiceNotInstalled
     from labelloop.scripts.stack import build_stack, start_stack
 
-    missing = [b for b in ("nginx", "redis-server") if not shutil.which(b) and not shutil.which(b, path="/usr/sbin")]
-    if missing or not list(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
-        reason = f"the stack needs Debian's postgresql, redis-server and nginx (missing: {missing or ['postgresql']})"
-        if os.environ.get("LABELLOOP_REQUIRE_SERVICES"):
-            pytest.fail(reason + "; LABELLOOP_REQUIRE_SERVICES is set, so this is an error")
-        pytest.skip(reason)
-    running = build_stack(tmp_path_factory.mktemp("stack"), replicas=2, workers_per_replica=2, trainers=1)
+    try:
+        running = build_stack(tmp_path_factory.mktemp("stack"), replicas=2, workers_per_replica=2, trainers=1)
+    except ServiceNotInstalled as exc:  # Debian's postgresql, redis-server or nginx
+        _require_or_skip(f"the stack cannot run here: {exc}")
     try:
         start_stack(running)
     except ServiceError:
@@ -78,6 +75,10 @@ def project(stack, client):
 def annotate(client, task):
     client.annotations.create(id=task.id, result=[{"from_name": "sentiment", "to_name": "text", "type": "choices",
                                                    "value": {"choices": [task.data["true_label"]]}}])
+
+
+def unannotated(client, project) -> list:
+    return [t for t in project.tasks if not list(client.annotations.list(id=t.id))]
 
 
 def serving(stack, key) -> str | None:
@@ -204,8 +205,7 @@ def version_number(version: str) -> int:
 
 def test_predict_on_the_project_being_retrained_never_fails_and_never_goes_back(stack, client, project):
     before = wait_new_version(stack, project.key, None, 300, "a trained version")
-    labelled = {t.id for t in project.tasks[:0]}
-    rest = [t for t in project.tasks if not list(client.annotations.list(id=t.id))][:40]
+    rest = unannotated(client, project)[:40]
     hammers = [Hammer(stack, project) for _ in range(4)]
     for h in hammers:
         h.start()
@@ -213,7 +213,6 @@ def test_predict_on_the_project_being_retrained_never_fails_and_never_goes_back(
         for burst in range(4):  # annotations stream in; each burst triggers a retrain
             for task in rest[burst * 10:(burst + 1) * 10]:
                 annotate(client, task)
-                labelled.add(task.id)
             before = wait_new_version(stack, project.key, before, 240, f"the retrain after burst {burst + 1}")
         time.sleep(1.0)
     finally:
@@ -245,7 +244,7 @@ def test_one_replica_killed_the_proxy_routes_to_the_other(stack, project):
 
 def test_a_worker_killed_mid_fit_leaves_the_last_good_version_and_the_next_event_trains(stack, client, project):
     before = serving(stack, project.key)
-    unlabelled = [t for t in project.tasks if not list(client.annotations.list(id=t.id))]
+    unlabelled = unannotated(client, project)
     worker = stack.workers[0]
     fits = worker.log_path.read_text().count("fitting on")
     annotate(client, unlabelled[0])
@@ -270,7 +269,7 @@ def test_a_worker_killed_mid_fit_leaves_the_last_good_version_and_the_next_event
 
 def test_label_studio_stopped_during_a_retrain_is_retried_with_backoff(stack, client, project):
     before = serving(stack, project.key)
-    unlabelled = [t for t in project.tasks if not list(client.annotations.list(id=t.id))]
+    unlabelled = unannotated(client, project)
     worker = stack.workers.pop()
     worker.stop()  # hold the queue: the run starts only once Label Studio is down
     annotate(client, unlabelled[0])
@@ -290,7 +289,7 @@ def test_label_studio_stopped_during_a_retrain_is_retried_with_backoff(stack, cl
 
 def test_redis_stopped_predict_keeps_serving_and_training_resumes_when_it_returns(stack, client, project):
     before = serving(stack, project.key)
-    unlabelled = [t for t in project.tasks if not list(client.annotations.list(id=t.id))]
+    unlabelled = unannotated(client, project)
     stack.redis.stop()
     try:
         answers = [predict(stack, project, ["Redis is down"]) for _ in range(10)]
