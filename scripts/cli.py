@@ -384,6 +384,57 @@ def validate(
     raise typer.Exit(1 if report.errors else 0)
 
 
+@app.command()
+def evaluate(
+    split: Path = typer.Option(..., exists=True, dir_okay=False,
+                               help="An exported split, e.g. out/test.jsonl (its manifest.json names the kind)."),
+    endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible URL serving the fine-tuned model, "
+                                                      "e.g. http://127.0.0.1:8000/v1."),
+    model: Optional[str] = typer.Option(None, help="The name the endpoint serves the model as."),
+    api_key: Optional[str] = typer.Option(None, envvar="LABELLOOP_EVAL_API_KEY",
+                                          help="The endpoint's key. Env: LABELLOOP_EVAL_API_KEY."),
+    answers: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                           help="Answers you generated instead: JSONL, line i answers line i "
+                                                "(a JSON string or {\"answer\": ...})."),
+    kind: Optional[str] = typer.Option(None, help="llm, preference, classification or ner; default: the manifest's."),
+    name: Optional[str] = typer.Option(None, help="Name of this run (default: the model or the answers file)."),
+    out: Optional[Path] = typer.Option(None, help="Folder of the runs (default: <split folder>/evaluations)."),
+    max_tokens: int = typer.Option(256, min=1, help="Per answer, from the endpoint."),
+    concurrency: int = typer.Option(4, min=1, max=256, help="Requests in flight."),
+    perplexity_model: Optional[Path] = typer.Option(
+        None, exists=True, dir_okay=False, help="GGUF to score the references' perplexity with (default: the "
+                                                "SmolLM2 the LLM prelabels use, when installed)."),
+    bertscore_model: str = typer.Option("default", help="BERTScore's encoder: 'default' (the offline MiniLM), "
+                                                       "a local path or a Hugging Face name."),
+):
+    """Score a fine-tuned model on an exported test split; writes metrics.json and report.html."""
+    from rich.table import Table
+
+    from .evaluate import EvaluationOptions, evaluate as run_evaluation
+    from labelloop.model.evaluation.report import headline
+
+    options = EvaluationOptions(endpoint, model, api_key, answers, kind, name, out, max_tokens, concurrency,
+                                perplexity_model=perplexity_model, bertscore_model=bertscore_model)
+    with _progress() as progress:
+        result = run_evaluation(split, options, step=_step_bars(progress))
+    metrics = result.metrics
+    table = Table(title=f"{metrics['name']} on {split} ({metrics['examples']} examples)")
+    runs = [*result.earlier, metrics]
+    table.add_column("metric")
+    for run in runs:
+        table.add_column(run["name"] + (" (this run)" if run is metrics else ""), justify="right")
+    for metric in headline(metrics):
+        table.add_row(metric, *("n/a" if headline(r).get(metric) is None else f"{headline(r)[metric]:.4g}"
+                                for r in runs))
+    console.print(table)
+    for metric, value in metrics.items():
+        if isinstance(value, dict) and "unavailable" in value:
+            console.print(f"[yellow]{metric} not computed:[/] {value['unavailable']}")
+    if metrics.get("failed_answers"):
+        console.print(f"[yellow]note:[/] {metrics['failed_answers']} prompts got no answer (scored as empty)")
+    console.print(f"report: {result.report}")
+
+
 def main() -> None:
     try:
         app()
