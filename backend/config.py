@@ -35,6 +35,9 @@ class Settings:
     finetune_epochs        LABELLOOP_FINETUNE_EPOCHS
     prior_strength         LABELLOOP_PRIOR_STRENGTH        labels at which a trained model and the
                                                            zero-shot prior weigh the same (0: off)
+    tune_trials            LABELLOOP_TUNE_TRIALS           Optuna trials per classification retrain
+                                                           (0: off; the defaults are the first trial)
+    tune_seconds           LABELLOOP_TUNE_SECONDS          time budget of one study
     backend_url            LABELLOOP_BACKEND_URL           this backend's URL as Label Studio knows it
                                                            (default: the URL a webhook came to)
     max_request_bytes      LABELLOOP_MAX_REQUEST_BYTES     larger request bodies get 413
@@ -71,6 +74,8 @@ class Settings:
     # bench/outcome.py: 10 has the best area under the learning curve on all three datasets; 3 reaches
     # 95% of full accuracy sooner but is worse than zero-shot after 20 labels on Rotten Tomatoes
     prior_strength: float = 10.0
+    tune_trials: int = 0
+    tune_seconds: float = 120.0
     backend_url: str | None = None
     max_request_bytes: int = 100 * 2**20
     max_predict_tasks: int = 20_000
@@ -97,6 +102,8 @@ class Settings:
             finetune_min_labels=env_number("LABELLOOP_FINETUNE_MIN_LABELS", cls.finetune_min_labels),
             finetune_epochs=env_number("LABELLOOP_FINETUNE_EPOCHS", cls.finetune_epochs),
             prior_strength=float(env.get("LABELLOOP_PRIOR_STRENGTH") or cls.prior_strength),
+            tune_trials=env_number("LABELLOOP_TUNE_TRIALS", cls.tune_trials),
+            tune_seconds=float(env.get("LABELLOOP_TUNE_SECONDS") or cls.tune_seconds),
             backend_url=env.get("LABELLOOP_BACKEND_URL") or None,
             max_request_bytes=env_number("LABELLOOP_MAX_REQUEST_BYTES", cls.max_request_bytes),
             max_predict_tasks=env_number("LABELLOOP_MAX_PREDICT_TASKS", cls.max_predict_tasks),
@@ -127,6 +134,8 @@ class Settings:
             raise ValueError("debounce_s must not be negative")
         if self.diversity_clusters < 0 or self.prior_strength < 0:
             raise ValueError("LABELLOOP_DIVERSITY_CLUSTERS and LABELLOOP_PRIOR_STRENGTH must not be negative")
+        if self.tune_trials < 0 or self.tune_seconds <= 0:
+            raise ValueError("LABELLOOP_TUNE_TRIALS must not be negative and LABELLOOP_TUNE_SECONDS must be positive")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
 

@@ -193,8 +193,16 @@ def _train(project_id: int, key: str, spec, kind, *, client, full: bool, setting
     logger.info("project %s: fitting on %d labels", project_id, len(items))
     try:
         model = kind.fit(items, spec, model_name=settings.model_name, finetune_min_labels=settings.finetune_min_labels,
-                         finetune_epochs=settings.finetune_epochs, registry=registry, project=key)
-        report.trained_version = store.save(key, model, meta={"n_labels": len(items), "trained_at": time.time()})
+                         finetune_epochs=settings.finetune_epochs, tune_trials=settings.tune_trials,
+                         tune_seconds=settings.tune_seconds, registry=registry, project=key)
+        meta = {"n_labels": len(items), "trained_at": time.time()}
+        if tuning := getattr(model, "tuning_", None):
+            meta["tuning"] = tuning
+            logger.info("project %s: tuned in %.1f s over %d trials%s: cross-validated %s %.3f (defaults %.3f) "
+                        "with %s", project_id, tuning["seconds"], tuning["trials"],
+                        " (time budget reached)" if tuning["timed_out"] else "", tuning["metric"],
+                        tuning["cv_score"], tuning["default_cv_score"], tuning["params"])
+        report.trained_version = store.save(key, model, meta=meta)
         report.seconds["fit"] = time.perf_counter() - t1
         logger.info("project %s: model %s serves now (%d labels, fit in %.2f s; pulled %d %s tasks in %.2f s)",
                     project_id, report.trained_version, len(items), report.seconds["fit"], fetched,

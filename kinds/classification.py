@@ -103,9 +103,11 @@ class ClassificationKind(ProjectKind):
         return load_model(path, meta)
 
     def with_prior(self, trained, prior, meta: dict, *, prior_strength: float):
-        # while labels are few, the zero-shot prior still knows more than the head
+        # while labels are few, the zero-shot prior still knows more than the head; a tuned
+        # retrain chose its own strength
+        tuned = (meta.get("tuning") or {}).get("params", {}).get("prior_strength")
         return BlendedClassifier(trained, prior, n_labels=int(meta.get("n_labels", 10**9)),
-                                 prior_strength=prior_strength)
+                                 prior_strength=prior_strength if tuned is None else float(tuned))
 
     def model_version(self, registry, project: str, spec: ClassificationSpec) -> str:
         return registry.version_for(project, spec, self)
@@ -153,17 +155,36 @@ class ClassificationKind(ProjectKind):
                             str(annotation.get("updated_at") or ""))
 
     def fit(self, items: Sequence[LabelledTask], spec: ClassificationSpec, *, model_name: str,
-            finetune_min_labels: int = 0, finetune_epochs: int = 3, **_):
+            finetune_min_labels: int = 0, finetune_epochs: int = 3, tune_trials: int = 0,
+            tune_seconds: float = 120.0, **_):
         """The head over frozen embeddings; a full fine-tune once there are enough labels (if enabled).
+        With ``tune_trials``, an Optuna study picks the parameters first (`labelloop.model.
+        classification.tuning`); the model then carries ``tuning_`` (its metadata).
         Raises `NotEnoughLabelsError` when there is nothing to learn a decision from."""
-        if finetune_min_labels and len(items) >= finetune_min_labels:
+        finetune = bool(finetune_min_labels and len(items) >= finetune_min_labels)
+        y = [item.labels for item in items] if spec.multi_label else [item.labels[0] for item in items]
+        texts = [item.text for item in items]
+        tuned = None
+        if tune_trials:
+            from labelloop.model.classification.tuning import tune
+
+            tuned = tune(texts, y, labels=spec.labels, multi_label=spec.multi_label, model_name=model_name,
+                         n_trials=tune_trials, timeout_s=tune_seconds, finetune=finetune)
+            if tuned is None:
+                logger.info("tuning skipped: too few labels of some class to cross-validate; defaults used")
+        params = tuned.params if tuned else {}
+        if finetune:
             from labelloop.model.classification.finetune import FineTunedClassifier
 
-            clf = FineTunedClassifier(model_name=model_name, multi_label=spec.multi_label, epochs=finetune_epochs)
+            clf = FineTunedClassifier(model_name=model_name, multi_label=spec.multi_label,
+                                      epochs=int(params.get("epochs", finetune_epochs)),
+                                      **({"learning_rate": params["learning_rate"]} if "learning_rate" in params else {}))
         else:
-            clf = EmbeddingClassifier(model_name=model_name, multi_label=spec.multi_label)
-        y = [item.labels for item in items] if spec.multi_label else [item.labels[0] for item in items]
-        return clf.fit([item.text for item in items], y)
+            clf = EmbeddingClassifier(model_name=model_name, multi_label=spec.multi_label, C=params.get("C", 1.0))
+        clf.fit(texts, y)
+        if tuned is not None:
+            clf.tuning_ = tuned.as_meta()
+        return clf
 
     # --- audit ---------------------------------------------------------------------------------
     def audit(self, tasks: dict, spec: ClassificationSpec, *, embed, n_folds: int = 5, progress=None, judge=None):
