@@ -321,6 +321,9 @@ def export(
     minhash_threshold: float = typer.Option(
         0.8, min=0.0, max=1.0, help="Word-shingle Jaccard similarity (MinHash-LSH) above which examples are "
                                     "near-duplicates. 0 turns this detector off."),
+    no_synthetic: bool = typer.Option(False, "--no-synthetic",
+                                      help="Leave out the variants `labelloop augment` made (kept by default, "
+                                           "always in their source's split)."),
     url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
     api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
 ):
@@ -331,7 +334,8 @@ def export(
     from .export import ExportOptions, run_export
 
     options = ExportOptions(format, split, seed, system, instruction, near_duplicate_threshold, minhash_threshold,
-                            exclude_flagged, max_tokens, tokenizer, overwrite=overwrite, plot=plot)
+                            exclude_flagged, max_tokens, tokenizer, overwrite=overwrite, plot=plot,
+                            synthetic=not no_synthetic)
     try:
         from labelloop.model.export.splits import parse_fractions
 
@@ -357,6 +361,38 @@ def export(
     console.print(f"dropped: {dropped}. Near-duplicate pairs across splits: {dups['cross_split_pairs']} "
                   f"(a random split would have had {dups['cross_split_pairs_random_split']}). "
                   f"Tokens counted with {manifest['tokens']['tokenizer']}.")
+
+
+@app.command()
+def augment(
+    project: int = typer.Option(..., help="Label Studio project ID (text classification or LLM responses)."),
+    method: str = typer.Option(..., help="paraphrase (the LLM endpoint of LABELLOOP_LLM_*), or AugLy's typos, "
+                                         "char-swaps, contractions, punctuation."),
+    n: int = typer.Option(1, "--n", min=1, max=20, help="Variants per annotated example."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N annotated tasks (by id)."),
+    seed: int = typer.Option(0, help="AugLy's randomness: the same seed gives the same variants."),
+    data: Path = typer.Option(Path("labelloop-data"), help="Where the project's snapshot is kept."),
+    url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
+    api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
+):
+    """Add synthetic variants of annotated examples as new tasks, prelabelled with their source's label."""
+    from .augment import VIEW_TITLE, run_augment
+    from .client import connect
+
+    client = connect(url, api_key)
+    with _progress() as progress:
+        report = run_augment(client, project, method=method, n=n, limit=limit, seed=seed, data_dir=data,
+                             progress=_step_bars(progress))
+    console.print(f"project {project}: {report.created} {method} variants of {report.sources} annotated tasks, "
+                  f"each with its source's label as a prediction (no annotation); review them in the "
+                  f"\"{VIEW_TITLE}\" tab.")
+    if report.already_done:
+        console.print(f"{report.already_done} tasks already had {method} variants: skipped")
+    if report.without_variant:
+        console.print(f"[yellow]note:[/] no usable {method} variant for {len(report.without_variant)} tasks "
+                      f"(e.g. {report.without_variant[:5]})")
+    if report.failed:
+        console.print(f"[red]{len(report.failed)} variants were imported but not found again to prelabel[/]")
 
 
 @app.command()

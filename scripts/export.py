@@ -135,7 +135,7 @@ def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOpt
     prepared = prepare(examples, keep_offsets=kind.keep_offsets, fractions=options.fractions, seed=options.seed,
                        near_duplicate_threshold=options.near_duplicate_threshold,
                        minhash_threshold=options.minhash_threshold,
-                       embed=embed if options.near_duplicate_threshold > 0 else None)
+                       embed=embed if options.near_duplicate_threshold > 0 else None, synthetic=options.synthetic)
     seconds.update(prepared.seconds)
     for reason, ids in skipped.items():
         prepared.dropped[reason] = ids + prepared.dropped.get(reason, [])

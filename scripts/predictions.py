@@ -27,7 +27,7 @@ def unlabelled_tasks(client, project_id: int, *, page_size: int = 1000,
 
 def replace_unlabelled_predictions(client, project_id: int, predictions: Sequence[dict], *, model_version: str,
                                    cluster_top_k: int = 1000, should_stop: Callable[[], bool] | None = None,
-                                   progress: Callable[[int], None] | None = None) -> int:
+                                   progress: Callable[[int], None] | None = None, keep: Sequence[int] = ()) -> int:
     """Swap the predictions of unlabelled tasks for ``predictions`` of ``model_version``.
 
     1. Old predictions of unlabelled tasks are deleted, so the database does not grow by one
@@ -36,11 +36,12 @@ def replace_unlabelled_predictions(client, project_id: int, predictions: Sequenc
        backends move to ``model_version``. The ``cluster_top_k`` first keep their
        cluster (one request each, see `push_predictions`); the rest go in bulk without it.
     ``should_stop`` is checked between writes: a newer model makes this refresh moot.
-    Labelled tasks keep their predictions. Returns how many predictions were written.
+    Labelled tasks keep their predictions, and so do the tasks in ``keep`` (synthetic variants,
+    whose prediction is their source's label). Returns how many predictions were written.
     """
     client.actions.create(id="delete_tasks_predictions", project=project_id,
                           filters=filters(UNLABELLED),
-                          selected_items={"all": True, "excluded": []})
+                          selected_items={"all": True, "excluded": [int(t) for t in keep]})
     ordered = sorted(predictions, key=lambda p: p.get("score") or 0.0)
     for prediction in ordered[cluster_top_k:]:
         prediction.pop("cluster", None)

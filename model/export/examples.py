@@ -5,6 +5,7 @@ The tasks are Label Studio's task JSON; what one task becomes is the project kin
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Callable
 
@@ -34,8 +35,17 @@ def examples_from_tasks(tasks: dict, example_of: Callable[[dict, object], tuple]
         if reason:
             skipped.setdefault(reason, []).append(task_id)
         elif example is not None:
-            examples.append(example)
+            examples.append(_with_source(example, task))
     return examples, skipped, messages
+
+
+def _with_source(example: Example, task: dict) -> Example:
+    """A variant `labelloop augment` made names its source task in ``data.synthetic_of``."""
+    source = (task.get("data") or {}).get("synthetic_of")
+    try:
+        return replace(example, synthetic_of=int(source)) if source not in (None, "") else example
+    except (TypeError, ValueError):
+        return example
 
 
 def _last_annotated(task: dict) -> str:

@@ -45,6 +45,8 @@ class Example:
     rejected: str | None = None
     labels: tuple[str, ...] = ()
     spans: tuple[tuple[int, int, str], ...] = ()
+    #: the task a synthetic variant (`labelloop augment`) was made from; None for the user's own
+    synthetic_of: int | None = None
 
     @property
     def stratum(self) -> str:

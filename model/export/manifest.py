@@ -7,7 +7,7 @@ from importlib import metadata
 
 import numpy as np
 
-from .pipeline import PreparedExport
+from .pipeline import SYNTHETIC_LEFT_OUT, PreparedExport
 from .validation import DEFAULT_MAX_TOKENS
 
 PACKAGES = ("labelloop", "label-studio-sdk", "cleanlab", "scikit-learn", "numpy", "transformers", "torch",
@@ -29,6 +29,7 @@ class ExportOptions:
     model_name: str = "default"
     overwrite: bool = False
     plot: bool = False
+    synthetic: bool = True
 
 
 def sha256(text: str) -> str:
@@ -59,7 +60,8 @@ def build_manifest(project_id, kind: str, options: ExportOptions, prepared: Prep
     counts = {}
     for name, examples in splits.items():
         labels = [label for e in examples for label in (e.labels or tuple(s[2] for s in e.spans))]
-        counts[name] = {"examples": len(examples), "labels": dict(sorted(
+        counts[name] = {"examples": len(examples), "synthetic": sum(e.synthetic_of is not None for e in examples),
+                        "labels": dict(sorted(
             zip(*np.unique(labels, return_counts=True)))) if labels else {}}
         counts[name]["labels"] = {str(k): int(v) for k, v in counts[name]["labels"].items()}
     return {
@@ -68,6 +70,9 @@ def build_manifest(project_id, kind: str, options: ExportOptions, prepared: Prep
         "instruction": options.instruction, "near_duplicate_threshold": options.near_duplicate_threshold,
         "minhash_threshold": options.minhash_threshold,
         "exclude_flagged": options.exclude_flagged,
+        "synthetic": {"included": options.synthetic,
+                      "examples": sum(c["synthetic"] for c in counts.values()),
+                      "left_out": len(prepared.dropped.get(SYNTHETIC_LEFT_OUT, ()))},
         "counts": counts,
         "tokens": {"tokenizer": tokenizer, "max_tokens": options.max_tokens,
                    **{name: r.token_stats() for name, r in reports.items()}},

@@ -8,6 +8,10 @@ exact duplicates, links near-duplicates with three detectors and splits whole gr
 - ``minhash``: word-shingle Jaccard similarity over a threshold (MinHash-LSH);
 - ``embedding``: cosine similarity of the texts' embeddings over a threshold (k-NN graph).
 
+Synthetic variants (`labelloop augment`) join their source's group whatever their text, so a
+variant never lands in another split than the example it was made from; ``synthetic=False``
+leaves them out.
+
 The split is then checked without the k-NN graph: each validation/test item's nearest
 earlier-split item (exact search) must be below the threshold; any pair found joins the groups
 and the split is redone. It reports the cross-split pairs a plain random split would have had,
@@ -29,6 +33,7 @@ from .splits import SPLIT_NAMES, cross_split_pairs, leakage_free_split, parse_fr
 from ..text_cleaning import clean_text, dedup_key, unintelligible_reason, verbatim
 
 DETECTORS = ("normalised_text", "minhash", "embedding")
+SYNTHETIC_LEFT_OUT = "synthetic variant (--no-synthetic)"
 
 
 @dataclass
@@ -94,14 +99,20 @@ def _content_key(example: Example) -> str:
 
 def prepare(examples: Sequence[Example], *, keep_offsets: bool = False, fractions="0.8,0.1,0.1", seed: int = 0,
             near_duplicate_threshold: float = 0.95, embed: Callable[[list[str]], np.ndarray] | None = None,
-            n_neighbors: int = 10, minhash_threshold: float = 0.8, max_rounds: int = 5) -> PreparedExport:
+            n_neighbors: int = 10, minhash_threshold: float = 0.8, max_rounds: int = 5,
+            synthetic: bool = True) -> PreparedExport:
     """Clean, collapse exact duplicates, group near-duplicates of the user's text (``embed``
     maps texts to ``(n, dim)`` vectors; None skips the embedding detector), split, and check the
     split (see the module docstring)."""
     fractions = parse_fractions(fractions)
     seconds = {}
     t = time.perf_counter()
+    if not synthetic:
+        left_out = [e.task_id for e in examples if e.synthetic_of is not None]
+        examples = [e for e in examples if e.synthetic_of is None]
     kept, dropped = clean(examples, keep_offsets=keep_offsets)
+    if not synthetic and left_out:
+        dropped[SYNTHETIC_LEFT_OUT] = left_out
     seen, unique = set(), []
     for example in kept:
         key = _content_key(example)
@@ -127,7 +138,9 @@ def prepare(examples: Sequence[Example], *, keep_offsets: bool = False, fraction
         found["embedding"] = near_duplicate_pairs(knn_graph(vectors, n_neighbors=n_neighbors),
                                                   threshold=near_duplicate_threshold)
         seconds["embedding_near_duplicates"] = time.perf_counter() - t
-    pairs = _union(found.values())
+    # a variant and its source (and the source's other variants) share a group
+    sources = same_key_pairs([str(e.synthetic_of if e.synthetic_of is not None else e.task_id) for e in unique])
+    pairs = _union([*found.values(), sources])
 
     t = time.perf_counter()
     strata = [e.stratum for e in unique]
