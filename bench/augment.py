@@ -13,7 +13,8 @@ training row (an accepted variant is an annotated task). Training sets compared,
 - ``paraphrase``: SmolLM2-135M (the embedded llama.cpp endpoint) rewriting each label once, when
   ``.venv-llm`` is there (``--no-paraphrase`` skips it).
 
-Printed: mean test accuracy over ``--seeds`` seeds, its change against ``none`` in points with a
+Printed: mean test accuracy over ``--seeds`` seeds (and of the head alone, without the prior, since
+added rows also shrink the prior's share of the blend), its change against ``none`` in points with a
 standard error, and on how many seeds it won; a verdict per method that says "no gain" unless
 the mean gain exceeds two standard errors. A PNG with the same numbers goes to bench/results.
 
@@ -42,15 +43,22 @@ RESULTS = Path(__file__).parent / "results"
 PRIOR_STRENGTH = 10.0  # the backend's default (LABELLOOP_PRIOR_STRENGTH)
 
 
-def served_accuracy(train_X, train_y, test_X, test_y, prior) -> float:
+def accuracies(train_X, train_y, test_X, test_y, prior) -> tuple[float, float]:
+    """(served model, head alone): the blend gives the prior less weight as rows are added."""
     head = EmbeddingClassifier().fit(train_X, train_y)
     model = BlendedClassifier(head, prior, n_labels=len(train_y), prior_strength=PRIOR_STRENGTH)
-    return float((model.predict(test_X) == test_y).mean())
+    return float((model.predict(test_X) == test_y).mean()), float((head.predict(test_X) == test_y).mean())
 
 
 def paraphrases(texts: list[str], console: Console) -> dict[str, str | None] | None:
+    """SmolLM2's rewrite of each text (kept in bench/results, so a rerun reuses them)."""
     from labelloop.model.responses.llm import Drafter, LLMConfig
     from labelloop.scripts.services import LLM_MODEL_ALIAS, ServiceError, llm_service
+
+    cache = RESULTS / "augment-paraphrases.json"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    if all(t in known for t in texts):
+        return known
 
     try:
         service = llm_service(Path(RESULTS) / "augment-llama.log")
@@ -65,7 +73,10 @@ def paraphrases(texts: list[str], console: Console) -> dict[str, str | None] | N
             drafts = drafter.draft_many([paraphrase_messages(t) for t in texts])
     finally:
         service.stop()
-    return {t: clean_paraphrase(d.text, t) for t, d in zip(texts, drafts)}
+    known.update({t: clean_paraphrase(d.text, t) for t, d in zip(texts, drafts)})
+    RESULTS.mkdir(exist_ok=True)
+    cache.write_text(json.dumps(known))
+    return known
 
 
 def main() -> None:
@@ -90,6 +101,7 @@ def main() -> None:
 
     conditions = ["none", *AUGLY_METHODS, "all AugLy"] + (["paraphrase"] if para else [])
     scores = {c: [] for c in conditions}
+    head_scores = {c: [] for c in conditions}
     added = {c: [] for c in conditions}
     for seed, split in enumerate(splits):
         texts = [items[i].text for i in split]
@@ -108,13 +120,17 @@ def main() -> None:
                     extra_labels.append(label)
             X = np.vstack([base_X, embed(extra_texts)]) if extra_texts else base_X
             y = np.array(labels + extra_labels)
-            scores[condition].append(served_accuracy(X, y, test_X, test_y, prior))
+            served, head = accuracies(X, y, test_X, test_y, prior)
+            scores[condition].append(served)
+            head_scores[condition].append(head)
             added[condition].append(len(extra_texts))
         console.print(f"seed {seed}: " + ", ".join(f"{c} {scores[c][-1]:.3f}" for c in conditions))
 
     base = np.array(scores["none"])
     table = Table("training data", "variants added", "test accuracy", "Δ points vs none (± s.e.)", "seeds won",
-                  "verdict", title=f"Rotten Tomatoes, {args.labels} labels, {args.seeds} seeds, served model")
+                  "verdict", "head alone: accuracy, Δ points",
+                  title=f"Rotten Tomatoes, {args.labels} labels, {args.seeds} seeds, served model")
+    head_base = np.array(head_scores["none"])
     rows = []
     for condition in conditions:
         acc = np.array(scores[condition])
@@ -124,16 +140,21 @@ def main() -> None:
         verdict = "baseline" if condition == "none" else (
             "helps" if delta.mean() > 2 * se and delta.mean() > 0 else
             "hurts" if delta.mean() < -2 * se and delta.mean() < 0 else "no clear gain")
+        head_acc = np.array(head_scores[condition])
+        head_delta = 100 * (head_acc - head_base)
         rows.append({"condition": condition, "variants_added_mean": float(np.mean(added[condition])),
                      "accuracy_mean": float(acc.mean()), "delta_points_mean": float(delta.mean()),
-                     "delta_points_se": float(se), "seeds_won": won, "verdict": verdict})
+                     "delta_points_se": float(se), "seeds_won": won, "verdict": verdict,
+                     "head_accuracy_mean": float(head_acc.mean()), "head_delta_points_mean": float(head_delta.mean())})
         table.add_row(condition, f"{np.mean(added[condition]):.0f}", f"{acc.mean():.3f}",
                       "-" if condition == "none" else f"{delta.mean():+.2f} ± {se:.2f}",
-                      "-" if condition == "none" else f"{won}/{len(acc)}", verdict)
+                      "-" if condition == "none" else f"{won}/{len(acc)}", verdict,
+                      f"{head_acc.mean():.3f}" + ("" if condition == "none" else f", {head_delta.mean():+.2f}"))
     console.print(table)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "augment.json").write_text(json.dumps({"labels": args.labels, "seeds": args.seeds, "n": args.n,
-                                                      "rows": rows, "scores": scores}, indent=2))
+                                                      "rows": rows, "scores": scores, "head_scores": head_scores},
+                                                     indent=2))
     import matplotlib
 
     matplotlib.use("Agg")

@@ -82,3 +82,18 @@ def test_perplexity_prefers_the_right_answer(tmp_path):
     assert 1 < right < 10 < wrong and result["tokens"] > 10
     with pytest.raises(EvaluationError, match="no GGUF"):
         reference_perplexity([question], ["x"], model_path=tmp_path / "missing.gguf", python=python)
+
+
+def test_an_unreachable_endpoint_is_a_clear_error_and_writes_nothing(tmp_path):
+    from labelloop.model.errors import LabelloopError
+    from labelloop.scripts.evaluate import EvaluationOptions, evaluate
+
+    split = tmp_path / "test.jsonl"
+    split.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
+                                              {"role": "assistant", "content": "Hello"}]}) + "\n")
+    with pytest.raises(LabelloopError) as caught:
+        evaluate(split, EvaluationOptions(endpoint="http://127.0.0.1:9/v1", model="mine", timeout_s=2))
+    assert "127.0.0.1:9" in str(caught.value) or "reach" in str(caught.value).lower()
+    assert not (tmp_path / "evaluations").exists()
+    with pytest.raises(EvaluationError, match="either --endpoint"):
+        evaluate(split, EvaluationOptions())
