@@ -201,10 +201,11 @@ def _train(project_id: int, key: str, spec, kind, *, client, full: bool, setting
         meta = {"n_labels": len(items), "trained_at": time.time()}
         if tuning := getattr(model, "tuning_", None):
             meta["tuning"] = tuning
-            logger.info("project %s: tuned in %.1f s over %d trials%s: cross-validated %s %.3f (defaults %.3f) "
-                        "with %s", project_id, tuning["seconds"], tuning["trials"],
+            logger.info("project %s: tuned in %.1f s over %d trials%s: cross-validated %s %.3f (defaults %.3f, "
+                        "best trial %.3f%s) with %s", project_id, tuning["seconds"], tuning["trials"],
                         " (time budget reached)" if tuning["timed_out"] else "", tuning["metric"],
-                        tuning["cv_score"], tuning["default_cv_score"], tuning["params"])
+                        tuning["cv_score"], tuning["default_cv_score"], tuning["best_trial_cv_score"],
+                        ", within noise: defaults kept" if tuning["kept_defaults"] else "", tuning["params"])
         report.trained_version = store.save(key, model, meta=meta)
         report.seconds["fit"] = time.perf_counter() - t1
         logger.info("project %s: model %s serves now (%d labels, fit in %.2f s; pulled %d %s tasks in %.2f s)",
