@@ -71,3 +71,13 @@ def test_training_switches_to_fine_tuning_past_the_threshold(tiny_model, monkeyp
     assert isinstance(kind.fit(items(10), spec, model_name=tiny_model, finetune_min_labels=10), FineTunedClassifier)
     assert isinstance(kind.fit(items(12), spec, model_name=tiny_model), EmbeddingClassifier)  # off by default
     assert len(fitted) == 1
+
+
+def test_a_study_for_a_fine_tuning_retrain_searches_its_learning_rate_and_epochs(tiny_path):
+    from labelloop.model.classification.tuning import tune
+
+    result = tune(TEXTS, LABELS, labels=["Positive", "Negative"], model_name=tiny_path, finetune=True, n_trials=3,
+                  timeout_s=120, max_folds=2)
+    assert set(result.params) == {"learning_rate", "epochs", "prior_strength"} and result.trials == 3
+    assert 1e-5 <= result.params["learning_rate"] <= 1e-4 and 1 <= result.params["epochs"] <= 5
+    assert result.n_folds == 2 and 0 <= result.default_score <= 1
