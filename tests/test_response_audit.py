@@ -61,6 +61,8 @@ def test_audit_responses_flags_each_planted_problem_and_nothing_else(embed):
         5: ("Tell me one fact about the number 4.", "Cats have whiskers and like to sleep all day long.",
             "conflicting_duplicate"),
         6: ("Tell me one fact about the number 6.", "word " * 400 + "end.", "length_outlier"),
+        # English that py3langid reads as 0.56 Nigerian Pidgin, 0.44 English: no mismatch
+        7: ("When will you walk", "As soon as i get enough money for my robot body.", None),
     }
     for i, (prompt, response, _) in plants.items():
         prompts[i], responses[i] = prompt, response
@@ -70,6 +72,7 @@ def test_audit_responses_flags_each_planted_problem_and_nothing_else(embed):
         if issue:
             assert issue in by_task[i]["issues"], (i, by_task.get(i))
     assert "conflicting_duplicate" in by_task[4]["issues"]  # both sides of a conflict are flagged
+    assert checks.language(plants[7][1]) != "en"  # the case this guards against
     clean = set(range(7, 30))
     assert not clean & set(by_task), [by_task[t] for t in clean & set(by_task)]
     qualities = [f["quality"] for f in result.findings]

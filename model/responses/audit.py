@@ -98,6 +98,13 @@ def language(text: str, *, min_words: int = 4, min_confidence: float = 0.5) -> s
     return code if confidence >= min_confidence else None
 
 
+def language_share(text: str, code: str) -> float:
+    """py3langid's probability that ``text`` is in ``code``. A mismatch needs it near 0: short
+    English can read as a close variety ("As soon as i get enough money for my robot body." is
+    0.56 Nigerian Pidgin, 0.44 English), which is no reason to review an answer."""
+    return float(dict(_language_identifier().rank(text)).get(code, 0.0))
+
+
 def length_outliers(prompt_embeddings: np.ndarray, response_lengths: Sequence[int], *, z: float = 3.5,
                     min_ratio: float = 4.0, min_group: int = 8, min_samples: int = 30,
                     random_state: int = 0) -> np.ndarray:
@@ -188,7 +195,7 @@ def audit_responses(task_ids: Sequence, prompts: Sequence[str], responses: Seque
         if found:
             issues[i]["secret_or_pii"] = "contains " + ", ".join(dict.fromkeys(found))
         asked, answered = language(prompt), language(response)
-        if asked and answered and asked != answered:
+        if asked and answered and asked != answered and language_share(response, asked) < 0.05:
             issues[i]["language_mismatch"] = f"the prompt is in {asked!r}, the response in {answered!r}"
     P = np.asarray(embed(list(prompts)), dtype=np.float32)
     R = np.asarray(embed([r if r.strip() else "(empty)" for r in responses]), dtype=np.float32)
