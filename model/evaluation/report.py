@@ -93,8 +93,9 @@ def _plots(metrics: dict, runs: list[dict], directory: Path) -> list[tuple[str, 
             ax.set_ylabel("examples")
         save(fig, "per_example.png", "Per-example scores")
     if runs:
-        names = [n for n in HEADLINE[metrics["task"]] if n != "unparsed_answers"]
         every = [*runs, metrics]
+        names = [n for n in HEADLINE[metrics["task"]]
+                 if n != "unparsed_answers" and any(headline(m).get(n) is not None for m in every)]
         fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 3.2), squeeze=False)
         for ax, name in zip(axes[0], names):
             values = [headline(m).get(name) for m in every]
