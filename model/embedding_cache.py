@@ -5,8 +5,9 @@ volume), not once per command.
 One SQLite file per encoder under ``LABELLOOP_EMBEDDING_CACHE`` (default
 ``$XDG_CACHE_HOME/labelloop/embeddings``, i.e. ``~/.cache/labelloop/embeddings``; ``off``
 disables it). Rows are keyed by the text's 16-byte BLAKE2 digest; the file's name carries the
-encoder's identity (name, path, weights file size and time, token budget, runtime), so other weights
-never read these rows. SQLite's write-ahead log lets many processes read and write at once.
+encoder's identity (name, a digest of the weights' bytes, token budget, runtime), so other weights
+never read these rows, and the same weights reinstalled elsewhere (a new venv, a rebuilt image)
+still do. SQLite's write-ahead log lets many processes read and write at once.
 """
 from __future__ import annotations
 
@@ -36,15 +37,33 @@ def cache_root() -> Path | None:
     return Path(base) / "labelloop" / "embeddings"
 
 
+_digests: dict[tuple, str] = {}
+
+
+def weights_digest(path: Path) -> str:
+    """BLAKE2 of a weights file's bytes, once per process and file version (path, size, mtime)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _digests:
+        digest = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _digests[key] = digest.hexdigest()
+    return _digests[key]
+
+
 def encoder_identity(name: str, path: str, *, max_length: int, dim: int, runtime: str = "torch") -> str:
     """A file-name-safe id that changes when the encoder's weights, settings or runtime change
-    (int8 rows must never mix with fp32 ones)."""
-    parts = [name, str(path), str(max_length), str(dim), runtime]
+    (int8 rows must never mix with fp32 ones). Local weights count by content, not by where they
+    are installed or when; an encoder without local weight files counts by its path or name."""
+    parts = [name, str(max_length), str(dim), runtime]
     local = Path(path)
-    if local.is_dir():
-        for weights in sorted(local.glob("*.safetensors")) + sorted(local.glob("pytorch_model*.bin")):
-            stat = weights.stat()
-            parts += [weights.name, str(stat.st_size), str(int(stat.st_mtime))]
+    weights = (sorted(local.glob("*.safetensors")) + sorted(local.glob("pytorch_model*.bin"))) if local.is_dir() else []
+    if weights:
+        parts += [f"{w.name}:{weights_digest(w)}" for w in weights]
+    else:
+        parts.append(str(path))
     digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).hexdigest()
     readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.rstrip("/").split("/")[-1])[:60]
     return f"{readable}-{digest}"

@@ -58,6 +58,17 @@ def test_the_identity_changes_with_the_weights_and_settings(tmp_path):
     assert one != encoder_identity("m", str(tmp_path), max_length=256, dim=384)
 
 
+def test_the_same_weights_installed_elsewhere_share_the_cache(tmp_path):
+    import os
+
+    for folder, when in (("venv-a", 1_000_000_000), ("venv-b", 1_700_000_000)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.safetensors").write_bytes(b"the same weights")
+        os.utime(tmp_path / folder / "model.safetensors", (when, when))
+    assert encoder_identity("m", str(tmp_path / "venv-a"), max_length=256, dim=384) == \
+        encoder_identity("m", str(tmp_path / "venv-b"), max_length=256, dim=384)
+
+
 def test_the_cache_can_be_turned_off_or_moved(tmp_path, monkeypatch):
     monkeypatch.setenv("LABELLOOP_EMBEDDING_CACHE", "off")
     assert open_cache("x", dim=4) is None
