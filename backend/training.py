@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from labelloop.kinds import parse as parse_config
 from labelloop.label_config.spec import UnsupportedLabelConfig
+from labelloop.model.augment import synthetic_source
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 from labelloop.model.store import ModelStore, project_key
 
@@ -147,8 +148,8 @@ def _retrain(project_id: int, *, full: bool, settings: Settings, registry: Model
     report.serving_version = version
     tasks = list(unlabelled_tasks(client, project_id, with_predictions=not kind.trains))
     # a variant from `labelloop augment` keeps the prediction it came with: its source's label
-    synthetic = [task["id"] for task in tasks if task["data"].get("synthetic_of") not in (None, "")]
-    tasks = [task for task in tasks if task["data"].get("synthetic_of") in (None, "")]
+    synthetic = {task["id"] for task in tasks if synthetic_source(task["data"]) is not None}
+    tasks = [task for task in tasks if task["id"] not in synthetic]
     if not kind.trains:
         # drafts that `labelloop prelabel` imported from elsewhere are not drafted again
         adopted = sum(kind.adopt(task, prediction, spec, model) for task in tasks
@@ -164,7 +165,7 @@ def _retrain(project_id: int, *, full: bool, settings: Settings, registry: Model
     predictions = [{**prediction, "task": task["id"]} for task, prediction in zip(tasks, predictions) if prediction]
     report.n_refreshed = replace_unlabelled_predictions(
         client, project_id, predictions, model_version=version, cluster_top_k=settings.cluster_top_k,
-        should_stop=should_stop, keep=synthetic)
+        should_stop=should_stop, keep=sorted(synthetic))
     report.seconds["refresh"] = time.perf_counter() - t2
     if report.n_refreshed < len(predictions):
         report.message = (f"project {project_id}: refresh stopped after {report.n_refreshed}/{len(predictions)} "

@@ -67,6 +67,18 @@ def augly_variants(text: str, *, method: str, n: int, seed: int = 0, max_tries: 
     return out
 
 
+def synthetic_source(data: dict | None) -> int | None:
+    """The source task id a variant's task data names in ``synthetic_of``; None for a task of the
+    user's own (or a value that is no task id)."""
+    source = (data or {}).get("synthetic_of")
+    if source in (None, ""):
+        return None
+    try:
+        return int(source)
+    except (TypeError, ValueError):
+        return None
+
+
 def paraphrase_messages(text: str) -> list[dict]:
     return [{"role": "system", "content": PARAPHRASE_SYSTEM}, {"role": "user", "content": text}]
 

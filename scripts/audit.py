@@ -29,6 +29,7 @@ from labelloop.label_config.spec import UnsupportedLabelConfig
 from labelloop.model.classification.audit import label_value
 from labelloop.model.embeddings import get_embedder
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
+from labelloop.model.plots import confusion_heatmap
 from labelloop.model.store import atomic_write_text
 
 from .filters import has_model_version, save_view
@@ -199,13 +200,7 @@ def _classification_plots(audit, save, plt) -> None:
         for g, s in zip(audit.issues.given[flagged], audit.issues.suggested[flagged]):
             confusion[classes.index(g), classes.index(s)] += 1
         fig, ax = plt.subplots(figsize=(5, 4))
-        ax.imshow(confusion, cmap="Blues")
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-        ax.set_yticks(range(len(classes)), classes)
-        ax.set_xlabel("suggested")
-        ax.set_ylabel("given")
-        for (r, c), v in np.ndenumerate(confusion):
-            ax.text(c, r, str(v), ha="center", va="center")
+        confusion_heatmap(ax, confusion, classes, xlabel="suggested", ylabel="given")
         save(fig, "given_vs_suggested.png", "Flagged tasks: given vs suggested label")
 
     if audit.annotator_stats is not None:

@@ -12,23 +12,20 @@ Running it again with the same method skips sources that already have variants o
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from labelloop.kinds import parse as parse_config
 from labelloop.label_config.spec import UnsupportedLabelConfig
-from labelloop.model.augment import AUGLY_METHODS, METHODS, augly_variants, clean_paraphrase, distinct, \
-    paraphrase_messages
+from labelloop.model.augment import METHODS, augly_variants, clean_paraphrase, distinct, paraphrase_messages, \
+    synthetic_source
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 
 from .filters import UNLABELLED, has_model_version, save_view
 from .predictions import push_predictions
 from .projects import import_tasks
 from .sync import ProjectSnapshot
-
-logger = logging.getLogger(__name__)
 
 MODEL_VERSION = "labelloop-augment"
 VIEW_TITLE = "Synthetic variants to review"
@@ -91,13 +88,13 @@ def run_augment(client, project_id: int, *, method: str, n: int = 1, limit: int 
     snapshot = ProjectSnapshot(data_dir / "snapshots", project_id)
     snapshot.sync(client, progress=progress("pulling tasks", None) if progress else None)
     tasks = snapshot.tasks()
-    done = {(int(t["data"]["synthetic_of"]), t["data"].get("synthetic_method")) for t in tasks.values()
-            if (t.get("data") or {}).get("synthetic_of") not in (None, "")}
+    done = {(synthetic_source(t.get("data")), t["data"].get("synthetic_method")) for t in tasks.values()
+            if synthetic_source(t.get("data")) is not None}
     report = AugmentReport(project_id, method)
     sources = []
     for task_id, task in sorted(tasks.items()):
         data = task.get("data") or {}
-        if data.get("synthetic_of") not in (None, ""):
+        if synthetic_source(data) is not None:
             continue  # no variants of variants
         example, _ = kind.example(task, spec)
         text = data.get(spec.text_key)
@@ -156,4 +153,4 @@ def run_augment(client, project_id: int, *, method: str, n: int = 1, limit: int 
     return report
 
 
-__all__ = ["AugmentError", "AugmentReport", "METHODS", "AUGLY_METHODS", "MODEL_VERSION", "VIEW_TITLE", "run_augment"]
+__all__ = ["AugmentError", "AugmentReport", "METHODS", "MODEL_VERSION", "VIEW_TITLE", "run_augment"]

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..plots import confusion_heatmap
 from ..store import atomic_write_text
 
 #: the headline numbers per kind, in the order the comparison shows them
@@ -65,13 +66,7 @@ def _plots(metrics: dict, runs: list[dict], directory: Path) -> list[tuple[str, 
         labels, matrix = metrics["confusion"]["labels"], np.array(metrics["confusion"]["matrix"])
         size = max(4.0, 0.5 * len(labels) + 2)
         fig, ax = plt.subplots(figsize=(size, size * 0.85))
-        ax.imshow(matrix, cmap="Blues")
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
-        ax.set_xlabel("model's answer")
-        ax.set_ylabel("annotators' label")
-        for (i, j), v in np.ndenumerate(matrix):
-            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > matrix.max() / 2 else "black")
+        confusion_heatmap(ax, matrix, labels, xlabel="model's answer", ylabel="annotators' label")
         save(fig, "confusion_matrix.png", "Confusion matrix")
     if metrics["task"] in ("classification", "ner") and metrics.get("per_label"):
         names = list(metrics["per_label"])

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Callable
 
+from ..augment import synthetic_source
 from .formats import Example
 
 
@@ -41,11 +42,8 @@ def examples_from_tasks(tasks: dict, example_of: Callable[[dict, object], tuple]
 
 def _with_source(example: Example, task: dict) -> Example:
     """A variant `labelloop augment` made names its source task in ``data.synthetic_of``."""
-    source = (task.get("data") or {}).get("synthetic_of")
-    try:
-        return replace(example, synthetic_of=int(source)) if source not in (None, "") else example
-    except (TypeError, ValueError):
-        return example
+    source = synthetic_source(task.get("data"))
+    return example if source is None else replace(example, synthetic_of=source)
 
 
 def _last_annotated(task: dict) -> str:
