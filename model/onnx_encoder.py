@@ -1,8 +1,8 @@
 """The sentence encoder on ONNX Runtime, optionally with int8 weights: same tokens, pooling and
 normalisation as `labelloop.model.embeddings.TransformerEncoder`, faster on CPU.
 
-``LABELLOOP_ENCODER_RUNTIME`` picks it: ``torch`` (default), ``onnx`` (fp32 graph) or
-``onnx-int8`` (MatMul weights quantised per channel, dynamic activations). The graph is exported
+``LABELLOOP_ENCODER_RUNTIME`` (`labelloop.model.embeddings.runtime_from_env`) picks it: ``onnx``
+(fp32 graph) or ``onnx-int8`` (MatMul weights quantised per channel, dynamic activations). The graph is exported
 once per encoder with PyTorch's dynamo exporter and kept next to the embedding cache
 (``<cache>/onnx/<identity>/``); `bench/scale.py` measures speed and parity against torch.
 """
@@ -17,16 +17,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("torch", "onnx", "onnx-int8")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def runtime_from_env() -> str:
-    """``LABELLOOP_ENCODER_RUNTIME``, checked."""
-    value = (os.environ.get("LABELLOOP_ENCODER_RUNTIME") or "torch").strip().lower()
-    if value not in RUNTIMES:
-        raise ValueError(f"LABELLOOP_ENCODER_RUNTIME must be one of {', '.join(RUNTIMES)}, not {value!r}")
-    return value
 
 
 def export_onnx(model, tokenizer, folder: Path, *, int8: bool) -> Path:

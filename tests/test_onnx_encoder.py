@@ -1,10 +1,12 @@
-"""The encoder on ONNX Runtime gives the torch encoder's embeddings (a tiny BERT, exported for real)."""
+"""The encoder runtimes give the fp32 torch encoder's embeddings: ONNX Runtime (a tiny BERT, exported
+for real) and torch in bfloat16."""
 import numpy as np
 import pytest
 
 from labelloop.model.embedding_cache import encoder_identity
-from labelloop.model.embeddings import TransformerEncoder, resolve_model_path
-from labelloop.model.onnx_encoder import OnnxEncoder, runtime_from_env
+from labelloop.model import embeddings
+from labelloop.model.embeddings import TransformerEncoder, resolve_model_path, runtime_from_env
+from labelloop.model.onnx_encoder import OnnxEncoder
 
 TEXTS = ["a fine film", "", "ünïcödé and emoji 😀 in a much longer sentence than the others", "short"]
 
@@ -41,5 +43,20 @@ def test_the_runtime_is_checked_and_part_of_the_cache_identity(monkeypatch):
     monkeypatch.setenv("LABELLOOP_ENCODER_RUNTIME", "tensorrt")
     with pytest.raises(ValueError, match="LABELLOOP_ENCODER_RUNTIME"):
         runtime_from_env()
-    ids = {encoder_identity("m", "/x", max_length=256, dim=384, runtime=r) for r in ("torch", "onnx", "onnx-int8")}
-    assert len(ids) == 3
+    monkeypatch.delenv("LABELLOOP_ENCODER_RUNTIME")  # auto: bf16 only where the CPU does it natively
+    monkeypatch.setattr(embeddings, "native_bf16", lambda: True)
+    assert runtime_from_env() == "torch-bf16"
+    monkeypatch.setattr(embeddings, "native_bf16", lambda: False)
+    assert runtime_from_env() == "torch"
+    ids = {encoder_identity("m", "/x", max_length=256, dim=384, runtime=r)
+           for r in ("torch", "torch-bf16", "onnx", "onnx-int8")}
+    assert len(ids) == 4
+
+
+def test_bfloat16_weights_embed_like_fp32(tiny_bert):
+    reference = TransformerEncoder(tiny_bert, device="cpu").encode(TEXTS)
+    bf16 = TransformerEncoder(tiny_bert, device="cpu", bfloat16=True)
+    rows = bf16.encode(TEXTS)
+    assert bf16.runtime == "torch-bf16" and rows.dtype == np.float32
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)  # pooled and normalised in fp32
+    assert np.min((rows * reference).sum(1)) > 0.999
