@@ -4,8 +4,12 @@ Every neighbour search in labelloop goes through `nearest`: the k-NN graph of th
 export (`labelloop.model.data_issues.knn_graph`), the exact cross-split check, and the audit's
 k-NN head (`FaissKNNClassifier`). Rows are L2-normalised float32, so inner product = cosine.
 
-The search is exact by default (``IndexFlatIP``: BLAS, 3-10x faster than scikit-learn's brute
-search in `bench/scale.py`, and deterministic, which byte-identical exports need). With
+The search is exact by default, and deterministic, which byte-identical exports need. Small sets
+go to FAISS's ``IndexFlatIP`` (BLAS, 3-10x faster than scikit-learn's brute search in
+`bench/scale.py`). Large ones, on a CPU with native bf16 arithmetic, take a certified shortcut
+(`_certified_search`): candidates from a bfloat16 matrix product (twice fp32's speed; a self
+search computes each pair once), re-scored in fp32, and every row whose top ``k`` the bf16
+rounding could have changed is searched again by FAISS, so the result is the exact one. With
 ``LABELLOOP_NEIGHBOURS=approximate``, sets above ``EXACT_MAX_ITEMS`` rows use an ``IndexIVFFlat``
 (about 4·√n lists, ``NPROBE`` searched): about 3x faster again at 100k, at the recall
 `bench/scale.py` reports (0.94 of the exact top 10 on its stand-in data), so it is opt-in.
@@ -19,6 +23,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 EXACT_MAX_ITEMS = 20_000
 #: inverted lists searched per query (bench/scale.py: 16 gave recall 0.92, 32 0.94, 64 0.96 at 100k)
 NPROBE = 32
+#: query x indexed rows from which the bf16 shortcut beats FAISS's flat search (about 15k x 15k)
+CERTIFIED_MIN_PAIRS = 2e8
+#: query rows per bf16 block: at 100k indexed rows the block's scores take 200 MB
+_BLOCK = 1024
 
 
 def approximate_allowed() -> bool:
@@ -76,6 +84,13 @@ def nearest(index_features, query_features=None, *, k: int, exact: bool | None =
     k = min(int(k), available)
     if k < 1 or len(Q) == 0:
         return np.zeros((len(Q), 0), dtype=np.float32), np.zeros((len(Q), 0), dtype=np.int64)
+    wants_exact = (not approximate_allowed()) if exact is None else exact
+    if (wants_exact or len(X) <= EXACT_MAX_ITEMS) and _certified_pays(len(Q), len(X)):
+        return _certified_search(X, None if self_search else Q, k=k)
+    return _faiss_search(X, Q, k=k, self_search=self_search, exact=exact, nprobe=nprobe)
+
+
+def _faiss_search(X, Q, *, k, self_search, exact, nprobe):
     index = _index(X, exact=exact, nprobe=nprobe)
     sims, idx = index.search(Q, k + 1 if self_search else k)
     sims[idx < 0] = -np.inf
@@ -88,6 +103,146 @@ def nearest(index_features, query_features=None, *, k: int, exact: bool | None =
     keep = np.ones_like(idx, dtype=bool)
     keep[np.arange(len(Q)), drop] = False
     return sims[keep].reshape(len(Q), k), idx[keep].reshape(len(Q), k)
+
+
+def _certified_pays(n_query: int, n_index: int) -> bool:
+    from .embeddings import native_bf16
+
+    return n_query * n_index >= CERTIFIED_MIN_PAIRS and native_bf16()
+
+
+def _certified_search(X: np.ndarray, Q: np.ndarray | None, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`nearest`'s exact answer, computed through bf16 candidates (``Q`` None: a self search).
+
+    1. Candidates: each query row's ``c`` best bf16 scores (`_self_candidates`, `_query_candidates`).
+    2. Their exact fp32 cosines; the top ``k`` of those, ties to the lower index.
+    3. A row is certain when its ``k``-th exact cosine beats the ``c``-th bf16 score by more than
+       the rounding can move a score (`_rounding_bound`): no row outside the candidates can then
+       reach the top ``k``. The other rows go to FAISS's exact search.
+    """
+    import torch
+
+    c = max(32, 2 * k + 8)
+    Xt = torch.from_numpy(X)
+    Xb = Xt.to(torch.bfloat16)
+    if Q is None:
+        Qt, Qb = Xt, Xb
+        cand, tail = _self_candidates(Xb, c)
+    else:
+        Qt = torch.from_numpy(Q)
+        Qb = Qt.to(torch.bfloat16)
+        cand, tail = _query_candidates(Qb, Xb, c)
+    bound = _rounding_bound(Qt, Qb, Xt, Xb)
+    sims = np.empty((len(Qt), k), dtype=np.float32)
+    idx = np.empty((len(Qt), k), dtype=np.int64)
+    uncertain = []
+    for start in range(0, len(Qt), 4096):
+        stop = min(start + 4096, len(Qt))
+        ids = cand[start:stop]
+        exact = torch.bmm(Xt[ids.clamp(min=0)], Qt[start:stop].unsqueeze(2)).squeeze(2)
+        exact[ids < 0] = -torch.inf
+        by_index = torch.argsort(ids, dim=1)  # then a stable sort by score: ties to the lower index
+        ids, exact = torch.gather(ids, 1, by_index), torch.gather(exact, 1, by_index)
+        order = torch.argsort(-exact, dim=1, stable=True)[:, :k]
+        top, top_ids = torch.gather(exact, 1, order), torch.gather(ids, 1, order)
+        sims[start:stop], idx[start:stop] = top.numpy(), top_ids.numpy()
+        certain = top[:, -1] > tail[start:stop] + bound
+        uncertain.append(torch.nonzero(~certain).squeeze(1) + start)
+    redo = torch.cat(uncertain).numpy()
+    if len(redo):
+        if Q is None:  # a self search of these rows: FAISS over all rows, each row's own hit dropped
+            s_, i_ = _faiss_search(X, X[redo], k=k + 1, self_search=False, exact=True, nprobe=NPROBE)
+            own = i_ == redo[:, None]
+            drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+            keep = np.ones_like(i_, dtype=bool)
+            keep[np.arange(len(redo)), drop] = False
+            sims[redo], idx[redo] = s_[keep].reshape(len(redo), k), i_[keep].reshape(len(redo), k)
+        else:
+            sims[redo], idx[redo] = _faiss_search(X, Q[redo], k=k, self_search=False, exact=True, nprobe=NPROBE)
+    return sims, idx
+
+
+def _rounding_bound(Q, Qb, X, Xb) -> float:
+    """How far any bf16 score can sit from the exact cosine of unit rows: the inputs' rounding
+    (Cauchy-Schwarz: |q~.x~ - q.x| <= |q~ - q| |x~| + |q| |x~ - x|), the output's rounding to bf16
+    (half a unit in the last place, 2^-9 below 1 and 2^-8 up to 2), and fp32 accumulation."""
+    import torch
+
+    def error_and_norm(fp32, bf16):
+        as_float = bf16.float()
+        return (torch.linalg.vector_norm(as_float - fp32, dim=1).max().item(),
+                max(1.0, torch.linalg.vector_norm(as_float, dim=1).max().item()))
+
+    q_error, q_norm = error_and_norm(Q, Qb)
+    x_error, x_norm = error_and_norm(X, Xb) if X is not Q else (q_error, q_norm)
+    return q_error * x_norm + q_norm * x_error + 2.0 ** -8 + 1e-4
+
+
+def _query_candidates(Qb, Xb, c: int):
+    """Each query row's ``c`` best bf16 scores over the indexed rows: ``(ids, c-th score)``."""
+    import torch
+
+    c = min(c, len(Xb))
+    ids = torch.empty((len(Qb), c), dtype=torch.int64)
+    tail = torch.empty(len(Qb), dtype=torch.float32)
+    for start in range(0, len(Qb), _BLOCK):
+        values, found = torch.topk(Qb[start:start + _BLOCK] @ Xb.T, c, dim=1)
+        ids[start:start + _BLOCK] = found
+        tail[start:start + _BLOCK] = values[:, -1].float()
+    return ids, tail
+
+
+def _self_candidates(Xb, c: int):
+    """Each row's ``c`` best bf16 scores over the other rows, each pair's score computed once.
+
+    Blocks are taken from the last: block ``[s, e)`` scores its rows against every row from ``s``
+    on. Its rows keep their ``c`` best of those (the "row side"); a later row ``j`` keeps a score
+    from this block only if it reaches ``j``'s own row-side ``c``-th best, a lower bound of its
+    final one, so every score of its true top ``c`` survives and few others do. Returns
+    ``(ids (n, c), c-th score (n,))``; missing candidates are -1 with score -inf.
+    """
+    import torch
+
+    n = len(Xb)
+    row_ids = torch.full((n, c), -1, dtype=torch.int64)
+    row_vals = torch.full((n, c), -torch.inf, dtype=torch.float32)
+    floor = torch.full((n,), -torch.inf, dtype=torch.bfloat16)
+    extra_rows, extra_ids, extra_vals = [], [], []
+    for stop in range(n, 0, -_BLOCK):
+        start = max(0, stop - _BLOCK)
+        size = stop - start
+        scores = Xb[start:stop] @ Xb[start:].T
+        scores[torch.arange(size), torch.arange(size)] = -torch.inf  # a row is not its own neighbour
+        width = min(c, scores.shape[1] - 1)
+        if width > 0:
+            values, found = torch.topk(scores, width, dim=1)
+            row_ids[start:stop, :width] = found + start
+            row_vals[start:stop, :width] = values.float()
+            if width == c:
+                floor[start:stop] = values[:, -1]
+        if stop < n:
+            later = scores[:, size:]
+            hit = torch.nonzero(later >= floor[stop:].unsqueeze(0))
+            extra_rows.append(hit[:, 1] + stop)
+            extra_ids.append(hit[:, 0] + start)
+            extra_vals.append(later[hit[:, 0], hit[:, 1]].float())
+    # merge each row's two sides: its c best by score, ties to the lower index
+    rows = torch.cat([torch.arange(n).repeat_interleave(c), *extra_rows])
+    ids = torch.cat([row_ids.ravel(), *extra_ids])
+    vals = torch.cat([row_vals.ravel(), *extra_vals])
+    order = torch.argsort(ids, stable=True)
+    order = order[torch.argsort(-vals[order], stable=True)]
+    order = order[torch.argsort(rows[order], stable=True)]
+    rows, ids, vals = rows[order], ids[order], vals[order]
+    counts = torch.bincount(rows, minlength=n)
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(rows)) - first[rows]
+    keep = rank < c
+    cand = torch.full((n, c), -1, dtype=torch.int64)
+    cand_vals = torch.full((n, c), -torch.inf, dtype=torch.float32)
+    cand[rows[keep], rank[keep]] = ids[keep]
+    cand_vals[rows[keep], rank[keep]] = vals[keep]
+    return cand, cand_vals[:, -1]
 
 
 class FaissKNNClassifier(ClassifierMixin, BaseEstimator):

@@ -113,3 +113,20 @@ def test_the_offline_default_tokenizer_says_which_it_is():
     counter = token_counter("auto")
     assert "tiktoken" in counter.name  # either tiktoken itself or why it was not used
     assert counter.count("How does a BJT operate in active mode?") > 5
+
+
+def test_the_huggingface_counter_counts_long_texts_whole_and_repeats_once():
+    from transformers import AutoTokenizer
+
+    from labelloop.model.embeddings import resolve_model_path
+
+    counter = token_counter("default")  # its tokenizer file pads and truncates to 128: counting must not
+    long_text = " ".join(f"word{i}" for i in range(400))
+    reference = AutoTokenizer.from_pretrained(resolve_model_path("default"), model_max_length=10 ** 9)
+    assert counter.count(long_text) == len(reference(long_text, add_special_tokens=False)["input_ids"]) > 400
+    assert counter.count("") == 0 and counter.count("hi") == 1
+    calls = []
+    counting = TokenCounter("spy", lambda texts: calls.append(list(texts)) or [len(t.split()) for t in texts])
+    chat = [{"role": "user", "content": "a b"}, {"role": "assistant", "content": "c"}]
+    assert counting.count_chats([chat, chat]) == [3 * 2 + 3 + 1 + 2 + 1 + 1] * 2
+    assert sorted(calls[0]) == sorted(["user", "a b", "assistant", "c"])  # each distinct text once

@@ -88,3 +88,23 @@ def test_knn_classifier_votes_like_scikit_learn_with_inverse_cosine_distance_wei
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="n_samples, dim"):
         nearest(np.zeros(5), k=2)
+
+
+def test_the_certified_bf16_search_gives_the_exact_answer_and_redoes_rows_it_cannot_certify(monkeypatch):
+    from labelloop.model import embeddings
+
+    X, _ = clustered(1500, dim=48, seed=5)
+    X[100:140] = X[99]  # 41 identical rows: their top 10 are ties the bf16 pass cannot order
+    Q = X[:300] + 0.05 * np.random.default_rng(6).normal(size=(300, 48)).astype(np.float32)
+    faiss_self, faiss_query = nearest(X, k=10), nearest(X, Q, k=15)
+    monkeypatch.setattr(neighbours, "CERTIFIED_MIN_PAIRS", 0)
+    monkeypatch.setattr(neighbours, "_BLOCK", 128)  # many blocks: the row sides and the later rows' merge
+    monkeypatch.setattr(embeddings, "native_bf16", lambda: True)
+    redone = []
+    real_faiss = neighbours._faiss_search
+    monkeypatch.setattr(neighbours, "_faiss_search", lambda X_, Q_, **kw: redone.append(len(Q_)) or real_faiss(X_, Q_, **kw))
+    for (sims, idx), (ref_sims, ref_idx) in ((nearest(X, k=10), faiss_self), (nearest(X, Q, k=15), faiss_query)):
+        assert np.abs(sims - ref_sims).max() < 1e-5  # the same cosines, rank by rank
+        assert (idx == ref_idx).mean() > 0.97  # up to the order of exact ties
+    assert not (nearest(X, k=10)[1] == np.arange(1500)[:, None]).any()  # never a row itself
+    assert redone and 41 <= redone[0] < 1500  # the tied rows, not the whole set, went back to FAISS

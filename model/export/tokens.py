@@ -37,7 +37,9 @@ class TokenCounter:
         """Tokens per chat, counted as OpenAI's cookbook does: 3 per message for the framing, the
         role and content tokens, and 3 priming the reply. One tokenizer call for all chats."""
         texts = [str(m.get(key) or "") for chat in chats for m in chat for key in ("role", "content")]
-        counts = iter(self.count_many(texts)) if texts else iter(())
+        distinct = list(dict.fromkeys(texts))  # roles, system prompts and repeats: tokenised once
+        known = dict(zip(distinct, self.count_many(distinct))) if distinct else {}
+        counts = (known[text] for text in texts)
         return [3 * len(chat) + 3 + sum(next(counts) + next(counts) for _ in chat) for chat in chats]
 
 
@@ -69,10 +71,20 @@ def _huggingface(name: str) -> TokenCounter:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name))
     except (OSError, ValueError) as exc:
         raise TokenizerUnavailable(f"tokenizer {name!r} could not be loaded offline: {exc}") from None
-    tokenizer.model_max_length = 10 ** 9  # counting only: no truncation, no length warnings
+    if tokenizer.is_fast:  # the bare Rust tokenizer: no padding or truncation from its file, no id lists
+        from tokenizers import Tokenizer
 
-    def count_many(texts):
-        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        backend.no_truncation()
+        backend.no_padding()
+
+        def count_many(texts):
+            return [len(encoding) for encoding in backend.encode_batch(list(texts), add_special_tokens=False)]
+    else:
+        tokenizer.model_max_length = 10 ** 9  # counting only: no truncation, no length warnings
+
+        def count_many(texts):
+            return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     return TokenCounter(f"Hugging Face {short_model_name(name)}", count_many)
 
