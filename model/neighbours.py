@@ -11,8 +11,8 @@ go to FAISS's ``IndexFlatIP`` (BLAS, 3-10x faster than scikit-learn's brute sear
 search computes each pair once), re-scored in fp32, and every row whose top ``k`` the bf16
 rounding could have changed is searched again by FAISS, so the result is the exact one. With
 ``LABELLOOP_NEIGHBOURS=approximate``, sets above ``EXACT_MAX_ITEMS`` rows use an ``IndexIVFFlat``
-(about 4·√n lists, ``NPROBE`` searched): about 3x faster again at 100k, at the recall
-`bench/scale.py` reports (0.94 of the exact top 10 on its stand-in data), so it is opt-in.
+(about 4·√n lists, ``NPROBE`` searched): at 100k no faster than the bf16 search and at recall
+0.94 of the exact top 10 in `bench/scale.py`, so it is opt-in.
 """
 from __future__ import annotations
 
@@ -29,13 +29,13 @@ EXACT_MAX_ITEMS = 20_000
 NPROBE = 32
 #: query x indexed rows from which the bf16 shortcut beats FAISS's flat search (about 15k x 15k)
 CERTIFIED_MIN_PAIRS = 2e8
+#: query rows per bf16 block: at 100k indexed rows the block's scores take 200 MB
+_BLOCK = 1024
+
+
 def _candidates(k: int) -> int:
     """bf16 candidates per row: 8 spare rows past k certified 99% of rows at 100k in bench/scale.py."""
     return max(16, k + 8)
-
-
-#: query rows per bf16 block: at 100k indexed rows the block's scores take 200 MB
-_BLOCK = 1024
 
 
 def approximate_allowed() -> bool:
