@@ -123,12 +123,22 @@ def minhash_pairs(texts, *, threshold: float = 0.8, num_perm: int = 128, shingle
     Unlike a k-nearest-neighbour search, LSH returns every candidate however many there are.
     """
     from datasketch import LeanMinHash, MinHash, MinHashLSH
+    from datasketch.hashfunc import sha1_hash32
 
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     shingles = [_shingles(t, shingle_size) for t in texts]
-    hashes = MinHash.bulk([[s.encode("utf-8") for s in sh] for sh in shingles], num_perm=num_perm, seed=seed)
+    known: dict[bytes, int] = {}
+
+    def hashed(shingle: bytes) -> int:  # datasketch's own hash, once per distinct shingle
+        value = known.get(shingle)
+        if value is None:
+            value = known[shingle] = sha1_hash32(shingle)
+        return value
+
+    hashes = MinHash.bulk([[s.encode("utf-8") for s in sh] for sh in shingles], num_perm=num_perm, seed=seed,
+                          hashfunc=hashed)
     pairs = set()
     for i, (sh, mh) in enumerate(zip(shingles, hashes)):
         if not sh:

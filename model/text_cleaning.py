@@ -17,6 +17,8 @@ import unicodedata
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _NOT_WORD = re.compile(r"[\W_]+")
+# U+FFFD and the Unicode category Cc (C0, DEL, C1) except tab and newline: what a decoding accident leaves
+_BROKEN = re.compile(r"[\ufffd\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def clean_text(text: str) -> str:
@@ -50,7 +52,6 @@ def unintelligible_reason(text) -> str | None:
         return "empty"
     if not any(ch.isalnum() for ch in stripped):
         return "no letters or digits"
-    broken = sum(ch == "\ufffd" or (unicodedata.category(ch) == "Cc" and ch not in "\n\t") for ch in stripped)
-    if broken / len(stripped) > 0.1:
+    if len(_BROKEN.findall(stripped)) / len(stripped) > 0.1:
         return "mostly undecodable characters"
     return None
