@@ -139,7 +139,8 @@ class ModelStore:
         return True
 
     def discard_partial(self, project: str) -> list[str]:
-        """Remove versions a killed trainer left half-written; returns their names.
+        """Remove versions, and temporary copies of CURRENT, that a killed trainer left half-written;
+        returns their names.
 
         Call it only while holding the project's training lock (`labelloop.backend.locks`):
         then no other process is writing a version of ``project``.
@@ -151,6 +152,10 @@ class ModelStore:
         for path in vdir.iterdir():
             if _PARTIAL_RE.match(path.name):
                 shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        with self._lock(project):  # CURRENT is only written under this lock: a temp copy seen here is a dead writer's
+            for path in self.project_dir(project).glob(".CURRENT.*.tmp"):
+                path.unlink(missing_ok=True)
                 removed.append(path.name)
         return removed
 

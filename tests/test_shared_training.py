@@ -65,8 +65,11 @@ def test_half_written_versions_are_discarded_and_never_served(tmp_path):
     partial = tmp_path / "1.1" / "versions" / ".v0.abc123"
     partial.mkdir()
     (partial / "head.joblib").write_bytes(b"half")
+    stale = tmp_path / "1.1" / ".CURRENT.k1ll3d.tmp"  # a trainer killed while it moved CURRENT
+    stale.write_text("v", encoding="utf-8")
     assert store.versions("1.1") == ["v1"]
-    assert store.discard_partial("1.1") == [".v0.abc123"] and not partial.exists()
+    assert store.discard_partial("1.1") == [".v0.abc123", stale.name] and not partial.exists()
+    assert not stale.exists() and store.current_version("1.1") == "v1"
     assert store.save("1.1", Tiny()) == "v2"
 
 
