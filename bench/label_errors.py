@@ -121,15 +121,26 @@ def main() -> None:
         errors = noisy != y
         p, r, auprc = scores(issues.is_issue, 1 - np.nan_to_num(issues.quality, nan=1.0), errors)
         total = label_s + data_s
-        verdict = "meets" if total < 600 and peak_gb < 4 else "MISSES"
+        # the encoder the product uses (LABELLOOP_ENCODER_RUNTIME), bypassing both caches
+        from labelloop.model.embeddings import get_embedder
+        encoder = get_embedder("default").encoder
+        sample = [it.text for it in rotten_tomatoes(3000, seed=2)]
+        encoder.encode(sample[:64])  # warm-up
+        t = time.perf_counter()
+        encoder.encode(sample)
+        texts_per_s = len(sample) / (time.perf_counter() - t)
+        with_embedding = total + n / texts_per_s
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+        verdict = "meets" if with_embedding < 600 and peak_gb < 4 else "MISSES"
         console.print(f"scale: {n} items x {dim}-d, {k} classes: label issues {label_s:.1f} s "
                       f"(P {p:.3f} R {r:.3f} AUPRC {auprc:.3f}); near-duplicates + outliers {data_s:.1f} s "
                       f"(planted near-duplicates found {data.is_near_duplicate[dups].mean():.2f}, "
                       f"planted outliers found {data.is_outlier[outliers].mean():.2f}; flagged "
                       f"{data.is_near_duplicate.sum()} / {data.is_outlier.sum()})")
-        console.print(f"scale: total {total:.1f} s, peak RSS {peak_gb:.2f} GB ({verdict} the 10 min / 4 GB "
-                      f"target); embedding {n} texts would add about {n / texts_per_s / 60:.1f} min at the "
-                      f"{texts_per_s:.0f} texts/s measured above")
+        console.print(f"scale: audit {total:.1f} s; embedding {n} texts at the {texts_per_s:.0f} texts/s the "
+                      f"{getattr(encoder, 'runtime', 'torch')} encoder gave on 3,000 Rotten Tomatoes snippets here: "
+                      f"{n / texts_per_s / 60:.1f} min; together {with_embedding / 60:.1f} min, peak RSS "
+                      f"{peak_gb:.2f} GB ({verdict} the 10 min / 4 GB target)")
 
 if __name__ == "__main__":
     main()

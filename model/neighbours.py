@@ -120,48 +120,57 @@ def _certified_pays(n_query: int, n_index: int) -> bool:
     return n_query * n_index >= CERTIFIED_MIN_PAIRS and native_bf16()
 
 
+#: rows of a first, cheap pass that estimates how many rows the bf16 search would certify
+_PROBE_ROWS = 1024
+#: below this share of certified rows in the probe, FAISS's flat search is faster
+_MIN_CERTIFIED = 0.75
+
+
 def _certified_search(X: np.ndarray, Q: np.ndarray | None, *, k: int) -> tuple[np.ndarray, np.ndarray]:
     """`nearest`'s exact answer, computed through bf16 candidates (``Q`` None: a self search).
 
     1. Candidates: each query row's ``c`` best bf16 scores (`_self_candidates`, `_query_candidates`).
-    2. Their exact fp32 cosines; the top ``k`` of those, ties to the lower index.
+    2. Their exact fp32 cosines; the top ``k`` of those, ties to the lower index (`_rerank`).
     3. A row is certain when its ``k``-th exact cosine beats the ``c``-th bf16 score by more than
-       the rounding can move a score (`_rounding_bound`): no row outside the candidates can then
-       reach the top ``k``. The other rows go to FAISS's exact search.
+       the rounding can move a score (`_Rounding`): no row outside the candidates can then reach
+       the top ``k``. The other rows go to FAISS's exact search.
+
+    Where neighbours crowd together (near-isotropic data), few rows can be certified; a probe of
+    ``_PROBE_ROWS`` rows measures that first and hands such sets to FAISS whole.
     """
     import torch
 
     c = _candidates(k)
+    self_search = Q is None
     Xt = torch.from_numpy(X)
     Xb = Xt.to(torch.bfloat16)
-    if Q is None:
-        Qt, Qb = Xt, Xb
-        cand, tail = _self_candidates(Xb, c)
-    else:
-        Qt = torch.from_numpy(Q)
-        Qb = Qt.to(torch.bfloat16)
-        cand, tail = _query_candidates(Qb, Xb, c)
-    bound = _rounding_bound(Qt, Qb, Xt, Xb)
+    Qt, Qb = (Xt, Xb) if self_search else (torch.from_numpy(Q), torch.from_numpy(Q).to(torch.bfloat16))
+    rounding = _Rounding(Qt, Qb, Xt, Xb)
+
+    probe = torch.from_numpy(np.unique(np.linspace(0, len(Qt) - 1, min(len(Qt), _PROBE_ROWS)).astype(np.int64)))
+    ids, tail = _query_candidates(Qb[probe], Xb, c + 1 if self_search else c)
+    *_, uncertain = _rerank(Qt[probe], Xt, ids, tail, k=k, bound=rounding.bound(probe, tail),
+                            own=probe if self_search else None)
+    certified = 1.0 - len(uncertain) / len(probe)
+    if certified < _MIN_CERTIFIED:
+        logger.info("bf16 search: a probe certified %.0f%% of rows; FAISS's flat search instead", 100 * certified)
+        return _faiss_search(X, X if self_search else Q, k=k, self_search=self_search, exact=True, nprobe=NPROBE)
+
+    cand, tail = _self_candidates(Xb, c) if self_search else _query_candidates(Qb, Xb, c)
     sims = np.empty((len(Qt), k), dtype=np.float32)
     idx = np.empty((len(Qt), k), dtype=np.int64)
-    uncertain = []
+    redo = []
     for start in range(0, len(Qt), 4096):
-        stop = min(start + 4096, len(Qt))
-        ids = cand[start:stop]
-        exact = torch.bmm(Xt[ids.clamp(min=0)], Qt[start:stop].unsqueeze(2)).squeeze(2)
-        exact[ids < 0] = -torch.inf
-        by_index = torch.argsort(ids, dim=1)  # then a stable sort by score: ties to the lower index
-        ids, exact = torch.gather(ids, 1, by_index), torch.gather(exact, 1, by_index)
-        order = torch.argsort(-exact, dim=1, stable=True)[:, :k]
-        top, top_ids = torch.gather(exact, 1, order), torch.gather(ids, 1, order)
-        sims[start:stop], idx[start:stop] = top.numpy(), top_ids.numpy()
-        certain = top[:, -1] > tail[start:stop] + bound
-        uncertain.append(torch.nonzero(~certain).squeeze(1) + start)
-    redo = torch.cat(uncertain).numpy()
+        rows = torch.arange(start, min(start + 4096, len(Qt)))
+        top, top_ids, uncertain = _rerank(Qt[rows], Xt, cand[rows], tail[rows], k=k,
+                                          bound=rounding.bound(rows, tail[rows]))
+        sims[start:start + len(rows)], idx[start:start + len(rows)] = top.numpy(), top_ids.numpy()
+        redo.append(uncertain + start)
+    redo = torch.cat(redo).numpy()
     logger.info("bf16 search: %d of %d rows certified, %d searched again by FAISS", len(Qt) - len(redo), len(Qt),
                 len(redo))
     if len(redo):
-        if Q is None:  # a self search of these rows: FAISS over all rows, each row's own hit dropped
+        if self_search:  # a self search of these rows: FAISS over all rows, each row's own hit dropped
             s_, i_ = _faiss_search(X, X[redo], k=k + 1, self_search=False, exact=True, nprobe=NPROBE)
             own = i_ == redo[:, None]
             drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
@@ -173,20 +182,49 @@ def _certified_search(X: np.ndarray, Q: np.ndarray | None, *, k: int) -> tuple[n
     return sims, idx
 
 
-def _rounding_bound(Q, Qb, X, Xb) -> float:
-    """How far any bf16 score can sit from the exact cosine of unit rows: the inputs' rounding
-    (Cauchy-Schwarz: |q~.x~ - q.x| <= |q~ - q| |x~| + |q| |x~ - x|), the output's rounding to bf16
-    (half a unit in the last place, 2^-9 below 1 and 2^-8 up to 2), and fp32 accumulation."""
+def _rerank(Q, X, ids, tail, *, k: int, bound, own=None):
+    """The top ``k`` of candidate ``ids (rows, c)`` by exact fp32 cosine, ties to the lower index,
+    and the positions of the rows it cannot certify. ``own``: each query row's own index, left out."""
     import torch
 
-    def error_and_norm(fp32, bf16):
-        as_float = bf16.float()
-        return (torch.linalg.vector_norm(as_float - fp32, dim=1).max().item(),
-                max(1.0, torch.linalg.vector_norm(as_float, dim=1).max().item()))
+    exact = torch.bmm(X[ids.clamp(min=0)], Q.unsqueeze(2)).squeeze(2)
+    exact[ids < 0] = -torch.inf
+    if own is not None:
+        exact[ids == own.unsqueeze(1)] = -torch.inf
+    by_index = torch.argsort(ids, dim=1)  # then a stable sort by score: ties to the lower index
+    ids, exact = torch.gather(ids, 1, by_index), torch.gather(exact, 1, by_index)
+    order = torch.argsort(-exact, dim=1, stable=True)[:, :k]
+    top, top_ids = torch.gather(exact, 1, order), torch.gather(ids, 1, order)
+    uncertain = torch.nonzero(~(top[:, -1] > tail + bound)).squeeze(1)
+    return top, top_ids, uncertain
 
-    q_error, q_norm = error_and_norm(Q, Qb)
-    x_error, x_norm = error_and_norm(X, Xb) if X is not Q else (q_error, q_norm)
-    return q_error * x_norm + q_norm * x_error + 2.0 ** -8 + 1e-4
+
+class _Rounding:
+    """How far a row's bf16 scores can sit from the exact cosines of the fp32 rows.
+
+    For a query row q and any indexed row x: the inputs' rounding moves q.x by at most
+    |q~ - q| |x~| + |q| |x~ - x| (Cauchy-Schwarz); fp32 accumulation of 384 products by less than
+    3e-5; and the product's rounding to bf16 by half a unit in the last place of the score, which
+    for a score at or below the row's ``c``-th (``tail``) is at most that of the tail, upwards.
+    """
+
+    def __init__(self, Q, Qb, X, Xb):
+        import torch
+
+        self.q_error = torch.linalg.vector_norm(Qb.float() - Q, dim=1)
+        self.q_norm = torch.linalg.vector_norm(Qb.float(), dim=1).clamp(min=1.0)
+        x_error = self.q_error if X is Q else torch.linalg.vector_norm(Xb.float() - X, dim=1)
+        x_norm = self.q_norm if X is Q else torch.linalg.vector_norm(Xb.float(), dim=1).clamp(min=1.0)
+        self.x_error, self.x_norm = x_error.max().item(), x_norm.max().item()
+
+    def bound(self, rows, tail):
+        """``(len(rows),)``: the most any score of these query rows can move, given their tails."""
+        import torch
+
+        _, exponent = torch.frexp(tail.abs().clamp(min=2.0 ** -100))
+        half_ulp = torch.where(torch.isfinite(tail), torch.ldexp(torch.ones_like(tail), exponent - 9),
+                               torch.zeros_like(tail))
+        return self.q_error[rows] * self.x_norm + self.q_norm[rows] * self.x_error + half_ulp + 3e-5
 
 
 def _query_candidates(Qb, Xb, c: int):
