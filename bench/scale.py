@@ -20,8 +20,8 @@ The growth exponent between sizes (time ∝ n^e) shows any step that grows faste
 Target (issue 16): neighbours for 100k in < 20 s, recall >= 0.99.
 
 Encoder runtimes (first): torch fp32 (the baseline), torch bf16 (the default on a CPU with native
-bf16), ONNX Runtime fp32 and int8 (``LABELLOOP_ENCODER_RUNTIME``), each timed on the same 1,000 snippets after a warm-up: texts/s,
-the ratio to torch, the cosine of each row to torch's, and the test accuracy of the classification
+bf16), ONNX Runtime fp32 and int8 (``LABELLOOP_ENCODER_RUNTIME``), each timed on the same 1,000
+snippets after a warm-up: texts/s, the ratio to torch, the cosine of each row to torch's, and the test accuracy of the classification
 head trained on each runtime's embeddings (3,000 snippets to train, 1,000 to test). Targets
 (issue 16): >= 2x torch, cosine >= 0.99, accuracy within 0.5 points.
 
@@ -71,16 +71,14 @@ def sklearn_knn_graph(features, *, n_neighbors: int = 10) -> csr_matrix:
 
 
 def faiss_flat_graph(features, *, n_neighbors: int = 10) -> csr_matrix:
-    """The default before the bf16 search: FAISS's flat exact search for every row."""
-    from labelloop.model.neighbours import _faiss_search
+    """The default before the bf16 search: the product's graph with FAISS's flat search for every row."""
+    from labelloop.model import neighbours
 
-    X = normalised(features)
-    sims, idx = _faiss_search(X, X, k=n_neighbors, self_search=True, exact=True, nprobe=1)
-    rows = np.repeat(np.arange(len(X)), n_neighbors)
-    graph = csr_matrix((np.clip(1.0 - sims.ravel().astype(np.float64), 0.0, 2.0), (rows, idx.ravel())),
-                       shape=(len(X), len(X)))
-    graph.sort_indices()
-    return graph
+    saved, neighbours.CERTIFIED_MIN_PAIRS = neighbours.CERTIFIED_MIN_PAIRS, float("inf")
+    try:
+        return knn_graph(features, n_neighbors=n_neighbors)
+    finally:
+        neighbours.CERTIFIED_MIN_PAIRS = saved
 
 
 class RedoneRows(logging.Handler):
@@ -134,7 +132,8 @@ def runtimes(console: Console) -> list[dict]:
     table = Table("runtime", "texts/s", "÷ torch", "cosine to torch (mean / min)", "accuracy", "Δ points",
                   title="encoder runtimes, 1,000 Rotten Tomatoes snippets")
     for r in out:
-        table.add_row(r["runtime"] + (" (default here)" if r["runtime"] == default else ""), f"{r['texts_per_s']:.0f}", f"{r['texts_per_s'] / torch_row['texts_per_s']:.2f}",
+        table.add_row(r["runtime"] + (" (default here)" if r["runtime"] == default else ""), f"{r['texts_per_s']:.0f}",
+                      f"{r['texts_per_s'] / torch_row['texts_per_s']:.2f}",
                       f"{r['cosine_mean']:.4f} / {r['cosine_min']:.4f}", f"{r['accuracy']:.3f}",
                       f"{100 * (r['accuracy'] - torch_row['accuracy']):+.1f}")
     console.print(table)

@@ -103,15 +103,16 @@ def _faiss_search(X, Q, *, k, self_search, exact, nprobe):
     index = _index(X, exact=exact, nprobe=nprobe)
     sims, idx = index.search(Q, k + 1 if self_search else k)
     sims[idx < 0] = -np.inf
-    if not self_search:
-        return sims, idx
-    # drop each row's own hit (or, where duplicates hid it, the last one)
-    rows = np.arange(len(Q))[:, None]
-    own = idx == rows
-    drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+    return _without_own(sims, idx, np.arange(len(Q)), k=k) if self_search else (sims, idx)
+
+
+def _without_own(sims, idx, own, *, k: int):
+    """``k + 1`` hits per row less each row's own index ``own`` (or, where duplicates hid it, the last hit)."""
+    mine = idx == own[:, None]
+    drop = np.where(mine.any(axis=1), mine.argmax(axis=1), k)
     keep = np.ones_like(idx, dtype=bool)
-    keep[np.arange(len(Q)), drop] = False
-    return sims[keep].reshape(len(Q), k), idx[keep].reshape(len(Q), k)
+    keep[np.arange(len(idx)), drop] = False
+    return sims[keep].reshape(len(idx), k), idx[keep].reshape(len(idx), k)
 
 
 def _certified_pays(n_query: int, n_index: int) -> bool:
@@ -144,7 +145,8 @@ def _certified_search(X: np.ndarray, Q: np.ndarray | None, *, k: int) -> tuple[n
     self_search = Q is None
     Xt = torch.from_numpy(X)
     Xb = Xt.to(torch.bfloat16)
-    Qt, Qb = (Xt, Xb) if self_search else (torch.from_numpy(Q), torch.from_numpy(Q).to(torch.bfloat16))
+    Qt = Xt if self_search else torch.from_numpy(Q)
+    Qb = Xb if self_search else Qt.to(torch.bfloat16)
     rounding = _Rounding(Qt, Qb, Xt, Xb)
 
     probe = torch.from_numpy(np.unique(np.linspace(0, len(Qt) - 1, min(len(Qt), _PROBE_ROWS)).astype(np.int64)))
@@ -161,22 +163,18 @@ def _certified_search(X: np.ndarray, Q: np.ndarray | None, *, k: int) -> tuple[n
     idx = np.empty((len(Qt), k), dtype=np.int64)
     redo = []
     for start in range(0, len(Qt), 4096):
-        rows = torch.arange(start, min(start + 4096, len(Qt)))
+        rows = slice(start, start + 4096)
         top, top_ids, uncertain = _rerank(Qt[rows], Xt, cand[rows], tail[rows], k=k,
                                           bound=rounding.bound(rows, tail[rows]))
-        sims[start:start + len(rows)], idx[start:start + len(rows)] = top.numpy(), top_ids.numpy()
+        sims[rows], idx[rows] = top.numpy(), top_ids.numpy()
         redo.append(uncertain + start)
     redo = torch.cat(redo).numpy()
     logger.info("bf16 search: %d of %d rows certified, %d searched again by FAISS", len(Qt) - len(redo), len(Qt),
                 len(redo))
     if len(redo):
         if self_search:  # a self search of these rows: FAISS over all rows, each row's own hit dropped
-            s_, i_ = _faiss_search(X, X[redo], k=k + 1, self_search=False, exact=True, nprobe=NPROBE)
-            own = i_ == redo[:, None]
-            drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
-            keep = np.ones_like(i_, dtype=bool)
-            keep[np.arange(len(redo)), drop] = False
-            sims[redo], idx[redo] = s_[keep].reshape(len(redo), k), i_[keep].reshape(len(redo), k)
+            found = _faiss_search(X, X[redo], k=k + 1, self_search=False, exact=True, nprobe=NPROBE)
+            sims[redo], idx[redo] = _without_own(*found, redo, k=k)
         else:
             sims[redo], idx[redo] = _faiss_search(X, Q[redo], k=k, self_search=False, exact=True, nprobe=NPROBE)
     return sims, idx
@@ -211,14 +209,17 @@ class _Rounding:
     def __init__(self, Q, Qb, X, Xb):
         import torch
 
-        self.q_error = torch.linalg.vector_norm(Qb.float() - Q, dim=1)
-        self.q_norm = torch.linalg.vector_norm(Qb.float(), dim=1).clamp(min=1.0)
-        x_error = self.q_error if X is Q else torch.linalg.vector_norm(Xb.float() - X, dim=1)
-        x_norm = self.q_norm if X is Q else torch.linalg.vector_norm(Xb.float(), dim=1).clamp(min=1.0)
+        def error_and_norm(fp32, bf16):
+            rounded = bf16.float()
+            return (torch.linalg.vector_norm(rounded - fp32, dim=1),
+                    torch.linalg.vector_norm(rounded, dim=1).clamp(min=1.0))
+
+        self.q_error, self.q_norm = error_and_norm(Q, Qb)
+        x_error, x_norm = (self.q_error, self.q_norm) if X is Q else error_and_norm(X, Xb)
         self.x_error, self.x_norm = x_error.max().item(), x_norm.max().item()
 
     def bound(self, rows, tail):
-        """``(len(rows),)``: the most any score of these query rows can move, given their tails."""
+        """The most any score of the query ``rows`` (an index or a slice) can move, given their tails."""
         import torch
 
         _, exponent = torch.frexp(tail.abs().clamp(min=2.0 ** -100))

@@ -88,8 +88,8 @@ def run_augment(client, project_id: int, *, method: str, n: int = 1, limit: int 
     snapshot = ProjectSnapshot(data_dir / "snapshots", project_id)
     snapshot.sync(client, progress=progress("pulling tasks", None) if progress else None)
     tasks = snapshot.tasks()
-    done = {(synthetic_source(t.get("data")), t["data"].get("synthetic_method")) for t in tasks.values()
-            if synthetic_source(t.get("data")) is not None}
+    done = {(source, t["data"].get("synthetic_method")) for t in tasks.values()
+            if (source := synthetic_source(t.get("data"))) is not None}
     report = AugmentReport(project_id, method)
     sources = []
     for task_id, task in sorted(tasks.items()):
