@@ -108,3 +108,23 @@ def test_the_certified_bf16_search_gives_the_exact_answer_and_redoes_rows_it_can
         assert (idx == ref_idx).mean() > 0.97  # up to the order of exact ties
     assert not (nearest(X, k=10)[1] == np.arange(1500)[:, None]).any()  # never a row itself
     assert redone and 41 <= redone[0] < 1500  # the tied rows, not the whole set, went back to FAISS
+
+
+def test_the_certified_search_is_exact_where_most_scores_are_negative(monkeypatch):
+    """Ten rows opposite everything else have fewer than c scores above 0: no group bound holds
+    for them, and they are searched whole."""
+    from labelloop.model import embeddings
+
+    rng = np.random.default_rng(7)
+    axis = np.eye(48, dtype=np.float32)[0]
+    X = np.vstack([axis + 0.3 * rng.normal(size=(1490, 48)), -axis + 0.05 * rng.normal(size=(10, 48))])
+    X = X[rng.permutation(len(X))].astype(np.float32)
+    ref_sims, ref_idx = nearest(X, k=12)
+    monkeypatch.setattr(neighbours, "CERTIFIED_MIN_PAIRS", 0)
+    monkeypatch.setattr(neighbours, "_BLOCK", 256)
+    monkeypatch.setattr(embeddings, "native_bf16", lambda: True)
+    sims, idx = nearest(X, k=12)
+    lonely = np.flatnonzero(X[:, 0] < 0)
+    assert (ref_sims[lonely, -1] < 0).all()  # their 10th neighbour and on lie across the origin
+    assert np.abs(sims - ref_sims).max() < 1e-5
+    assert (idx == ref_idx).mean() > 0.99
