@@ -32,6 +32,7 @@ from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 from labelloop.model.plots import confusion_heatmap
 from labelloop.model.store import atomic_write_text
 
+from .client import task_url
 from .filters import has_model_version, save_view
 from .predictions import push_predictions
 from .sync import ProjectSnapshot
@@ -39,6 +40,10 @@ from .sync import ProjectSnapshot
 logger = logging.getLogger(__name__)
 
 VIEW_TITLE = "Suspected label errors"
+#: findings listed in report.html (all are in findings.jsonl)
+REPORT_ROWS = 500
+#: characters of a task's text shown beside its finding
+SNIPPET_CHARS = 160
 
 
 @dataclass
@@ -52,6 +57,8 @@ class AuditReport:
     view_id: int | None = None
     task_ids: list = field(default_factory=list)
     created_at: str = ""
+    #: per task id of the first REPORT_ROWS findings: (text snippet, address in Label Studio)
+    tasks: dict = field(default_factory=dict)
 
 
 def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "default", n_folds: int = 5,
@@ -87,8 +94,11 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
         raise NotEnoughLabelsError(f"project {project_id}: {exc}") from None
     version = f"labelloop-audit-{time.strftime('%Y%m%d-%H%M%S')}"
     findings = audit.findings
+    tasks = snapshot.tasks()
+    shown = {f["task_id"]: (snippet(_task_text(tasks.get(f["task_id"]), spec.text_key)),
+                            task_url(client, project_id, f["task_id"])) for f in findings[:REPORT_ROWS]}
     report = AuditReport(project_id, version, len(audit.task_ids), findings, audit.messages, task_ids=audit.task_ids,
-                         created_at=datetime.now(timezone.utc).isoformat())
+                         created_at=datetime.now(timezone.utc).isoformat(), tasks=shown)
     report.report_dir = write_report(out_dir / f"audit-{project_id}-{version.removeprefix('labelloop-audit-')}",
                                      report, audit)
     queued = [f for f in findings if for_review(f)]
@@ -161,10 +171,15 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
                "in_review_queue": sum(map(for_review, report.findings)),
                "findings_by_kind": dict(zip(kinds.tolist(), kind_counts.tolist())), "messages": report.messages}
     atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))
-    rows = "".join(f"<tr><td>{f['task_id']}</td><td>{html.escape(str(f['given']))}</td>"
+    def task_cells(task_id):
+        text, url = report.tasks.get(task_id, ("", ""))
+        link = f"<a href='{html.escape(url)}'>{task_id}</a>" if url else str(task_id)
+        return f"<td>{link}</td><td>{html.escape(text)}</td>"
+
+    rows = "".join(f"<tr>{task_cells(f['task_id'])}<td>{html.escape(str(f['given']))}</td>"
                    f"<td>{html.escape(str(f['suggested']))}</td><td>{f['quality']:.3f}</td>"
                    f"<td>{'yes' if for_review(f) else 'no'}</td>"
-                   f"<td>{html.escape(f['reason'])}</td></tr>" for f in report.findings[:500])
+                   f"<td>{html.escape(f['reason'])}</td></tr>" for f in report.findings[:REPORT_ROWS])
     images = "".join(f"<h2>{html.escape(t)}</h2><img src='{n}'>" for n, t in plots)
     notes = "".join(f"<li>{html.escape(m)}</li>" for m in report.messages)
     atomic_write_text(directory / "report.html", f"""<!doctype html><meta charset="utf-8">
@@ -173,9 +188,21 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
 <h1>Audit of project {report.project_id}</h1>
 <p>{report.n_labelled} labelled tasks, {len(report.findings)} findings, model version
 <code>{report.model_version}</code>.</p><ul>{notes}</ul>{sources}{images}
-<h2>Findings (review queue first, worst first)</h2><table><tr><th>task</th><th>given</th><th>suggested</th>
+<h2>Findings (review queue first, worst first)</h2><p>A task's number opens it in Label Studio.</p>
+<table><tr><th>task</th><th>text</th><th>given</th><th>suggested</th>
 <th>quality</th><th>in review queue</th><th>reason</th></tr>{rows}</table>""")
     return directory
+
+
+def _task_text(task, key: str):
+    data = task.get("data") if isinstance(task, dict) else None
+    return data.get(key) if isinstance(data, dict) else None
+
+
+def snippet(text, *, limit: int = SNIPPET_CHARS) -> str:
+    """The start of a task's text on one line, cut at ``limit`` characters (any value: hostile data)."""
+    text = " ".join(("" if text is None else str(text)).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _classification_plots(audit, save, plt) -> None:

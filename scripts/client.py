@@ -39,6 +39,13 @@ def connect(url: str | None = None, api_key: str | None = None, *, check: bool =
     return LabelStudio(base_url=url, api_key=api_key, timeout=timeout)
 
 
+def task_url(client, project_id: int, task_id) -> str:
+    """The address that opens a task in Label Studio's labelling panel, for a person to click."""
+    wrapper = getattr(client, "_client_wrapper", None)  # the SDK keeps its base URL there, with no public accessor
+    base = wrapper.get_base_url() if wrapper is not None else os.environ.get("LABEL_STUDIO_URL") or DEFAULT_URL
+    return f"{base.rstrip('/')}/projects/{int(project_id)}/data?task={int(task_id)}"
+
+
 def as_dict(obj) -> dict:
     """An SDK response model (pydantic) or a plain dict, as a JSON-ready dict."""
     if isinstance(obj, dict):

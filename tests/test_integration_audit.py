@@ -1,4 +1,5 @@
 """The audit end to end against a real Label Studio: flipped labels are found, nothing is overwritten."""
+import html
 import json
 import os
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 
 from labelloop.model.datasets import rotten_tomatoes
 from labelloop.scripts import projects
-from labelloop.scripts.audit import VIEW_TITLE, run_audit
+from labelloop.scripts.audit import SNIPPET_CHARS, VIEW_TITLE, run_audit
 from labelloop.scripts.client import as_dict
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def annotations_state(client, project_id):
                    for a in map(as_dict, t.annotations)] for t in projects.iter_tasks(client, project_id)}
 
 
-def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, tmp_path):
+def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, label_studio, tmp_path):
     items = rotten_tomatoes(300, seed=4)
     project = projects.create_project(ls_client, "audit", "text_classification")
     projects.import_tasks(ls_client, project.id, ({"text": it.text} for it in items))
@@ -77,7 +78,12 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, tmp_path):
     precision = len(label_errors & flipped_ids) / max(1, len(label_errors))
     recall = len(label_errors & flipped_ids) / len(flipped_ids)
     assert precision >= PRECISION_FLOOR and recall >= RECALL_FLOOR, (precision, recall, len(label_errors))
-    assert (report.report_dir / "report.html").exists()
+    # a reviewer can act from the report: each finding shows the start of its text and links to its task
+    page = (report.report_dir / "report.html").read_text(encoding="utf-8")
+    worst = report.findings[0]
+    text = next(t.data["text"] for t in [*tasks, *dup_tasks] if t.id == worst["task_id"])
+    assert html.escape(" ".join(text.split())[:SNIPPET_CHARS - 1]) in page
+    assert f"href='{label_studio.url}/projects/{project.id}/data?task={worst['task_id']}'" in page
     assert (report.report_dir / "annotator_quality.png").exists()  # CROWDLAB ran on the two annotators
     assert len((report.report_dir / "findings.jsonl").read_text().splitlines()) == len(report.findings)
 

@@ -68,3 +68,12 @@ def test_texts_without_words_skip_the_tfidf_head_with_a_message():
     issues = find_label_issues(X, y, texts=["!!!"] * len(y))
     assert any("tfidf head" in m and "skipped" in m for m in issues.messages)
     assert issues.scored.all() and not np.isnan(issues.quality).any()
+
+
+def test_the_report_shows_a_one_line_snippet_of_any_task_text():
+    from labelloop.scripts.audit import SNIPPET_CHARS, snippet
+
+    assert snippet("  two\r\nlines\tand  spaces ") == "two lines and spaces"
+    long = snippet("word " * 100)
+    assert len(long) == SNIPPET_CHARS and long.endswith("…") and long.startswith("word word")
+    assert snippet(None) == "" and snippet(12) == "12"  # a missing or non-text field is no crash
