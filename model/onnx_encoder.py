@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .embeddings import token_batches
+
 logger = logging.getLogger(__name__)
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -99,11 +101,7 @@ class OnnxEncoder:
     def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Embed ``texts``; a float32 array of shape ``(len(texts), dim)``, rows of unit length."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts], kind="stable")  # little padding per batch
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
-                                   return_tensors="np")
+        for idx, batch in token_batches(self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length):
             hidden = self.token_states(batch)
             mask = np.asarray(batch["attention_mask"])[..., None].astype(np.float32)
             pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)

@@ -60,3 +60,22 @@ def test_bfloat16_weights_embed_like_fp32(tiny_bert):
     assert bf16.runtime == "torch-bf16" and rows.dtype == np.float32
     assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)  # pooled and normalised in fp32
     assert np.min((rows * reference).sum(1)) > 0.999
+
+
+def test_batches_group_texts_by_pieces_and_embed_as_texts_alone(tiny_bert):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    # by characters these interleave; by pieces the digits (one piece each) and the words part
+    texts = ["1 2 3 4 5 6 7 8 9 0", "photosynthesis", "7 7 7 7 7 7 7 7 7 7", "extraordinary"]
+    batches = list(embeddings.token_batches(tokenizer, texts, batch_size=2, max_length=64))
+    assert [sorted(idx.tolist()) for idx, _ in batches] == [[1, 3], [0, 2]]
+    for idx, arrays in batches:
+        for row, i in enumerate(idx):  # each row is the text's own pieces, then padding the mask hides
+            pieces = tokenizer(texts[i])["input_ids"]
+            assert arrays["input_ids"][row, :len(pieces)].tolist() == pieces
+            assert arrays["attention_mask"][row].sum() == len(pieces)
+    encoder = TransformerEncoder(tiny_bert, device="cpu", batch_size=2)
+    together = encoder.encode(TEXTS + texts)
+    alone = np.vstack([encoder.encode([t]) for t in TEXTS + texts])
+    assert np.allclose(together, alone, atol=1e-5)
