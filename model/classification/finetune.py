@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .classifier import _TextClassifierBase, _as_label_set
-from ..embeddings import DEFAULT_MODEL, resolve_model_path
+from ..embeddings import DEFAULT_MODEL, resolve_model_path, token_batches
 from ..errors import NotEnoughLabelsError
 
 _META_FILE = "meta.json"
@@ -114,12 +114,9 @@ class FineTunedClassifier(_TextClassifierBase):
         texts = list(X)
         out = np.zeros((len(texts), len(self.classes_)))
         device = next(self.model_.parameters()).device
-        order = np.argsort([len(t) for t in texts], kind="stable")
         with torch.inference_mode():
-            for start in range(0, len(texts), 64):
-                idx = order[start:start + 64]
-                enc = self.tokenizer_([texts[i] for i in idx], padding=True, truncation=True,
-                                      max_length=self.max_length, return_tensors="pt").to(device)
+            for idx, arrays in token_batches(self.tokenizer_, texts, batch_size=64, max_length=self.max_length):
+                enc = {key: torch.from_numpy(value).to(device) for key, value in arrays.items()}
                 logits = self.model_(**enc).logits.float()
                 probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
                 out[idx] = probs.cpu().numpy()
