@@ -29,6 +29,7 @@ def test_the_onnx_graph_embeds_like_torch_and_int8_stays_close(tiny_bert, tmp_pa
     reference = TransformerEncoder(tiny_bert, device="cpu").encode(TEXTS)
     fp32 = OnnxEncoder(tiny_bert, int8=False, folder=tmp_path)
     assert fp32.dim == 32 and (tmp_path / "model.onnx").exists()
+    assert fp32.encode([]).shape == (0, 32)
     assert np.min((fp32.encode(TEXTS) * reference).sum(1)) > 0.9999  # padding handled like torch
     int8 = OnnxEncoder(tiny_bert, int8=True, folder=tmp_path)
     assert np.mean((int8.encode(TEXTS) * reference).sum(1)) > 0.95
@@ -75,6 +76,7 @@ def test_batches_group_texts_by_pieces_and_embed_as_texts_alone(tiny_bert):
             pieces = tokenizer(texts[i])["input_ids"]
             assert arrays["input_ids"][row, :len(pieces)].tolist() == pieces
             assert arrays["attention_mask"][row].sum() == len(pieces)
+    assert list(embeddings.token_batches(tokenizer, [], batch_size=2, max_length=64)) == []
     encoder = TransformerEncoder(tiny_bert, device="cpu", batch_size=2)
     together = encoder.encode(TEXTS + texts)
     alone = np.vstack([encoder.encode([t]) for t in TEXTS + texts])
