@@ -58,7 +58,7 @@ class AuditReport:
     task_ids: list = field(default_factory=list)
     created_at: str = ""
     #: per task id of the first REPORT_ROWS findings: (text snippet, address in Label Studio)
-    tasks: dict = field(default_factory=dict)
+    task_links: dict = field(default_factory=dict)
 
 
 def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "default", n_folds: int = 5,
@@ -98,7 +98,7 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
     shown = {f["task_id"]: (snippet(_task_text(tasks.get(f["task_id"]), spec.text_key)),
                             task_url(client, project_id, f["task_id"])) for f in findings[:REPORT_ROWS]}
     report = AuditReport(project_id, version, len(audit.task_ids), findings, audit.messages, task_ids=audit.task_ids,
-                         created_at=datetime.now(timezone.utc).isoformat(), tasks=shown)
+                         created_at=datetime.now(timezone.utc).isoformat(), task_links=shown)
     report.report_dir = write_report(out_dir / f"audit-{project_id}-{version.removeprefix('labelloop-audit-')}",
                                      report, audit)
     queued = [f for f in findings if for_review(f)]
@@ -171,8 +171,9 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
                "in_review_queue": sum(map(for_review, report.findings)),
                "findings_by_kind": dict(zip(kinds.tolist(), kind_counts.tolist())), "messages": report.messages}
     atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))
+
     def task_cells(task_id):
-        text, url = report.tasks.get(task_id, ("", ""))
+        text, url = report.task_links.get(task_id, ("", ""))
         link = f"<a href='{html.escape(url)}'>{task_id}</a>" if url else str(task_id)
         return f"<td>{link}</td><td>{html.escape(text)}</td>"
 
