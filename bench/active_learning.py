@@ -13,7 +13,10 @@ With two classes, least confidence, margin and entropy rank identically (each is
 function of max p), so on Rotten Tomatoes they coincide by construction; the 21-class ChatterBot
 topics tell them apart. A PNG with the learning curves is written next to the results.
 
-Usage: python bench/active_learning.py [--seeds 5] [--budget 400] [--batch 10]
+With ``--baseline-runtime torch`` everything runs again with the fp32 encoder and each figure is
+compared on the same seeds, with the standard error of the difference (`encoder_baseline`).
+
+Usage: python bench/active_learning.py [--seeds 5] [--budget 400] [--batch 10] [--baseline-runtime torch]
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from rich.table import Table  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from labelloop.model.classification.classifier import EmbeddingClassifier, embed  # noqa: E402
+from labelloop.model.embeddings import runtime_from_env  # noqa: E402
 from labelloop.model.datasets import chatterbot_topics, rotten_tomatoes  # noqa: E402
 from labelloop.model.ranking import query  # noqa: E402
 
@@ -65,12 +69,48 @@ def labels_to_reach(counts, accs, target):
     return int(counts[hit[0]]) if len(hit) else None
 
 
+def measure(items, args, console) -> dict:
+    """Learning curves of every strategy on one dataset: ``{"full", "counts", "accs": {strategy: (seeds, points)}}``."""
+    t = time.perf_counter()
+    X = embed([it.text for it in items], "default")
+    console.print(f"embedded {len(items)} texts in {time.perf_counter() - t:.1f} s")
+    y = np.array([it.label for it in items])
+    X_pool, X_test, y_pool, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    full_correct = EmbeddingClassifier().fit(X_pool, y_pool).predict(X_test) == y_test
+    full = float(full_correct.mean())
+    n_init = max(10, 2 * len(set(y)))
+    accs, counts = {}, None
+    for strategy in STRATEGIES:
+        runs = [simulate(X_pool, y_pool, X_test, y_test, strategy=strategy, seed=s, n_init=n_init,
+                         batch=args.batch, budget=args.budget)
+                for s in track(range(args.seeds), description=f"{strategy}", console=console, transient=True)]
+        counts = runs[0][0]
+        accs[strategy] = np.stack([r[1] for r in runs])
+    return {"full": full, "full_correct": full_correct, "counts": counts, "accs": accs}
+
+
+def figures(run: dict, seeds: np.ndarray) -> dict[str, float | None]:
+    """AULC and labels to 95% of full-pool accuracy per strategy, over the given seed indices."""
+    out: dict[str, float | None] = {"full-pool accuracy": run["full"]}
+    needed = {}
+    for strategy, accs in run["accs"].items():
+        out[f"{strategy}: AULC"] = float(accs[seeds].mean())
+        reach = [labels_to_reach(run["counts"], a, 0.95 * run["full"]) for a in accs[seeds]]
+        needed[strategy] = float(np.mean(reach)) if None not in reach else None
+        out[f"{strategy}: labels to 95%"] = needed[strategy]
+    out["margin ÷ random labels"] = (needed["margin"] / needed["random"]
+                                     if needed["margin"] is not None and needed["random"] else None)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=int, default=400)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--rt-size", type=int, default=4000, help="Rotten Tomatoes snippets used (pool + test)")
+    parser.add_argument("--baseline-runtime", choices=("torch", "torch-bf16"),
+                        help="run again with this encoder and compare every figure (paired over seeds)")
     args = parser.parse_args()
     console = Console()
 
@@ -82,37 +122,23 @@ def main() -> None:
     table = Table(title=f"Active learning, {args.seeds} seeds, batch {args.batch}, budget {args.budget} labels")
     for col in ("dataset", "strategy", "AULC", "labels to 95% of full", "full-pool acc"):
         table.add_column(col, justify="right" if col != "strategy" and col != "dataset" else "left")
-    ratios = {}
+    ratios, runs = {}, {}
+    every = np.arange(args.seeds)
     for name, items in datasets.items():
-        t = time.perf_counter()
-        X = embed([it.text for it in items], "default")
-        console.print(f"{name}: embedded {len(items)} texts in {time.perf_counter() - t:.1f} s")
-        y = np.array([it.label for it in items])
-        X_pool, X_test, y_pool, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
-        full = float((EmbeddingClassifier().fit(X_pool, y_pool).predict(X_test) == y_test).mean())
-        target = 0.95 * full
-        n_init = max(10, 2 * len(set(y)))
-        curves[name] = {}
-        needed = {}
-        for strategy in STRATEGIES:
-            runs = [simulate(X_pool, y_pool, X_test, y_test, strategy=strategy, seed=s, n_init=n_init,
-                             batch=args.batch, budget=args.budget)
-                    for s in track(range(args.seeds), description=f"{name[:18]} {strategy}", console=console,
-                                   transient=True)]
-            counts = runs[0][0]
-            accs = np.stack([r[1] for r in runs])
-            curves[name][strategy] = (counts, accs)
-            reach = [labels_to_reach(counts, a, target) for a in accs]
-            reached = [r for r in reach if r is not None]
-            needed[strategy] = float(np.mean(reached)) if len(reached) == len(reach) else None
-            aulc = float(accs.mean())
-            label = (f"{needed[strategy]:.0f}" if needed[strategy] is not None
-                     else f"> {args.budget} ({len(reached)}/{len(reach)} seeds reached)")
-            table.add_row(name, strategy, f"{aulc:.3f}", label, f"{full:.3f}")
-        if needed["margin"] is not None and needed["random"] is not None:
-            ratios[name] = needed["margin"] / needed["random"]
-        elif needed["margin"] is not None:
-            ratios[name] = needed["margin"] / args.budget  # random did not get there: an upper bound
+        console.print(name)
+        run = runs[name] = measure(items, args, console)
+        curves[name] = {strategy: (run["counts"], accs) for strategy, accs in run["accs"].items()}
+        shown = figures(run, every)
+        for strategy, accs in run["accs"].items():
+            needed = shown[f"{strategy}: labels to 95%"]
+            reached = sum(labels_to_reach(run["counts"], a, 0.95 * run["full"]) is not None for a in accs)
+            label = f"{needed:.0f}" if needed is not None else f"> {args.budget} ({reached}/{len(accs)} seeds reached)"
+            table.add_row(name, strategy, f"{accs.mean():.3f}", label, f"{run['full']:.3f}")
+        needed_margin, needed_random = shown["margin: labels to 95%"], shown["random: labels to 95%"]
+        if needed_margin is not None and needed_random is not None:
+            ratios[name] = needed_margin / needed_random
+        elif needed_margin is not None:
+            ratios[name] = needed_margin / args.budget  # random did not get there: an upper bound
         else:
             ratios[name] = None
     console.print(table)
@@ -122,6 +148,21 @@ def main() -> None:
         else:
             verdict = "meets" if ratio <= 0.7 else "MISSES"
             console.print(f"{name}: margin needs {ratio:.2f}x the labels random needs ({verdict} the 0.7 target)")
+    if args.baseline_runtime:
+        from encoder_baseline import comparison_table, default_encoder, paired_accuracy_se, paired_bootstrap
+
+        ours = runtime_from_env()
+        with default_encoder(args.baseline_runtime):
+            for name, items in datasets.items():
+                console.print(f"{name}, encoder {args.baseline_runtime}")
+                baseline = measure(items, args, console)
+                # the full-pool model has one split, not one per seed: its error is over the test items
+                full_se = paired_accuracy_se(runs[name]["full_correct"], baseline["full_correct"])
+                rows = paired_bootstrap(figures, runs[name], baseline, n_seeds=args.seeds,
+                                        lower_is_better=[f for f in figures(baseline, every) if "labels" in f],
+                                        fixed_se={"full-pool accuracy": full_se})
+                console.print(comparison_table(f"{name}: encoder {ours} against {args.baseline_runtime}, "
+                                               f"{args.seeds} seeds", rows, ours=ours, baseline=args.baseline_runtime))
 
     RESULTS.mkdir(exist_ok=True)
     import matplotlib

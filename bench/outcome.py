@@ -28,7 +28,10 @@ backend writes (`ranking.score` with the default strategy; `ranking.diversity_cl
 ``LABELLOOP_DIVERSITY_CLUSTERS`` is set, off by default). Environment variables change what is
 measured as they change the backend (``LABELLOOP_PRIOR_STRENGTH``, ``LABELLOOP_STRATEGY``, ...).
 
-Usage: python bench/outcome.py [--seeds 5] [--batch 5] [--datasets rt,chatterbot,bbc]
+With ``--baseline-runtime torch`` everything runs again with the fp32 encoder and each figure is
+compared on the same seeds, with the standard error of the difference (`encoder_baseline`).
+
+Usage: python bench/outcome.py [--seeds 5] [--batch 5] [--datasets rt,chatterbot,bbc] [--baseline-runtime torch]
 About 20 minutes on 2 cores; a PNG with the queue precision and the learning curves is written
 to bench/results/outcome.png.
 """
@@ -57,6 +60,7 @@ from labelloop.model import ranking  # noqa: E402
 from labelloop.model.classification.audit import audit_labels  # noqa: E402
 from labelloop.model.classification.classifier import EmbeddingClassifier, embed  # noqa: E402
 from labelloop.model.datasets import bbc_news, chatterbot_topics, rotten_tomatoes  # noqa: E402
+from labelloop.model.embeddings import runtime_from_env  # noqa: E402
 from labelloop.model.text_cleaning import clean_text  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -172,88 +176,123 @@ def labels_to_reach(counts, relative_curves, level=0.95):
     return int(counts[below[-1] + 1]) if below[-1] + 1 < len(counts) else None
 
 
+def measure(key: str, args, settings, kind, console) -> dict:
+    """Everything one dataset's table shows, per seed: queue scores, accuracies and learning curves."""
+    title, load, budget = DATASETS[key]
+    items = load()
+    texts = np.asarray([clean_text(it.text) for it in items], dtype=object)  # as the kind reads tasks
+    t = time.perf_counter()
+    X = embed(list(texts), "default")
+    console.print(f"{title}: {len(items)} texts embedded in {time.perf_counter() - t:.0f} s")
+    classes, y = np.unique([it.label for it in items], return_inverse=True)
+    spec = ClassificationSpec(from_name="label", to_name="text", value_key="text",
+                              labels=tuple(str(c) for c in classes), multi_label=False)
+    prior = kind.prior_model(spec, settings.model_name)
+    queue_rows = {"plain cleanlab": [], "labelloop": []}
+    acc = {"clean": [], "noisy": [], "plain cleanlab": [], "labelloop": []}
+    curves = {"random": [], "labelloop": []}
+    budget_used = counts = queues = errors = k = None
+    for seed in track(range(args.seeds), description=f"{title}: audit and annotation", console=console,
+                      transient=True):
+        pool, test = train_test_split(np.arange(len(y)), test_size=0.25, random_state=seed, stratify=y)
+        rng = np.random.default_rng(seed)
+        truth = y[pool]
+        noisy = flip_labels(truth, len(classes), args.noise, rng)
+        errors = noisy != truth
+        k = int(errors.sum())
+        Xp, Xt, yt = X[pool], X[test], y[test]
+        queues = {"plain cleanlab": plain_cleanlab_queue(Xp, noisy, seed),
+                  "labelloop": labelloop_queue(Xp, texts[pool], noisy, classes)}
+        acc["clean"].append(accuracy(Xp, truth, Xt, yt))
+        acc["noisy"].append(accuracy(Xp, noisy, Xt, yt))
+        for name, queue in queues.items():
+            queue_rows[name].append(queue_scores(queue, errors))
+            acc[name].append(accuracy(Xp, review(noisy, truth, queue, k), Xt, yt))
+        names = np.asarray(spec.labels, dtype=object)  # the served model works in label names
+        full_model = kind.with_prior(EmbeddingClassifier().fit(Xp, names[truth]), prior,
+                                     {"n_labels": len(pool)}, prior_strength=settings.prior_strength)
+        full = float((full_model.predict(Xt) == names[yt]).mean())
+        budget_used = min(budget, len(pool))
+        for strategy in curves:
+            counts, accs = learning_curve(Xp, texts[pool], truth, Xt, names[yt], kind=kind, spec=spec, prior=prior,
+                                          settings=settings, strategy=strategy, batch=args.batch,
+                                          budget=budget_used, seed=seed)
+            curves[strategy].append(accs / full)
+    return {"title": title, "n_items": len(items), "n_classes": len(classes), "k": k, "budget": budget_used,
+            "queue": {name: np.asarray(rows) for name, rows in queue_rows.items()},
+            "acc": {name: np.asarray(values) for name, values in acc.items()},
+            "counts": counts, "curves": {name: np.asarray(c) for name, c in curves.items()},
+            "last_queues": queues, "last_errors": errors}
+
+
+def figures(run: dict, seeds: np.ndarray) -> dict[str, float | None]:
+    """The figures of one dataset's table over the given seed indices (repeats allowed)."""
+    acc = {name: values[seeds] for name, values in run["acc"].items()}
+    cost = acc["clean"].mean() - acc["noisy"].mean()
+    out: dict[str, float | None] = {}
+    for name in ("plain cleanlab", "labelloop"):
+        precision, recall, _ = run["queue"][name][seeds].mean(axis=0)
+        out[f"{name}: precision@k"] = float(precision)
+        out[f"{name}: recall"] = float(recall)
+        out[f"{name}: accuracy after review"] = float(acc[name].mean())
+        out[f"{name}: recovered accuracy"] = float((acc[name].mean() - acc["noisy"].mean()) / cost) if cost > 0 else None
+    out["clean accuracy"], out["noisy accuracy"] = float(acc["clean"].mean()), float(acc["noisy"].mean())
+    for strategy, curves in run["curves"].items():
+        out[f"{strategy}: labels to 95%"] = labels_to_reach(run["counts"], curves[seeds])
+    needed_ours, needed_random = out["labelloop: labels to 95%"], out["random: labels to 95%"]
+    out["labelloop ÷ random labels"] = needed_ours / needed_random if needed_ours and needed_random else None
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=5, help="annotations per burst, between two retrains")
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--datasets", default="rt,chatterbot,bbc")
+    parser.add_argument("--baseline-runtime", choices=("torch", "torch-bf16"),
+                        help="run again with this encoder and compare every figure (paired over seeds)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     console = Console()
     settings = Settings()
     kind = ClassificationKind()
-    summary, plots = [], {}
+    summary, plots, runs = [], {}, {}
+    every = np.arange(args.seeds)
     for key in args.datasets.split(","):
-        title, load, budget = DATASETS[key]
-        items = load()
-        texts = np.asarray([clean_text(it.text) for it in items], dtype=object)  # as the kind reads tasks
-        t = time.perf_counter()
-        X = embed(list(texts), "default")
-        console.print(f"{title}: {len(items)} texts embedded in {time.perf_counter() - t:.0f} s")
-        classes, y = np.unique([it.label for it in items], return_inverse=True)
-        spec = ClassificationSpec(from_name="label", to_name="text", value_key="text",
-                                  labels=tuple(str(c) for c in classes), multi_label=False)
-        prior = kind.prior_model(spec, settings.model_name)
-        queue_rows = {"plain cleanlab": [], "labelloop": []}
-        acc = {"clean": [], "noisy": [], "plain cleanlab": [], "labelloop": []}
-        curves = {"random": [], "labelloop": []}
-        full = []
-        for seed in track(range(args.seeds), description=f"{title}: audit and annotation", console=console,
-                          transient=True):
-            pool, test = train_test_split(np.arange(len(y)), test_size=0.25, random_state=seed, stratify=y)
-            rng = np.random.default_rng(seed)
-            truth = y[pool]
-            noisy = flip_labels(truth, len(classes), args.noise, rng)
-            errors = noisy != truth
-            k = int(errors.sum())
-            Xp, Xt, yt = X[pool], X[test], y[test]
-            queues = {"plain cleanlab": plain_cleanlab_queue(Xp, noisy, seed),
-                      "labelloop": labelloop_queue(Xp, texts[pool], noisy, classes)}
-            acc["clean"].append(accuracy(Xp, truth, Xt, yt))
-            acc["noisy"].append(accuracy(Xp, noisy, Xt, yt))
-            for name, queue in queues.items():
-                queue_rows[name].append(queue_scores(queue, errors))
-                acc[name].append(accuracy(Xp, review(noisy, truth, queue, k), Xt, yt))
-            names = np.asarray(spec.labels, dtype=object)  # the served model works in label names
-            full_model = kind.with_prior(EmbeddingClassifier().fit(Xp, names[truth]), prior,
-                                         {"n_labels": len(pool)}, prior_strength=settings.prior_strength)
-            full.append(float((full_model.predict(Xt) == names[yt]).mean()))
-            for strategy in curves:
-                counts, accs = learning_curve(Xp, texts[pool], truth, Xt, names[yt], kind=kind, spec=spec, prior=prior,
-                                              settings=settings, strategy=strategy, batch=args.batch,
-                                              budget=min(budget, len(pool)), seed=seed)
-                curves[strategy].append(accs / full[-1])
-        clean_acc = float(np.mean(acc["clean"]))
-        cost = clean_acc - float(np.mean(acc["noisy"]))
-        needed = {s: labels_to_reach(counts, c) for s, c in curves.items()}
-        table = Table(title=f"{title}: {len(items)} texts, {len(classes)} classes, {args.seeds} seeds, "
-                            f"{args.noise:.0%} flipped; clean accuracy {clean_acc:.3f}, noisy "
-                            f"{np.mean(acc['noisy']):.3f}")
+        run = runs[key] = measure(key, args, settings, kind, console)
+        title, shown_figures = run["title"], figures(run, every)
+        clean_acc, noisy_acc = shown_figures["clean accuracy"], shown_figures["noisy accuracy"]
+        table = Table(title=f"{title}: {run['n_items']} texts, {run['n_classes']} classes, {args.seeds} seeds, "
+                            f"{args.noise:.0%} flipped; clean accuracy {clean_acc:.3f}, noisy {noisy_acc:.3f}")
         for col in ("measure", "plain baseline", "labelloop"):
             table.add_column(col, justify="left" if col == "measure" else "right")
-        base, ours = np.mean(queue_rows["plain cleanlab"], axis=0), np.mean(queue_rows["labelloop"], axis=0)
-        table.add_row("review queue precision@k", f"{base[0]:.3f}", f"{ours[0]:.3f}")
-        table.add_row("recall of the whole queue", f"{base[1]:.3f}", f"{ours[1]:.3f}")
-        table.add_row("queue length (k = flips)", f"{base[2]:.0f} (k {k})", f"{ours[2]:.0f}")
-        recovered = {name: (np.mean(acc[name]) - np.mean(acc["noisy"])) / cost if cost > 0 else float("nan")
-                     for name in queue_rows}
-        table.add_row("accuracy after review", f"{np.mean(acc['plain cleanlab']):.3f}",
-                      f"{np.mean(acc['labelloop']):.3f}")
-        table.add_row("recovered accuracy", f"{recovered['plain cleanlab']:.2f}", f"{recovered['labelloop']:.2f}")
-        budget_used = min(budget, len(pool))
+
+        def pair(measure_name, fmt):
+            base, ours = shown_figures[f"plain cleanlab: {measure_name}"], shown_figures[f"labelloop: {measure_name}"]
+            return (format(base, fmt) if base is not None else "n/a"), (format(ours, fmt) if ours is not None else "n/a")
+
+        base_len, ours_len = run["queue"]["plain cleanlab"][:, 2].mean(), run["queue"]["labelloop"][:, 2].mean()
+        table.add_row("review queue precision@k", *pair("precision@k", ".3f"))
+        table.add_row("recall of the whole queue", *pair("recall", ".3f"))
+        table.add_row("queue length (k = flips)", f"{base_len:.0f} (k {run['k']})", f"{ours_len:.0f}")
+        table.add_row("accuracy after review", *pair("accuracy after review", ".3f"))
+        table.add_row("recovered accuracy", *pair("recovered accuracy", ".2f"))
 
         def shown(n):
-            return f"{n}" if n is not None else f"> {budget_used}"
+            return f"{n}" if n is not None else f"> {run['budget']}"
 
-        table.add_row("labels to 95% of full-pool accuracy", f"{shown(needed['random'])} (random)",
-                      f"{shown(needed['labelloop'])} ({settings.strategy}"
+        table.add_row("labels to 95% of full-pool accuracy", f"{shown(shown_figures['random: labels to 95%'])} (random)",
+                      f"{shown(shown_figures['labelloop: labels to 95%'])} ({settings.strategy}"
                       f"{' + clusters' if settings.diversity_clusters else ''})")
-        ratio = (needed["labelloop"] / needed["random"] if needed["labelloop"] and needed["random"] else None)
+        ratio = shown_figures["labelloop ÷ random labels"]
         table.add_row("labelloop ÷ random labels", "", f"{ratio:.2f}" if ratio is not None else "n/a")
         console.print(table)
-        summary.append((title, clean_acc, ours[0], base[0], recovered["labelloop"], ratio, cost))
-        plots[title] = (counts, curves, queues, errors)
+        recovered = shown_figures["labelloop: recovered accuracy"]
+        summary.append((title, clean_acc, shown_figures["labelloop: precision@k"],
+                        shown_figures["plain cleanlab: precision@k"], recovered if recovered is not None else float("nan"),
+                        ratio, clean_acc - noisy_acc))
+        plots[title] = (run["counts"], run["curves"], run["last_queues"], run["last_errors"])
 
     console.print("[bold]Targets[/]")
     for title, clean_acc, p_ours, p_base, rec, ratio, noise_cost in summary:
@@ -277,6 +316,18 @@ def main() -> None:
                       f"({'meets' if max(ratios) <= 0.7 else 'MISSES'} <= 0.7 on each)")
     _plot(plots, args.batch)
     console.print(f"plots: {RESULTS / 'outcome.png'}")
+
+    if args.baseline_runtime:
+        from encoder_baseline import comparison_table, default_encoder, paired_bootstrap
+
+        ours = runtime_from_env()
+        with default_encoder(args.baseline_runtime):
+            for key, run in runs.items():
+                baseline = measure(key, args, Settings(), kind, console)
+                rows = paired_bootstrap(figures, run, baseline, n_seeds=args.seeds,
+                                        lower_is_better=[f for f in figures(run, every) if "labels" in f])
+                console.print(comparison_table(f"{run['title']}: encoder {ours} against {args.baseline_runtime}, "
+                                               f"{args.seeds} seeds", rows, ours=ours, baseline=args.baseline_runtime))
 
 
 def _plot(plots: dict, batch: int) -> None:
