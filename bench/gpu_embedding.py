@@ -43,6 +43,7 @@ from labelloop.model.embeddings import (TransformerEncoder, resolve_model_path, 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu_embedding.json"
 MAX_LENGTH = 256
 BARE_BATCH = 64
+SOURCES = {"short": "Rotten Tomatoes", "long": "BBC News"}
 
 
 def load_texts(path: str | None) -> dict:
@@ -175,7 +176,7 @@ def main() -> None:
             rows.append({"encoder": label, "seconds": seconds, "cosine_min": float((X * reference).sum(1).min()),
                          "accuracy": head_accuracy(X, labels) if labels and len(texts) >= 5000 else None})
         table = Table("encoder", "texts/s", "÷ bare loop", "÷ raw forward", "cosine min to bare", "head accuracy",
-                      title=f"{name}: {len(texts):,} {set_name} texts ({set_name == 'short' and 'Rotten Tomatoes' or 'BBC News'})")
+                      title=f"{name}: {len(texts):,} {set_name} texts ({SOURCES.get(set_name, set_name)})")
         for row in rows:
             row["texts_per_s"] = len(texts) / row["seconds"]
             table.add_row(row["encoder"], f"{row['texts_per_s']:,.0f}", f"{bare_s / row['seconds']:.2f}",
