@@ -119,7 +119,6 @@ def main() -> None:
         "rotten_tomatoes (2 classes)": rotten_tomatoes(args.rt_size, seed=0),
         "chatterbot_topics (21 classes)": chatterbot_topics(),
     }
-    curves: dict[str, dict[str, list]] = {}
     table = Table(title=f"Active learning, {args.seeds} seeds, batch {args.batch}, budget {args.budget} labels")
     for col in ("dataset", "strategy", "AULC", "labels to 95% of full", "full-pool acc"):
         table.add_column(col, justify="right" if col != "strategy" and col != "dataset" else "left")
@@ -128,7 +127,6 @@ def main() -> None:
     for name, items in datasets.items():
         console.print(name)
         run = runs[name] = measure(items, args, console)
-        curves[name] = {strategy: (run["counts"], accs) for strategy, accs in run["accs"].items()}
         shown = figures(run, every)
         for strategy, accs in run["accs"].items():
             needed = shown[f"{strategy}: labels to 95%"]
@@ -160,7 +158,7 @@ def main() -> None:
                 # the full-pool model has one split, not one per seed: its error is over the test items
                 full_se = paired_accuracy_se(runs[name]["full_correct"], baseline["full_correct"])
                 rows = paired_bootstrap(figures, runs[name], baseline, n_seeds=args.seeds,
-                                        lower_is_better=[f for f in figures(baseline, every) if "labels" in f],
+                                        lower_is_better=lambda figure: "labels" in figure,
                                         fixed_se={"full-pool accuracy": full_se})
                 console.print(comparison_table(f"{name}: encoder {ours} against {args.baseline_runtime}, "
                                                f"{args.seeds} seeds", rows, ours=ours, baseline=args.baseline_runtime))
@@ -171,9 +169,10 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4.5))
-    for ax, (name, by_strategy) in zip(np.atleast_1d(axes), curves.items()):
-        for strategy, (counts, accs) in by_strategy.items():
+    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.5))
+    for ax, (name, run) in zip(np.atleast_1d(axes), runs.items()):
+        counts = run["counts"]
+        for strategy, accs in run["accs"].items():
             mean, std = accs.mean(0), accs.std(0)
             ax.plot(counts, mean, label=strategy)
             ax.fill_between(counts, mean - std, mean + std, alpha=0.15)

@@ -10,7 +10,7 @@ worse when it moved the bad way by more than twice that.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 from rich.table import Table
@@ -37,13 +37,14 @@ def default_encoder(runtime: str):
 
 
 def paired_bootstrap(figures: Callable[[object, np.ndarray], dict[str, float | None]], ours, baseline, *,
-                     n_seeds: int, lower_is_better: Sequence[str] = (), fixed_se: dict[str, float] | None = None,
+                     n_seeds: int, lower_is_better: Callable[[str], bool] = lambda name: False, fixed_se: dict[str, float] | None = None,
                      n_resamples: int = 2000, random_state: int = 0) -> list[dict]:
     """Each figure for both runs, their difference and its standard error over resampled seeds.
 
     ``figures(run, seed_indices)`` computes every figure of one run from those seeds (repeats
     allowed). The same resample is used for both runs, so the error is that of a paired
-    difference. A figure that does not depend on the seeds (one fixed split) takes its error from
+    difference. ``lower_is_better(name)`` says which figures improve downwards (label counts).
+    A figure that does not depend on the seeds (one fixed split) takes its error from
     ``fixed_se`` instead (`paired_accuracy_se`). Returns one dict per figure: ``name, ours, baseline, diff, se, verdict``, where
     ``verdict`` is ``worse`` when the figure moved the bad way by more than 2 standard errors.
     """
@@ -65,7 +66,7 @@ def paired_bootstrap(figures: Callable[[object, np.ndarray], dict[str, float | N
             continue
         diff = value - base
         se = (fixed_se or {}).get(name, float(np.std(diffs[name])) if diffs[name] else 0.0)
-        bad = -diff if name not in lower_is_better else diff
+        bad = diff if lower_is_better(name) else -diff
         if abs(diff) < 1e-9:
             verdict = "same"
         else:

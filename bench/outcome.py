@@ -323,9 +323,9 @@ def main() -> None:
         ours = runtime_from_env()
         with default_encoder(args.baseline_runtime):
             for key, run in runs.items():
-                baseline = measure(key, args, Settings(), kind, console)
+                baseline = measure(key, args, settings, kind, console)
                 rows = paired_bootstrap(figures, run, baseline, n_seeds=args.seeds,
-                                        lower_is_better=[f for f in figures(run, every) if "labels" in f])
+                                        lower_is_better=lambda figure: "labels" in figure)
                 console.print(comparison_table(f"{run['title']}: encoder {ours} against {args.baseline_runtime}, "
                                                f"{args.seeds} seeds", rows, ours=ours, baseline=args.baseline_runtime))
 

@@ -77,7 +77,8 @@ class TransformerEncoder:
         self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
         self.model = model if model is not None else AutoModel.from_pretrained(path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.batch_size = batch_size or (GPU_BATCH if torch.device(self.device).type == "cuda" else CPU_BATCH)
+        self._on_gpu = torch.device(self.device).type == "cuda"
+        self.batch_size = batch_size or (GPU_BATCH if self._on_gpu else CPU_BATCH)
         self.model.to(self.device, dtype=torch.bfloat16 if bfloat16 else None).eval()
         self.runtime = "torch-bf16" if bfloat16 else "torch"
         self.dim = int(self.model.config.hidden_size)
@@ -99,7 +100,7 @@ class TransformerEncoder:
             return out
         # On a GPU the rows stay there until the end, so the host tokenises and pads the next batch
         # while the device runs this one (a copy per batch would wait for each forward pass).
-        on_gpu = torch.device(self.device).type == "cuda"
+        on_gpu = self._on_gpu
         rows = torch.empty((len(texts), self.dim), device=self.device) if on_gpu else None
         with torch.inference_mode():
             for idx, arrays in token_batches(self.tokenizer, texts, batch_size=self.batch_size,

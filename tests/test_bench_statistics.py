@@ -22,7 +22,7 @@ def _run(accuracy, labels):
 
 
 def _verdicts(ours, baseline, n_seeds):
-    rows = paired_bootstrap(_figures, ours, baseline, n_seeds=n_seeds, lower_is_better=["labels to 95%"])
+    rows = paired_bootstrap(_figures, ours, baseline, n_seeds=n_seeds, lower_is_better=lambda name: name == "labels to 95%")
     return {row["name"]: row for row in rows}
 
 
