@@ -16,6 +16,8 @@ Printed: precision@k (real errors among the first k, or among the whole queue if
 of the whole queue, its length, and recovered accuracy: a reviewer fixes the flipped labels among
 the first k; the served head (`EmbeddingClassifier`) trained on the reviewed pool recovers
 (reviewed - noisy) / (clean - noisy) of the test accuracy that the noise cost (means over seeds).
+Beside it, the same share when as many flips as labelloop's first k held are fixed but chosen at
+random: a queue that finds the flips that cost accuracy first recovers more than that.
 
 Active learning: labels needed until the seed-averaged test accuracy of the served model stays at
 or above 95% of the same model trained on the whole (clean) pool. The served model is what the
@@ -189,7 +191,7 @@ def measure(key: str, args, settings, kind, console) -> dict:
                               labels=tuple(str(c) for c in classes), multi_label=False)
     prior = kind.prior_model(spec, settings.model_name)
     queue_rows = {"plain cleanlab": [], "labelloop": []}
-    acc = {"clean": [], "noisy": [], "plain cleanlab": [], "labelloop": []}
+    acc = {"clean": [], "noisy": [], "plain cleanlab": [], "labelloop": [], "same count at random": []}
     curves = {"random": [], "labelloop": []}
     budget_used = counts = queues = errors = k = None
     for seed in track(range(args.seeds), description=f"{title}: audit and annotation", console=console,
@@ -208,6 +210,10 @@ def measure(key: str, args, settings, kind, console) -> dict:
         for name, queue in queues.items():
             queue_rows[name].append(queue_scores(queue, errors))
             acc[name].append(accuracy(Xp, review(noisy, truth, queue, k), Xt, yt))
+        # as many flips fixed as labelloop's first k held, but chosen at random: does the queue
+        # fix the flips that cost accuracy, or only enough of them?
+        fixed = rng.choice(np.flatnonzero(errors), size=int(errors[queues["labelloop"][:k]].sum()), replace=False)
+        acc["same count at random"].append(accuracy(Xp, review(noisy, truth, fixed, len(fixed)), Xt, yt))
         names = np.asarray(spec.labels, dtype=object)  # the served model works in label names
         full_model = kind.with_prior(EmbeddingClassifier().fit(Xp, names[truth]), prior,
                                      {"n_labels": len(pool)}, prior_strength=settings.prior_strength)
@@ -237,6 +243,8 @@ def figures(run: dict, seeds: np.ndarray) -> dict[str, float | None]:
         out[f"{name}: accuracy after review"] = float(acc[name].mean())
         out[f"{name}: recovered accuracy"] = float((acc[name].mean() - acc["noisy"].mean()) / cost) if cost > 0 else None
     out["clean accuracy"], out["noisy accuracy"] = float(acc["clean"].mean()), float(acc["noisy"].mean())
+    out["same count at random: recovered accuracy"] = (
+        float((acc["same count at random"].mean() - acc["noisy"].mean()) / cost) if cost > 0 else None)
     for strategy, curves in run["curves"].items():
         out[f"{strategy}: labels to 95%"] = labels_to_reach(run["counts"], curves[seeds])
     needed_ours, needed_random = out["labelloop: labels to 95%"], out["random: labels to 95%"]
@@ -278,6 +286,9 @@ def main() -> None:
         table.add_row("queue length (k = flips)", f"{base_len:.0f} (k {run['k']})", f"{ours_len:.0f}")
         table.add_row("accuracy after review", *pair("accuracy after review", ".3f"))
         table.add_row("recovered accuracy", *pair("recovered accuracy", ".2f"))
+        at_random = shown_figures["same count at random: recovered accuracy"]
+        table.add_row("  as many flips fixed, chosen at random", "",
+                      f"{at_random:.2f}" if at_random is not None else "n/a")
 
         def shown(n):
             return f"{n}" if n is not None else f"> {run['budget']}"

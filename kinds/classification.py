@@ -15,6 +15,7 @@ from labelloop.label_config.spec import ClassificationSpec
 from labelloop.model import ranking
 from labelloop.model.classification import load_model
 from labelloop.model.classification.audit import audit_labels
+from labelloop.model.classification.label_issues import N_FOLDS
 from labelloop.model.classification.classifier import (BlendedClassifier, EmbeddingClassifier, ZeroShotClassifier,
                                                       align_columns)
 from labelloop.model.classification.consensus import majority_vote, majority_vote_multilabel
@@ -187,7 +188,8 @@ class ClassificationKind(ProjectKind):
         return clf
 
     # --- audit ---------------------------------------------------------------------------------
-    def audit(self, tasks: dict, spec: ClassificationSpec, *, embed, n_folds: int = 5, progress=None, judge=None):
+    def audit(self, tasks: dict, spec: ClassificationSpec, *, embed, n_folds: int = N_FOLDS, progress=None,
+              judge=None):
         """`audit_labels` over the labelled tasks, plus ``empty`` task ids (no usable text) and
         messages about labels that are not in the config."""
         rows, texts, empty, unknown = [], [], [], set()

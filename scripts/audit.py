@@ -61,7 +61,7 @@ class AuditReport:
     task_links: dict = field(default_factory=dict)
 
 
-def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "default", n_folds: int = 5,
+def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "default", n_folds: int | None = None,
               push: bool = True, full: bool = False, progress=None, judge=None) -> AuditReport:
     """Sync, consensus, detection, report and (``push``) review in Label Studio.
 
@@ -69,6 +69,7 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
     with a rubric (LLM projects only), or None.
     ``progress(step, total)``, if given, returns a callback that advances that step's bar.
     ``full`` pulls the whole project again instead of what changed since the last sync.
+    ``n_folds``: cross-validation folds; None leaves the project kind's own default.
     """
     snapshot = ProjectSnapshot(out_dir / "snapshots", project_id)
     snapshot.sync(client, full=full, progress=progress("pulling tasks", None) if progress else None)
@@ -87,7 +88,8 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
             from labelloop.model.responses.llm import Drafter
 
             rubric = Drafter(judge).judge
-        audit = kind.audit(snapshot.tasks(), spec, embed=embed, n_folds=n_folds, progress=progress, judge=rubric)
+        folds = {} if n_folds is None else {"n_folds": n_folds}
+        audit = kind.audit(snapshot.tasks(), spec, embed=embed, progress=progress, judge=rubric, **folds)
     except KindNotSupported as exc:
         raise LabelloopError(f"project {project_id} cannot be audited: {exc}") from None
     except NotEnoughLabelsError as exc:

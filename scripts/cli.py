@@ -260,7 +260,8 @@ def audit(
     project: int = typer.Option(..., help="Label Studio project ID."),
     out: Path = typer.Option(Path("labelloop-data"), help="Snapshots and reports go here."),
     push: bool = typer.Option(True, help="Send findings back to Label Studio for review."),
-    folds: int = typer.Option(5, help="Cross-validation folds for out-of-sample probabilities."),
+    folds: Optional[int] = typer.Option(None, help="Cross-validation folds for out-of-sample probabilities "
+                                                    "(default: 10 for classification, 5 for NER spans)."),
     full: bool = typer.Option(False, help="Pull the whole project again instead of what changed."),
     judge: bool = typer.Option(False, help="LLM projects: also score each answer with a rubric, asking the "
                                            "LABELLOOP_LLM_* endpoint to act as a judge."),

@@ -28,7 +28,7 @@ def test_flags_flipped_labels_with_good_precision_and_recall():
     assert np.mean(issues.suggested[list(flagged)] == truth[list(flagged)]) > 0.8
     ranked = issues.ranked()
     assert list(issues.quality[ranked]) == sorted(issues.quality[ranked])
-    assert issues.pred_probs.shape == (300, 3) and issues.n_folds == 5
+    assert issues.pred_probs.shape == (300, 3) and issues.n_folds == 10
 
 
 def test_rare_class_is_left_out_and_folds_shrink_with_messages():

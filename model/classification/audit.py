@@ -15,7 +15,7 @@ import numpy as np
 from ..data_issues import find_data_issues, groups_from_pairs
 from ..errors import NotEnoughLabelsError
 from .consensus import crowdlab, majority_vote, majority_vote_multilabel
-from .label_issues import find_label_issues, find_multilabel_issues, issues_from_proba
+from .label_issues import N_FOLDS, find_label_issues, find_multilabel_issues, issues_from_proba
 
 
 @dataclass
@@ -32,7 +32,7 @@ class LabelAudit:
     messages: list[str] = field(default_factory=list)
 
 
-def audit_labels(rows, X, *, labels, multi_label: bool, n_folds: int = 5, texts=None) -> LabelAudit:
+def audit_labels(rows, X, *, labels, multi_label: bool, n_folds: int = N_FOLDS, texts=None) -> LabelAudit:
     """Audit labelled rows.
 
     ``rows``: ``[(task id, {annotator: label}), ...]`` where a label is a string, or a sorted
