@@ -113,6 +113,7 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
 def _retrain(project_id: int, *, full: bool, settings: Settings, registry: ModelRegistry, client,
              should_stop) -> RunReport:
     from labelloop.scripts.client import connect
+    from labelloop.scripts.augment import MODEL_VERSION as AUGMENT_VERSION
     from labelloop.scripts.predictions import replace_unlabelled_predictions, unlabelled_tasks
 
     report = RunReport(project_id)
@@ -165,7 +166,9 @@ def _retrain(project_id: int, *, full: bool, settings: Settings, registry: Model
     predictions = [{**prediction, "task": task["id"]} for task, prediction in zip(tasks, predictions) if prediction]
     report.n_refreshed = replace_unlabelled_predictions(
         client, project_id, predictions, model_version=version, cluster_top_k=settings.cluster_top_k,
-        should_stop=should_stop, keep=sorted(synthetic))
+        should_stop=should_stop, keep=sorted(synthetic),
+        # variants created while this refresh ran are not in ``synthetic``: their version spares them
+        keep_versions=(AUGMENT_VERSION,))
     report.seconds["refresh"] = time.perf_counter() - t2
     if report.n_refreshed < len(predictions):
         report.message = (f"project {project_id}: refresh stopped after {report.n_refreshed}/{len(predictions)} "

@@ -31,6 +31,12 @@ def has_model_version(version: str) -> dict:
             "value": [version]}  # a list: Label Studio iterates over the value
 
 
+def lacks_model_version(version: str) -> dict:
+    """Tasks with no prediction whose model version contains ``version``."""
+    return {"filter": "filter:tasks:predictions_model_versions", "operator": "not_contains", "type": "List",
+            "value": [version]}
+
+
 def filters(*items: dict, conjunction: str = "and") -> dict:
     """The ``filters`` object of a view or an action: all ``items`` must hold (or any, with "or")."""
     return {"conjunction": conjunction, "items": list(items)}

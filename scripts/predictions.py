@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
 from .client import as_dict
-from .filters import UNLABELLED, filters, query
+from .filters import UNLABELLED, filters, lacks_model_version, query
 
 
 
@@ -27,7 +27,8 @@ def unlabelled_tasks(client, project_id: int, *, page_size: int = 1000,
 
 def replace_unlabelled_predictions(client, project_id: int, predictions: Sequence[dict], *, model_version: str,
                                    cluster_top_k: int = 1000, should_stop: Callable[[], bool] | None = None,
-                                   progress: Callable[[int], None] | None = None, keep: Sequence[int] = ()) -> int:
+                                   progress: Callable[[int], None] | None = None, keep: Sequence[int] = (),
+                                   keep_versions: Sequence[str] = ()) -> int:
     """Swap the predictions of unlabelled tasks for ``predictions`` of ``model_version``.
 
     1. Old predictions of unlabelled tasks are deleted, so the database does not grow by one
@@ -37,10 +38,13 @@ def replace_unlabelled_predictions(client, project_id: int, predictions: Sequenc
        cluster (one request each, see `push_predictions`); the rest go in bulk without it.
     ``should_stop`` is checked between writes: a newer model makes this refresh moot.
     Labelled tasks keep their predictions, and so do the tasks in ``keep`` (synthetic variants,
-    whose prediction is their source's label). Returns how many predictions were written.
+    whose prediction is their source's label) and every task holding a prediction of a version in
+    ``keep_versions``. The filter is checked when the deletion runs, so a variant that `labelloop
+    augment` created after the caller listed its tasks keeps its prediction too.
+    Returns how many predictions were written.
     """
     client.actions.create(id="delete_tasks_predictions", project=project_id,
-                          filters=filters(UNLABELLED),
+                          filters=filters(UNLABELLED, *map(lacks_model_version, keep_versions)),
                           selected_items={"all": True, "excluded": [int(t) for t in keep]})
     ordered = sorted(predictions, key=lambda p: p.get("score") or 0.0)
     for prediction in ordered[cluster_top_k:]:

@@ -88,6 +88,34 @@ def test_typos_become_prelabelled_tasks_that_stay_with_their_source(ls_client, l
     assert sorted(without.manifest["dropped"]["synthetic variant (--no-synthetic)"]) == accepted
 
 
+def test_a_refresh_spares_variants_created_after_it_listed_the_tasks(ls_client, label_studio):
+    """The backend lists unlabelled tasks, predicts, then swaps predictions; `labelloop augment` may
+    import variants in between. They are not in the refresh's ``keep`` list, yet keep their prediction."""
+    from labelloop.scripts.predictions import push_predictions, replace_unlabelled_predictions
+
+    project = projects.create_project(ls_client, "augment race", "text_classification")
+    projects.import_tasks(ls_client, project.id, [{"text": "a plain task"}, {"text": "a variant, added late"},
+                                                 {"text": "another plain task"}])
+    plain, variant, other = sorted(all_tasks(ls_client, project.id))
+
+    def prediction(task_id, version):
+        return {"task": task_id, "result": choice("Positive"), "score": 0.5, "model_version": version}
+
+    def versions():
+        state = all_tasks(ls_client, project.id)
+        return {tid: sorted(p["model_version"] for p in state[tid]["predictions"]) for tid in state}
+
+    push_predictions(ls_client, project.id, [prediction(plain, "labelloop-v1"), prediction(variant, MODEL_VERSION),
+                                             prediction(other, "labelloop-v1")])
+    replace_unlabelled_predictions(ls_client, project.id, [prediction(plain, "labelloop-v2")],
+                                   model_version="labelloop-v2", keep_versions=(MODEL_VERSION,))
+    assert versions() == {plain: ["labelloop-v2"], variant: [MODEL_VERSION], other: []}
+    # without the version filter, the late variant would have lost its prediction
+    replace_unlabelled_predictions(ls_client, project.id, [prediction(plain, "labelloop-v3")],
+                                   model_version="labelloop-v3")
+    assert versions() == {plain: ["labelloop-v3"], variant: [], other: []}
+
+
 def test_paraphrases_from_the_llm_server_and_kinds_it_refuses(ls_client, llm_env, tmp_path, monkeypatch):
     for key, value in llm_env.items():
         monkeypatch.setenv(key, value)
