@@ -33,7 +33,12 @@ measured as they change the backend (``LABELLOOP_PRIOR_STRENGTH``, ``LABELLOOP_S
 With ``--baseline-runtime torch`` everything runs again with the fp32 encoder and each figure is
 compared on the same seeds, with the standard error of the difference (`encoder_baseline`).
 
-Usage: python bench/outcome.py [--seeds 5] [--batch 5] [--datasets rt,chatterbot,bbc] [--baseline-runtime torch]
+``--baseline-folds 5`` runs the review queue again with the audit cross-validating over 5 folds
+(the default is the audit's own, `label_issues.N_FOLDS`) and compares the same way. With
+``--no-active-learning`` only the review queue is measured: many seeds in a few minutes.
+
+Usage: python bench/outcome.py [--seeds 5] [--batch 5] [--datasets rt,chatterbot,bbc] [--folds N]
+       [--no-active-learning] [--baseline-runtime torch] [--baseline-folds 5]
 About 20 minutes on 2 cores; a PNG with the queue precision and the learning curves is written
 to bench/results/outcome.png.
 """
@@ -61,6 +66,7 @@ from labelloop.kinds.classification import ClassificationKind, LabelledTask  # n
 from labelloop.model import ranking  # noqa: E402
 from labelloop.model.classification.audit import audit_labels  # noqa: E402
 from labelloop.model.classification.classifier import EmbeddingClassifier, embed  # noqa: E402
+from labelloop.model.classification.label_issues import N_FOLDS  # noqa: E402
 from labelloop.model.datasets import bbc_news, chatterbot_topics, rotten_tomatoes  # noqa: E402
 from labelloop.model.embeddings import runtime_from_env  # noqa: E402
 from labelloop.model.text_cleaning import clean_text  # noqa: E402
@@ -86,9 +92,10 @@ def queue_scores(queue: np.ndarray, errors: np.ndarray) -> tuple[float, float, i
     return float(errors[top].sum() / max(1, len(top))), float(errors[queue].sum() / max(1, k)), len(queue)
 
 
-def labelloop_queue(X, texts, noisy, classes) -> np.ndarray:
+def labelloop_queue(X, texts, noisy, classes, *, n_folds: int = N_FOLDS) -> np.ndarray:
     rows = [(i, {"annotator": str(classes[c])}) for i, c in enumerate(noisy)]
-    audit = audit_labels(rows, X, labels=[str(c) for c in classes], multi_label=False, texts=texts)
+    audit = audit_labels(rows, X, labels=[str(c) for c in classes], multi_label=False, texts=texts,
+                         n_folds=n_folds)
     queued = sorted((f for f in audit.findings if f["review"]), key=lambda f: f["quality"])
     return np.asarray([f["task_id"] for f in queued], dtype=int)
 
@@ -192,7 +199,7 @@ def measure(key: str, args, settings, kind, console) -> dict:
     prior = kind.prior_model(spec, settings.model_name)
     queue_rows = {"plain cleanlab": [], "labelloop": []}
     acc = {"clean": [], "noisy": [], "plain cleanlab": [], "labelloop": [], "same count at random": []}
-    curves = {"random": [], "labelloop": []}
+    curves = {"random": [], "labelloop": []} if args.active_learning else {}
     budget_used = counts = queues = errors = k = None
     for seed in track(range(args.seeds), description=f"{title}: audit and annotation", console=console,
                       transient=True):
@@ -204,7 +211,7 @@ def measure(key: str, args, settings, kind, console) -> dict:
         k = int(errors.sum())
         Xp, Xt, yt = X[pool], X[test], y[test]
         queues = {"plain cleanlab": plain_cleanlab_queue(Xp, noisy, seed),
-                  "labelloop": labelloop_queue(Xp, texts[pool], noisy, classes)}
+                  "labelloop": labelloop_queue(Xp, texts[pool], noisy, classes, n_folds=args.folds)}
         acc["clean"].append(accuracy(Xp, truth, Xt, yt))
         acc["noisy"].append(accuracy(Xp, noisy, Xt, yt))
         for name, queue in queues.items():
@@ -214,6 +221,8 @@ def measure(key: str, args, settings, kind, console) -> dict:
         # fix the flips that cost accuracy, or only enough of them?
         fixed = rng.choice(np.flatnonzero(errors), size=int(errors[queues["labelloop"][:k]].sum()), replace=False)
         acc["same count at random"].append(accuracy(Xp, review(noisy, truth, fixed, len(fixed)), Xt, yt))
+        if not curves:
+            continue
         names = np.asarray(spec.labels, dtype=object)  # the served model works in label names
         full_model = kind.with_prior(EmbeddingClassifier().fit(Xp, names[truth]), prior,
                                      {"n_labels": len(pool)}, prior_strength=settings.prior_strength)
@@ -247,9 +256,19 @@ def figures(run: dict, seeds: np.ndarray) -> dict[str, float | None]:
         float((acc["same count at random"].mean() - acc["noisy"].mean()) / cost) if cost > 0 else None)
     for strategy, curves in run["curves"].items():
         out[f"{strategy}: labels to 95%"] = labels_to_reach(run["counts"], curves[seeds])
-    needed_ours, needed_random = out["labelloop: labels to 95%"], out["random: labels to 95%"]
-    out["labelloop ÷ random labels"] = needed_ours / needed_random if needed_ours and needed_random else None
+    if run["curves"]:
+        needed_ours, needed_random = out["labelloop: labels to 95%"], out["random: labels to 95%"]
+        out["labelloop ÷ random labels"] = needed_ours / needed_random if needed_ours and needed_random else None
     return out
+
+
+def seed_error(run: dict, name: str, *, n_resamples: int = 1000, random_state: int = 0) -> float:
+    """Standard error of one figure over the seeds (bootstrap): how far another set of seeds may move it."""
+    n_seeds = len(run["acc"]["clean"])
+    rng = np.random.default_rng(random_state)
+    values = [figures(run, rng.integers(0, n_seeds, n_seeds))[name] for _ in range(n_resamples)]
+    values = [v for v in values if v is not None]
+    return float(np.std(values)) if values else float("nan")
 
 
 def main() -> None:
@@ -258,6 +277,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5, help="annotations per burst, between two retrains")
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--datasets", default="rt,chatterbot,bbc")
+    parser.add_argument("--folds", type=int, default=N_FOLDS, help="the audit's cross-validation folds")
+    parser.add_argument("--no-active-learning", dest="active_learning", action="store_false",
+                        help="measure the review queue only")
+    parser.add_argument("--baseline-folds", type=int,
+                        help="run the queue again with this many folds and compare every figure (paired over seeds)")
     parser.add_argument("--baseline-runtime", choices=("torch", "torch-bf16"),
                         help="run again with this encoder and compare every figure (paired over seeds)")
     args = parser.parse_args()
@@ -285,7 +309,10 @@ def main() -> None:
         table.add_row("recall of the whole queue", *pair("recall", ".3f"))
         table.add_row("queue length (k = flips)", f"{base_len:.0f} (k {run['k']})", f"{ours_len:.0f}")
         table.add_row("accuracy after review", *pair("accuracy after review", ".3f"))
-        table.add_row("recovered accuracy", *pair("recovered accuracy", ".2f"))
+        base_rec, ours_rec = pair("recovered accuracy", ".2f")
+        if shown_figures["labelloop: recovered accuracy"] is not None:
+            ours_rec += f" ± {seed_error(run, 'labelloop: recovered accuracy'):.2f}"
+        table.add_row("recovered accuracy (± s.e. over seeds)", base_rec, ours_rec)
         at_random = shown_figures["same count at random: recovered accuracy"]
         table.add_row("  as many flips fixed, chosen at random", "",
                       f"{at_random:.2f}" if at_random is not None else "n/a")
@@ -293,11 +320,13 @@ def main() -> None:
         def shown(n):
             return f"{n}" if n is not None else f"> {run['budget']}"
 
-        table.add_row("labels to 95% of full-pool accuracy", f"{shown(shown_figures['random: labels to 95%'])} (random)",
-                      f"{shown(shown_figures['labelloop: labels to 95%'])} ({settings.strategy}"
-                      f"{' + clusters' if settings.diversity_clusters else ''})")
-        ratio = shown_figures["labelloop ÷ random labels"]
-        table.add_row("labelloop ÷ random labels", "", f"{ratio:.2f}" if ratio is not None else "n/a")
+        ratio = shown_figures.get("labelloop ÷ random labels")
+        if run["curves"]:
+            table.add_row("labels to 95% of full-pool accuracy",
+                          f"{shown(shown_figures['random: labels to 95%'])} (random)",
+                          f"{shown(shown_figures['labelloop: labels to 95%'])} ({settings.strategy}"
+                          f"{' + clusters' if settings.diversity_clusters else ''})")
+            table.add_row("labelloop ÷ random labels", "", f"{ratio:.2f}" if ratio is not None else "n/a")
         console.print(table)
         recovered = shown_figures["labelloop: recovered accuracy"]
         summary.append((title, clean_acc, shown_figures["labelloop: precision@k"],
@@ -328,6 +357,23 @@ def main() -> None:
     _plot(plots, args.batch)
     console.print(f"plots: {RESULTS / 'outcome.png'}")
 
+    def labels_figure(figure):
+        return "labels" in figure
+
+    if args.baseline_folds:
+        from encoder_baseline import comparison_table, paired_bootstrap
+
+        fewer = argparse.Namespace(**{**vars(args), "folds": args.baseline_folds, "active_learning": False})
+        for key, run in runs.items():
+            baseline = measure(key, fewer, settings, kind, console)
+            # the learning curves do not depend on the audit's folds: only the queue is run again
+            baseline["counts"], baseline["curves"] = run["counts"], run["curves"]
+            rows = paired_bootstrap(figures, run, baseline, n_seeds=args.seeds, lower_is_better=labels_figure)
+            rows = [row for row in rows if "labels" not in row["name"]]
+            console.print(comparison_table(f"{run['title']}: the audit with {args.folds} against "
+                                           f"{args.baseline_folds} folds, {args.seeds} seeds", rows,
+                                           ours=f"{args.folds} folds", baseline=f"{args.baseline_folds} folds"))
+
     if args.baseline_runtime:
         from encoder_baseline import comparison_table, default_encoder, paired_bootstrap
 
@@ -335,8 +381,7 @@ def main() -> None:
         with default_encoder(args.baseline_runtime):
             for key, run in runs.items():
                 baseline = measure(key, args, settings, kind, console)
-                rows = paired_bootstrap(figures, run, baseline, n_seeds=args.seeds,
-                                        lower_is_better=lambda figure: "labels" in figure)
+                rows = paired_bootstrap(figures, run, baseline, n_seeds=args.seeds, lower_is_better=labels_figure)
                 console.print(comparison_table(f"{run['title']}: encoder {ours} against {args.baseline_runtime}, "
                                                f"{args.seeds} seeds", rows, ours=ours, baseline=args.baseline_runtime))
 
@@ -359,6 +404,9 @@ def _plot(plots: dict, batch: int) -> None:
                ylabel="share that were real errors", ylim=(0, 1.02))
         ax.legend()
         ax = axes[1, col]
+        if not curves:
+            ax.set_axis_off()
+            ax.set_title(f"{title}: active learning not measured")
         for name, curve in curves.items():
             ax.plot(counts, np.mean(curve, axis=0), label=name)
         ax.axhline(0.95, color="grey", ls=":", label="95% of full pool")

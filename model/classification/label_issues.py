@@ -92,9 +92,9 @@ def _group_ids(groups, n: int) -> np.ndarray | None:
 
 
 # 10 folds, not 5: each head trains on 90% of the labels instead of 80%. Paired over the same
-# seeds (bench/outcome.py's setting), precision@k rose by 0.015 +- 0.008 on ChatterBot topics (20
-# seeds) and 0.011 +- 0.005 on Rotten Tomatoes, and moved by -0.003 +- 0.003 on BBC News (5
-# seeds), for an audit 1.5-1.8x as long (3,000-12,000 texts)
+# seeds (bench/outcome.py --baseline-folds 5), the queue's precision@k rose by 0.010 +- 0.004 on
+# Rotten Tomatoes (10 seeds), by 0.006 +- 0.008 on ChatterBot topics (20) and 0.001 +- 0.003 on
+# BBC News (10), for an audit 1.5-1.8x as long (3,000-12,000 texts)
 N_FOLDS = 10
 
 # balanced, like the served head: under class-conditional noise (bench/label_errors.py) unweighted
