@@ -407,6 +407,7 @@ def _plot(plots: dict, batch: int) -> None:
         if not curves:
             ax.set_axis_off()
             ax.set_title(f"{title}: active learning not measured")
+            continue
         for name, curve in curves.items():
             ax.plot(counts, np.mean(curve, axis=0), label=name)
         ax.axhline(0.95, color="grey", ls=":", label="95% of full pool")
