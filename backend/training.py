@@ -112,8 +112,8 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
 
 def _retrain(project_id: int, *, full: bool, settings: Settings, registry: ModelRegistry, client,
              should_stop) -> RunReport:
-    from labelloop.scripts.client import connect
     from labelloop.scripts.augment import MODEL_VERSION as AUGMENT_VERSION
+    from labelloop.scripts.client import connect
     from labelloop.scripts.predictions import replace_unlabelled_predictions, unlabelled_tasks
 
     report = RunReport(project_id)

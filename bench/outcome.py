@@ -262,11 +262,16 @@ def figures(run: dict, seeds: np.ndarray) -> dict[str, float | None]:
     return out
 
 
+def queue_figures(run: dict, seeds: np.ndarray) -> dict[str, float | None]:
+    """`figures` without the learning curves' (the review queue and the accuracies only)."""
+    return figures({**run, "curves": {}}, seeds)
+
+
 def seed_error(run: dict, name: str, *, n_resamples: int = 1000, random_state: int = 0) -> float:
-    """Standard error of one figure over the seeds (bootstrap): how far another set of seeds may move it."""
+    """Standard error of one queue figure over the seeds (bootstrap): how far other seeds may move it."""
     n_seeds = len(run["acc"]["clean"])
     rng = np.random.default_rng(random_state)
-    values = [figures(run, rng.integers(0, n_seeds, n_seeds))[name] for _ in range(n_resamples)]
+    values = [queue_figures(run, rng.integers(0, n_seeds, n_seeds))[name] for _ in range(n_resamples)]
     values = [v for v in values if v is not None]
     return float(np.std(values)) if values else float("nan")
 
@@ -357,19 +362,14 @@ def main() -> None:
     _plot(plots, args.batch)
     console.print(f"plots: {RESULTS / 'outcome.png'}")
 
-    def labels_figure(figure):
-        return "labels" in figure
-
     if args.baseline_folds:
         from encoder_baseline import comparison_table, paired_bootstrap
 
         fewer = argparse.Namespace(**{**vars(args), "folds": args.baseline_folds, "active_learning": False})
         for key, run in runs.items():
-            baseline = measure(key, fewer, settings, kind, console)
             # the learning curves do not depend on the audit's folds: only the queue is run again
-            baseline["counts"], baseline["curves"] = run["counts"], run["curves"]
-            rows = paired_bootstrap(figures, run, baseline, n_seeds=args.seeds, lower_is_better=labels_figure)
-            rows = [row for row in rows if "labels" not in row["name"]]
+            baseline = measure(key, fewer, settings, kind, console)
+            rows = paired_bootstrap(queue_figures, run, baseline, n_seeds=args.seeds)
             console.print(comparison_table(f"{run['title']}: the audit with {args.folds} against "
                                            f"{args.baseline_folds} folds, {args.seeds} seeds", rows,
                                            ours=f"{args.folds} folds", baseline=f"{args.baseline_folds} folds"))
@@ -381,7 +381,8 @@ def main() -> None:
         with default_encoder(args.baseline_runtime):
             for key, run in runs.items():
                 baseline = measure(key, args, settings, kind, console)
-                rows = paired_bootstrap(figures, run, baseline, n_seeds=args.seeds, lower_is_better=labels_figure)
+                rows = paired_bootstrap(figures, run, baseline, n_seeds=args.seeds,
+                                        lower_is_better=lambda figure: "labels" in figure)
                 console.print(comparison_table(f"{run['title']}: encoder {ours} against {args.baseline_runtime}, "
                                                f"{args.seeds} seeds", rows, ours=ours, baseline=args.baseline_runtime))
 

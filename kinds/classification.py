@@ -15,10 +15,10 @@ from labelloop.label_config.spec import ClassificationSpec
 from labelloop.model import ranking
 from labelloop.model.classification import load_model
 from labelloop.model.classification.audit import audit_labels
-from labelloop.model.classification.label_issues import N_FOLDS
 from labelloop.model.classification.classifier import (BlendedClassifier, EmbeddingClassifier, ZeroShotClassifier,
                                                       align_columns)
 from labelloop.model.classification.consensus import majority_vote, majority_vote_multilabel
+from labelloop.model.classification.label_issues import N_FOLDS
 from labelloop.model.errors import NotEnoughLabelsError
 from labelloop.model.export.formats import Example, RenderOptions
 from labelloop.model.store import VERSION_PREFIX

@@ -1,8 +1,8 @@
 """Likely label errors: out-of-sample probabilities by K-fold cross-validation, then Cleanlab.
 
-`out_of_sample_proba` cross-validates (`N_FOLDS` folds) an ensemble of three heads on the same folds and averages
-their probabilities: logistic regression over the sentence embeddings (the served classifier's
-head, class-balanced), a cosine k-nearest-neighbour vote over the same embeddings, and
+`out_of_sample_proba` cross-validates an ensemble of three heads on the same `N_FOLDS` folds and
+averages their probabilities: logistic regression over the sentence embeddings (the served
+classifier's head, class-balanced), a cosine k-nearest-neighbour vote over the same embeddings, and
 logistic regression over TF-IDF word uni- and bigrams of the texts. Each sees the data
 differently, so one head's confident mistake is outvoted. With 10% uniform flips (3 seeds) the
 ensemble put more real errors among the first k than any single head on Rotten Tomatoes,
