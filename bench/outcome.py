@@ -341,14 +341,16 @@ def main() -> None:
                           f"{' + clusters' if settings.diversity_clusters else ''})")
             table.add_row("labelloop ÷ random labels", "", f"{ratio:.2f}" if ratio is not None else "n/a")
         console.print(table)
-        recovered = shown_figures["labelloop: recovered accuracy"]
-        summary.append((title, clean_acc, shown_figures["labelloop: precision@k"],
-                        shown_figures["plain cleanlab: precision@k"], recovered if recovered is not None else float("nan"),
-                        rec_error, ratio, clean_acc - noisy_acc))
+        summary.append((title, shown_figures, rec_error))
         plots[title] = (run["counts"], run["curves"], run["last_queues"], run["last_errors"])
 
     console.print("[bold]Targets[/]")
-    for title, clean_acc, p_ours, p_base, rec, rec_error, ratio, noise_cost in summary:
+    for title, shown_figures, rec_error in summary:
+        clean_acc = shown_figures["clean accuracy"]
+        noise_cost = clean_acc - shown_figures["noisy accuracy"]
+        p_ours, p_base = shown_figures["labelloop: precision@k"], shown_figures["plain cleanlab: precision@k"]
+        rec = shown_figures["labelloop: recovered accuracy"]
+        rec = float("nan") if rec is None else rec
         if clean_acc >= 0.9:
             verdict = "meets" if p_ours >= 0.8 else "MISSES"
             console.print(f"{title}: precision@k {p_ours:.2f} ({verdict} >= 0.8; clean accuracy {clean_acc:.2f})")
@@ -365,7 +367,8 @@ def main() -> None:
                        else "undecided, within 2 standard errors of")
             console.print(f"{title}: recovered accuracy {rec:.2f} ± {rec_error:.2f} ({verdict} 0.9; "
                           f"more --seeds narrow it)")
-    ratios = [row[6] for row in summary if row[6] is not None]
+    ratios = [row["labelloop ÷ random labels"] for _, row, _ in summary
+              if row.get("labelloop ÷ random labels") is not None]
     if ratios:
         median = float(np.median(ratios))
         console.print(f"active learning: labelloop needs {median:.2f}x random's labels (median; "
