@@ -36,9 +36,11 @@ compared on the same seeds, with the standard error of the difference (`encoder_
 ``--baseline-folds 5`` runs the review queue again with the audit cross-validating over 5 folds
 (the default is the audit's own, `label_issues.N_FOLDS`) and compares the same way. With
 ``--no-active-learning`` only the review queue is measured: many seeds in a few minutes.
+``--head-c 4`` gives the served head (recovered accuracy, learning curves) another C than the
+product's 1 (``LABELLOOP_TUNE_TRIALS`` tunes it); the audit's heads stay as they are.
 
 Usage: python bench/outcome.py [--seeds 5] [--batch 5] [--datasets rt,chatterbot,bbc] [--folds N]
-       [--no-active-learning] [--baseline-runtime torch] [--baseline-folds 5]
+       [--no-active-learning] [--baseline-runtime torch] [--baseline-folds 5] [--head-c 4]
 About 20 minutes on 2 cores; a PNG with the queue precision and the learning curves is written
 to bench/results/outcome.png.
 """
@@ -111,8 +113,8 @@ def plain_cleanlab_queue(X, noisy, seed: int) -> np.ndarray:
     return flagged[np.argsort(quality[flagged], kind="stable")]
 
 
-def accuracy(X, y, X_test, y_test) -> float:
-    return float((EmbeddingClassifier().fit(X, y).predict(X_test) == y_test).mean())
+def accuracy(X, y, X_test, y_test, head: dict) -> float:
+    return float((EmbeddingClassifier(**head).fit(X, y).predict(X_test) == y_test).mean())
 
 
 def review(noisy, truth, queue, k) -> np.ndarray:
@@ -142,7 +144,7 @@ class StreamSimulator:
 
 
 def learning_curve(X, texts, y, X_test, y_test, *, kind, spec, prior, settings, strategy: str, batch: int,
-                   budget: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+                   budget: int, seed: int, head: dict) -> tuple[np.ndarray, np.ndarray]:
     """Test accuracy of the served model after each burst of ``batch`` annotations."""
     rng = np.random.default_rng(seed)
     labelled: list[int] = []
@@ -168,7 +170,7 @@ def learning_curve(X, texts, y, X_test, y_test, *, kind, spec, prior, settings, 
         labelled += picks
         if len(set(y[labelled])) >= 2:  # what a retrain does (texts embed from the process cache)
             items = [LabelledTask(int(i), texts[i], (spec.labels[y[i]],), 0, "") for i in labelled]
-            trained = kind.fit(items, spec, model_name=settings.model_name)
+            trained = kind.fit(items, spec, model_name=settings.model_name, **head)
             model = kind.with_prior(trained, prior, {"n_labels": len(labelled)},
                                     prior_strength=settings.prior_strength)
         counts.append(len(labelled))
@@ -201,6 +203,7 @@ def measure(key: str, args, settings, kind, console) -> dict:
     acc = {"clean": [], "noisy": [], "plain cleanlab": [], "labelloop": [], "same count at random": []}
     curves = {"random": [], "labelloop": []} if args.active_learning else {}
     budget_used = counts = queues = errors = k = None
+    head = {} if args.head_c is None else {"C": args.head_c}  # the served head's parameters
     for seed in track(range(args.seeds), description=f"{title}: audit and annotation", console=console,
                       transient=True):
         pool, test = train_test_split(np.arange(len(y)), test_size=0.25, random_state=seed, stratify=y)
@@ -212,26 +215,26 @@ def measure(key: str, args, settings, kind, console) -> dict:
         Xp, Xt, yt = X[pool], X[test], y[test]
         queues = {"plain cleanlab": plain_cleanlab_queue(Xp, noisy, seed),
                   "labelloop": labelloop_queue(Xp, texts[pool], noisy, classes, n_folds=args.folds)}
-        acc["clean"].append(accuracy(Xp, truth, Xt, yt))
-        acc["noisy"].append(accuracy(Xp, noisy, Xt, yt))
+        acc["clean"].append(accuracy(Xp, truth, Xt, yt, head))
+        acc["noisy"].append(accuracy(Xp, noisy, Xt, yt, head))
         for name, queue in queues.items():
             queue_rows[name].append(queue_scores(queue, errors))
-            acc[name].append(accuracy(Xp, review(noisy, truth, queue, k), Xt, yt))
+            acc[name].append(accuracy(Xp, review(noisy, truth, queue, k), Xt, yt, head))
         # as many flips fixed as labelloop's first k held, but chosen at random: does the queue
         # fix the flips that cost accuracy, or only enough of them?
         fixed = rng.choice(np.flatnonzero(errors), size=int(errors[queues["labelloop"][:k]].sum()), replace=False)
-        acc["same count at random"].append(accuracy(Xp, review(noisy, truth, fixed, len(fixed)), Xt, yt))
+        acc["same count at random"].append(accuracy(Xp, review(noisy, truth, fixed, len(fixed)), Xt, yt, head))
         if not curves:
             continue
         names = np.asarray(spec.labels, dtype=object)  # the served model works in label names
-        full_model = kind.with_prior(EmbeddingClassifier().fit(Xp, names[truth]), prior,
+        full_model = kind.with_prior(EmbeddingClassifier(**head).fit(Xp, names[truth]), prior,
                                      {"n_labels": len(pool)}, prior_strength=settings.prior_strength)
         full = float((full_model.predict(Xt) == names[yt]).mean())
         budget_used = min(budget, len(pool))
         for strategy in curves:
             counts, accs = learning_curve(Xp, texts[pool], truth, Xt, names[yt], kind=kind, spec=spec, prior=prior,
                                           settings=settings, strategy=strategy, batch=args.batch,
-                                          budget=budget_used, seed=seed)
+                                          budget=budget_used, seed=seed, head=head)
             curves[strategy].append(accs / full)
     return {"title": title, "n_items": len(items), "n_classes": len(classes), "k": k, "budget": budget_used,
             "queue": {name: np.asarray(rows) for name, rows in queue_rows.items()},
@@ -289,6 +292,8 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--datasets", default="rt,chatterbot,bbc")
     parser.add_argument("--folds", type=int, default=N_FOLDS, help="the audit's cross-validation folds")
+    parser.add_argument("--head-c", type=float,
+                        help="the served head's C instead of the product's (1; LABELLOOP_TUNE_TRIALS tunes it)")
     parser.add_argument("--no-active-learning", dest="active_learning", action="store_false",
                         help="measure the review queue only")
     parser.add_argument("--baseline-folds", type=int,

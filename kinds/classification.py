@@ -157,10 +157,11 @@ class ClassificationKind(ProjectKind):
 
     def fit(self, items: Sequence[LabelledTask], spec: ClassificationSpec, *, model_name: str,
             finetune_min_labels: int = 0, finetune_epochs: int = 3, tune_trials: int = 0,
-            tune_seconds: float = 120.0, **_):
+            tune_seconds: float = 120.0, C: float = 1.0, **_):
         """The head over frozen embeddings; a full fine-tune once there are enough labels (if enabled).
         With ``tune_trials``, an Optuna study picks the parameters first (`labelloop.model.
-        classification.tuning`); the model then carries ``tuning_`` (its metadata).
+        classification.tuning`); the model then carries ``tuning_`` (its metadata). ``C``: the
+        head's inverse regularisation where no study chose one.
         Raises `NotEnoughLabelsError` when there is nothing to learn a decision from."""
         finetune = bool(finetune_min_labels and len(items) >= finetune_min_labels)
         y = [item.labels for item in items] if spec.multi_label else [item.labels[0] for item in items]
@@ -181,7 +182,7 @@ class ClassificationKind(ProjectKind):
                                       epochs=int(params.get("epochs", finetune_epochs)),
                                       **({"learning_rate": params["learning_rate"]} if "learning_rate" in params else {}))
         else:
-            clf = EmbeddingClassifier(model_name=model_name, multi_label=spec.multi_label, C=params.get("C", 1.0))
+            clf = EmbeddingClassifier(model_name=model_name, multi_label=spec.multi_label, C=params.get("C", C))
         clf.fit(texts, y)
         if tuned is not None:
             clf.tuning_ = tuned.as_meta()

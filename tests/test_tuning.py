@@ -51,7 +51,7 @@ def test_a_tuned_fit_carries_its_metadata_and_serves_with_the_tuned_prior():
             self.task_id, self.text, self.labels = i, it.text, (SWAP[it.label],)
 
     model = kind.fit([Item(i, it) for i, it in enumerate(items)], spec, model_name="default", tune_trials=8,
-                     tune_seconds=60)
+                     tune_seconds=60, C=4.0)  # the study's C wins over the untuned one
     params = model.tuning_["params"]
     assert model.C == pytest.approx(params["C"]) and model.tuning_["trials"] == 8
     prior = kind.prior_model(spec, "default")
@@ -59,4 +59,5 @@ def test_a_tuned_fit_carries_its_metadata_and_serves_with_the_tuned_prior():
     assert served.prior_strength == pytest.approx(params["prior_strength"])
     untuned = kind.fit([Item(i, it) for i, it in enumerate(items)], spec, model_name="default")
     assert not hasattr(untuned, "tuning_") and untuned.C == 1.0
+    assert kind.fit([Item(i, it) for i, it in enumerate(items)], spec, model_name="default", C=4.0).C == 4.0
     assert np.isfinite(served.predict_proba([items[0].text])).all()
