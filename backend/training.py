@@ -203,6 +203,8 @@ def _train(project_id: int, key: str, spec, kind, *, client, full: bool, setting
                          finetune_epochs=settings.finetune_epochs, tune_trials=settings.tune_trials,
                          tune_seconds=settings.tune_seconds, registry=registry, project=key)
         meta = {"n_labels": len(items), "trained_at": time.time()}
+        if (head_C := getattr(model, "C_", None)) is not None:
+            meta["head_C"] = head_C  # what "auto" chose, for the logs and the team's questions
         if tuning := getattr(model, "tuning_", None):
             meta["tuning"] = tuning
             logger.info("project %s: tuned in %.1f s over %d trials%s: cross-validated %s %.3f (defaults %.3f, "
@@ -212,8 +214,9 @@ def _train(project_id: int, key: str, spec, kind, *, client, full: bool, setting
                         ", within noise: defaults kept" if tuning["kept_defaults"] else "", tuning["params"])
         report.trained_version = store.save(key, model, meta=meta)
         report.seconds["fit"] = time.perf_counter() - t1
-        logger.info("project %s: model %s serves now (%d labels, fit in %.2f s; pulled %d %s tasks in %.2f s)",
-                    project_id, report.trained_version, len(items), report.seconds["fit"], fetched,
+        logger.info("project %s: model %s serves now (%d labels, %sfit in %.2f s; pulled %d %s tasks in %.2f s)",
+                    project_id, report.trained_version, len(items),
+                    "" if head_C is None else f"head C {head_C:g}, ", report.seconds["fit"], fetched,
                     "annotated" if full else "changed", report.seconds["pull"])
     except NotEnoughLabelsError as exc:
         report.message = f"project {project_id}: not training yet: {exc}"

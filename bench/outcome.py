@@ -37,10 +37,13 @@ compared on the same seeds, with the standard error of the difference (`encoder_
 (the default is the audit's own, `label_issues.N_FOLDS`) and compares the same way. With
 ``--no-active-learning`` only the review queue is measured: many seeds in a few minutes.
 ``--head-c 4`` gives the served head (recovered accuracy, learning curves) another C than the
-product's 1 (``LABELLOOP_TUNE_TRIALS`` tunes it); the audit's heads stay as they are.
+product's (``auto``: chosen per retrain, `labelloop.model.classification.regularisation`); the
+audit's heads stay as they are. ``--baseline-head-c 1`` runs everything again with that C and
+compares every figure on the same seeds.
 
 Usage: python bench/outcome.py [--seeds 5] [--batch 5] [--datasets rt,chatterbot,bbc] [--folds N]
        [--no-active-learning] [--baseline-runtime torch] [--baseline-folds 5] [--head-c 4]
+       [--baseline-head-c 1]
 About 20 minutes on 2 cores; a PNG with the queue precision and the learning curves is written
 to bench/results/outcome.png.
 """
@@ -69,6 +72,7 @@ from labelloop.model import ranking  # noqa: E402
 from labelloop.model.classification.audit import audit_labels  # noqa: E402
 from labelloop.model.classification.classifier import EmbeddingClassifier, embed  # noqa: E402
 from labelloop.model.classification.label_issues import N_FOLDS  # noqa: E402
+from labelloop.model.classification.regularisation import AUTO  # noqa: E402
 from labelloop.model.datasets import bbc_news, chatterbot_topics, rotten_tomatoes  # noqa: E402
 from labelloop.model.embeddings import runtime_from_env  # noqa: E402
 from labelloop.model.text_cleaning import clean_text  # noqa: E402
@@ -291,6 +295,10 @@ def seed_error(run: dict, name: str, *, n_resamples: int = 1000, random_state: i
     return float(np.std(values)) if values else float("nan")
 
 
+def head_c(value: str) -> float | str:
+    return value if value == AUTO else float(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
@@ -298,8 +306,10 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--datasets", default="rt,chatterbot,bbc")
     parser.add_argument("--folds", type=int, default=N_FOLDS, help="the audit's cross-validation folds")
-    parser.add_argument("--head-c", type=float,
-                        help="the served head's C instead of the product's (1; LABELLOOP_TUNE_TRIALS tunes it)")
+    parser.add_argument("--head-c", type=head_c,
+                        help="the served head's C instead of the product's (auto: cross-validated per retrain)")
+    parser.add_argument("--baseline-head-c", type=head_c,
+                        help="run again with this head C and compare every figure (paired over seeds)")
     parser.add_argument("--no-active-learning", dest="active_learning", action="store_false",
                         help="measure the review queue only")
     parser.add_argument("--baseline-folds", type=int,
@@ -398,6 +408,18 @@ def main() -> None:
             console.print(comparison_table(f"{run['title']}: the audit with {args.folds} against "
                                            f"{args.baseline_folds} folds, {args.seeds} seeds", rows,
                                            ours=f"{args.folds} folds", baseline=f"{args.baseline_folds} folds"))
+
+    if args.baseline_head_c is not None:
+        from encoder_baseline import comparison_table, paired_bootstrap
+
+        other = argparse.Namespace(**{**vars(args), "head_c": args.baseline_head_c})
+        ours, theirs = f"C {args.head_c or AUTO}", f"C {args.baseline_head_c}"
+        for key, run in runs.items():
+            baseline = measure(key, other, settings, kind, console)
+            rows = paired_bootstrap(figures, run, baseline, n_seeds=args.seeds,
+                                    lower_is_better=lambda figure: "labels" in figure)
+            console.print(comparison_table(f"{run['title']}: the served head with {ours} against {theirs}, "
+                                           f"{args.seeds} seeds", rows, ours=ours, baseline=theirs))
 
     if args.baseline_runtime:
         from encoder_baseline import comparison_table, default_encoder, paired_bootstrap

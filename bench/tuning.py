@@ -4,10 +4,10 @@ the defaults and with the Optuna study's parameters, and the time the study cost
 Offline datasets: Rotten Tomatoes (2 classes), ChatterBot topics (21), BBC News (5). Per
 dataset, label budget (``--budgets``) and seed: a stratified sample of labels, a held-out test
 set (30% of the rest, at most 2,000). Both models are what the backend serves: the head over the
-offline MiniLM blended with the zero-shot prior; the defaults are C=1 and prior strength 10, the
-tuned one takes `labelloop.model.classification.tuning.tune`'s best (``--trials`` trials, at
-most ``--seconds`` s, the product's default budget, on 5 stratified folds; the defaults are its
-first trial). Embeddings are computed once per text (the on-disk cache), as in the product.
+offline MiniLM blended with the zero-shot prior; the defaults are C "auto" (cross-validated from
+{1, 4}) and prior strength 10, the tuned one takes `labelloop.model.classification.tuning.tune`'s
+best (``--trials`` trials, at most ``--seconds`` s, the product's default budget, on 5 stratified
+folds; the defaults are scored first). Embeddings are computed once per text (the on-disk cache), as in the product.
 
 Usage: python bench/tuning.py [--seeds 3] [--budgets 30 100 300] [--trials 30] [--seconds 120]
 """
@@ -34,7 +34,7 @@ RESULTS = Path(__file__).parent / "results"
 DATASETS = {"Rotten Tomatoes": rotten_tomatoes, "ChatterBot topics": chatterbot_topics, "BBC News": bbc_news}
 
 
-def served_accuracy(X, y, test_X, test_y, prior, *, C: float, prior_strength: float) -> float:
+def served_accuracy(X, y, test_X, test_y, prior, *, C: float | str, prior_strength: float) -> float:
     head = EmbeddingClassifier(C=C).fit(X, y)
     model = BlendedClassifier(head, prior, n_labels=len(y), prior_strength=prior_strength)
     return float((model.predict(test_X) == test_y).mean())

@@ -19,6 +19,7 @@ from labelloop.model.classification.classifier import (BlendedClassifier, Embedd
                                                       align_columns)
 from labelloop.model.classification.consensus import majority_vote, majority_vote_multilabel
 from labelloop.model.classification.label_issues import N_FOLDS
+from labelloop.model.classification.regularisation import AUTO
 from labelloop.model.errors import NotEnoughLabelsError
 from labelloop.model.export.formats import Example, RenderOptions
 from labelloop.model.store import VERSION_PREFIX
@@ -157,7 +158,7 @@ class ClassificationKind(ProjectKind):
 
     def fit(self, items: Sequence[LabelledTask], spec: ClassificationSpec, *, model_name: str,
             finetune_min_labels: int = 0, finetune_epochs: int = 3, tune_trials: int = 0,
-            tune_seconds: float = 120.0, C: float = 1.0, **_):
+            tune_seconds: float = 120.0, C: float | str = AUTO, **_):
         """The head over frozen embeddings; a full fine-tune once there are enough labels (if enabled).
         With ``tune_trials``, an Optuna study picks the parameters first (`labelloop.model.
         classification.tuning`); the model then carries ``tuning_`` (its metadata). ``C``: the

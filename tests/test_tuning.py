@@ -5,6 +5,7 @@ import pytest
 from labelloop.kinds import kind_for
 from labelloop.label_config import load
 from labelloop.label_config.spec import parse_label_config
+from labelloop.model.classification.regularisation import GRID
 from labelloop.model.classification.tuning import tune, usable_folds
 from labelloop.model.datasets import rotten_tomatoes
 
@@ -13,7 +14,7 @@ SWAP = {"Positive": "Negative", "Negative": "Positive"}
 
 def test_tuning_turns_down_a_prior_that_misleads():
     # labels named against their texts: the zero-shot prior is wrong, the default blend leans on it
-    items = rotten_tomatoes(48, seed=5)
+    items = rotten_tomatoes(80, seed=5)
     texts, y = [it.text for it in items], [SWAP[it.label] for it in items]
     result = tune(texts, y, labels=["Positive", "Negative"], n_trials=25, timeout_s=120)
     assert result.trials == 25 and not result.timed_out and result.metric == "accuracy"
@@ -58,6 +59,6 @@ def test_a_tuned_fit_carries_its_metadata_and_serves_with_the_tuned_prior():
     served = kind.with_prior(model, prior, {"n_labels": 40, "tuning": model.tuning_}, prior_strength=10.0)
     assert served.prior_strength == pytest.approx(params["prior_strength"])
     untuned = kind.fit([Item(i, it) for i, it in enumerate(items)], spec, model_name="default")
-    assert not hasattr(untuned, "tuning_") and untuned.C == 1.0
+    assert not hasattr(untuned, "tuning_") and untuned.C == "auto" and untuned.C_ in GRID
     assert kind.fit([Item(i, it) for i, it in enumerate(items)], spec, model_name="default", C=4.0).C == 4.0
     assert np.isfinite(served.predict_proba([items[0].text])).all()

@@ -25,6 +25,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from ..embeddings import DEFAULT_MODEL, get_embedder
 from ..errors import NotEnoughLabelsError
+from .regularisation import AUTO, choose_C
 
 _HEAD_FILE = "head.joblib"
 _META_FILE = "meta.json"
@@ -91,8 +92,10 @@ class EmbeddingClassifier(_TextClassifierBase):
     model_name : str
         Encoder used for string inputs: ``"default"`` (offline all-MiniLM-L6-v2), a local path
         or a Hugging Face name.
-    C : float
-        Inverse regularisation strength of the logistic-regression head.
+    C : float or "auto"
+        Inverse regularisation strength of the logistic-regression head. ``"auto"`` chooses it
+        per fit by cross-validation (`labelloop.model.classification.regularisation`); the value
+        used is ``C_``.
     multi_label : bool
         If True, ``y`` holds a collection of labels per item and the head is one-vs-rest.
     threshold : float
@@ -101,7 +104,7 @@ class EmbeddingClassifier(_TextClassifierBase):
         Passed to `LogisticRegression`; "balanced" helps the skewed classes of early labelling.
     """
 
-    def __init__(self, *, model_name: str = DEFAULT_MODEL, C: float = 1.0, multi_label: bool = False,
+    def __init__(self, *, model_name: str = DEFAULT_MODEL, C: float | str = AUTO, multi_label: bool = False,
                  threshold: float = 0.5, class_weight: str | None = "balanced", max_iter: int = 1000):
         self.model_name = model_name
         self.C = C
@@ -122,24 +125,28 @@ class EmbeddingClassifier(_TextClassifierBase):
         emb = embed(X, self.model_name)
         if len(emb) != len(y):
             raise ValueError(f"X has {len(emb)} items but y has {len(y)}")
-        head = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
         if self.multi_label:
             self.binarizer_ = MultiLabelBinarizer()
-            Y = self.binarizer_.fit_transform([_as_label_set(v) for v in y])
+            y = self.binarizer_.fit_transform([_as_label_set(v) for v in y])
             self.classes_ = np.asarray(self.binarizer_.classes_, dtype=object)
-            if Y.shape[1] == 0:
+            if y.shape[1] == 0:
                 raise NotEnoughLabelsError("the annotations hold no labels")
-            self.head_ = OneVsRestClassifier(head).fit(emb, Y)
         else:
             y = np.asarray(y)
             distinct = np.unique(y)
             if len(distinct) < 2:
                 raise NotEnoughLabelsError(
                     f"only one class is labelled ({distinct[0]!r}); label at least two classes")
-            self.head_ = head.fit(emb, y)
+        self.C_ = choose_C(emb, y, make_head=self._head) if self.C == AUTO else float(self.C)
+        self.head_ = self._head(self.C_).fit(emb, y)
+        if not self.multi_label:
             self.classes_ = self.head_.classes_
         self.n_features_in_ = emb.shape[1]
         return self
+
+    def _head(self, C: float):
+        head = LogisticRegression(C=C, class_weight=self.class_weight, max_iter=self.max_iter)
+        return OneVsRestClassifier(head) if self.multi_label else head
 
     def predict_proba(self, X) -> np.ndarray:
         """Probabilities of shape ``(n_samples, n_classes)``, columns in ``classes_`` order.

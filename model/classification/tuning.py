@@ -2,7 +2,8 @@
 
 It searches what decides the served model's quality on the current labels:
 
-- ``C``, the logistic-regression head's inverse regularisation (log scale, 0.01-100);
+- ``C``, the logistic-regression head's inverse regularisation (log scale, 0.01-100; the
+  default, ``"auto"``, is chosen by `labelloop.model.classification.regularisation`);
 - ``prior_strength``, how long the zero-shot prior keeps a share of the blend (0-50 labels);
 - when the retrain fine-tunes the transformer, its ``learning_rate`` (1e-5-1e-4) and ``epochs`` (1-5).
 
@@ -26,11 +27,12 @@ from typing import Sequence
 import numpy as np
 
 from .classifier import BlendedClassifier, EmbeddingClassifier, ZeroShotClassifier, align_columns, embed
+from .regularisation import AUTO
 from ..embeddings import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
 
-DEFAULTS = {"C": 1.0, "prior_strength": 10.0, "learning_rate": 5e-5, "epochs": 3}
+DEFAULTS = {"C": AUTO, "prior_strength": 10.0, "learning_rate": 5e-5, "epochs": 3}
 
 
 @dataclass
@@ -144,22 +146,28 @@ def tune(texts: Sequence[str], y, *, labels: Sequence[str], multi_label: bool = 
         trial.set_user_attr("folds", scores)
         return float(np.mean(scores))
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    # the defaults are scored first, outside the study: their C ("auto") is no point of its range
     defaults = {k: DEFAULTS[k] for k in (("prior_strength", "learning_rate", "epochs") if finetune
                                           else ("prior_strength", "C"))}
-    study.enqueue_trial(defaults)
-    study.optimize(objective, n_trials=n_trials, timeout=timeout_s, gc_after_trial=False)
-    done = [t for t in study.trials if t.value is not None]
-    best = max(done, key=lambda t: (t.value, -t.number))  # ties: the earlier trial (the defaults first)
+    default_scores = evaluate(defaults)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    if n_trials > 1:
+        left = timeout_s - (time.perf_counter() - started)
+        if left > 0:
+            study.optimize(objective, n_trials=n_trials - 1, timeout=left, gc_after_trial=False)
+    done = [(defaults, default_scores)] + [(t.params, t.user_attrs["folds"]) for t in study.trials
+                                           if t.value is not None]
+    means = [float(np.mean(scores)) for _, scores in done]
+    best = max(range(len(done)), key=lambda i: (means[i], -i))  # ties: the earlier trial (the defaults first)
     # the best of many trials on a few folds is partly luck: it must beat the defaults by more
     # than one standard error of the paired fold differences, or the defaults stay
-    gain = np.asarray(best.user_attrs["folds"]) - np.asarray(done[0].user_attrs["folds"])
+    gain = np.asarray(done[best][1]) - np.asarray(default_scores)
     noise = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else 0.0
     significant = bool(gain.mean() > noise)
-    chosen = best if significant else done[0]
+    chosen = best if significant else 0
     seconds = time.perf_counter() - started
-    return TuningResult(dict(chosen.params), float(chosen.value), float(done[0].value), len(done), seconds,
+    return TuningResult(dict(done[chosen][0]), means[chosen], means[0], len(done), seconds,
                         timed_out=len(done) < n_trials, metric="jaccard" if multi_label else "accuracy",
-                        n_folds=n_folds, history=[(t.number, float(t.value)) for t in done],
-                        best_trial_score=float(best.value), kept_defaults=not significant)
+                        n_folds=n_folds, history=list(enumerate(means)),
+                        best_trial_score=means[best], kept_defaults=not significant)
