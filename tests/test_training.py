@@ -173,3 +173,5 @@ def test_labels_removed_from_the_config_are_not_trained_on(tmp_path, tiny_model,
     assert "not in the label config" in caplog.text and "Neutral" in caplog.text
     assert second.serving_version == "labelloop-v2"  # not the zero-shot fallback
     assert registry.store.versions("1.1767225600") == ["v1", "v2"]  # the old model is kept
+    # the C that "auto" chose is recorded; on 8 labels the folds cannot tell 4 from 1
+    assert registry.store.read_meta("1.1767225600", "v2")["head_C"] == 1.0
