@@ -209,6 +209,7 @@ def measure(key: str, args, settings, kind, console) -> dict:
     acc = {"clean": [], "noisy": [], "plain cleanlab": [], "labelloop": [], "same count at random": []}
     curves = {"random": [], "labelloop": []} if args.active_learning else {}
     budget_used = counts = queues = errors = k = None
+    fulls: list[float] = []
     head = {} if args.head_c is None else {"C": args.head_c}  # the served head's parameters
     for seed in track(range(args.seeds), description=f"{title}: audit and annotation", console=console,
                       transient=True):
@@ -236,6 +237,7 @@ def measure(key: str, args, settings, kind, console) -> dict:
         full_model = kind.with_prior(EmbeddingClassifier(**head).fit(Xp, names[truth]), prior,
                                      {"n_labels": len(pool)}, prior_strength=settings.prior_strength)
         full = float((full_model.predict(Xt) == names[yt]).mean())
+        fulls.append(full)
         budget_used = min(budget, len(pool))
         for strategy in curves:
             counts, accs = learning_curve(Xp, texts[pool], truth, Xt, names[yt], kind=kind, spec=spec, prior=prior,
@@ -246,6 +248,7 @@ def measure(key: str, args, settings, kind, console) -> dict:
             "queue": {name: np.asarray(rows) for name, rows in queue_rows.items()},
             "acc": {name: np.asarray(values) for name, values in acc.items()},
             "counts": counts, "curves": {name: np.asarray(c) for name, c in curves.items()},
+            "full": np.asarray(fulls),
             "last_queues": queues, "last_errors": errors}
 
 
@@ -265,8 +268,12 @@ def figures(run: dict, seeds: np.ndarray) -> dict[str, float | None]:
     out["clean accuracy"], out["noisy accuracy"] = float(acc["clean"].mean()), float(acc["noisy"].mean())
     out["same count at random: recovered accuracy"] = (
         float((acc["same count at random"].mean() - acc["noisy"].mean()) / cost) if assessable else None)
+    if run["curves"]:
+        out["full-pool accuracy"] = float(run["full"][seeds].mean())
     for strategy, curves in run["curves"].items():
         out[f"{strategy}: labels to 95%"] = labels_to_reach(run["counts"], curves[seeds])
+        # labels to 95% is relative to the run's own full-pool model; this one is absolute
+        out[f"{strategy}: mean accuracy over the budget"] = float((curves[seeds] * run["full"][seeds, None]).mean())
     if run["curves"]:
         needed_ours, needed_random = out["labelloop: labels to 95%"], out["random: labels to 95%"]
         out["labelloop ÷ random labels"] = needed_ours / needed_random if needed_ours and needed_random else None
@@ -361,6 +368,10 @@ def main() -> None:
                           f"{shown(shown_figures['labelloop: labels to 95%'])} ({settings.strategy}"
                           f"{' + clusters' if settings.diversity_clusters else ''})")
             table.add_row("labelloop ÷ random labels", "", f"{ratio:.2f}" if ratio is not None else "n/a")
+            table.add_row(f"mean test accuracy over the {run['budget']} labels (full pool "
+                          f"{shown_figures['full-pool accuracy']:.3f})",
+                          f"{shown_figures['random: mean accuracy over the budget']:.3f}",
+                          f"{shown_figures['labelloop: mean accuracy over the budget']:.3f}")
         console.print(table)
         summary.append((title, shown_figures, rec_error))
         plots[title] = (run["counts"], run["curves"], run["last_queues"], run["last_errors"])
