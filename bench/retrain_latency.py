@@ -121,7 +121,7 @@ def main() -> None:
                     wait_refresh(backend.log_path, base + 2 + r, 300)  # the refresh is not part of the figure
                 log = backend.log_path.read_text()
                 runs = [(float(m.group(2)), float(m.group(3))) for m in re.finditer(
-                    r"\((\d+) labels, fit in ([\d.]+) s; pulled \d+ \w+ tasks in ([\d.]+) s\)", log)
+                    r"\((\d+) labels, (?:head C [\d.]+, )?fit in ([\d.]+) s; pulled \d+ \w+ tasks in ([\d.]+) s\)", log)
                     if int(m.group(1)) > size]
                 results.append((size, statistics.median(latencies), max(latencies),
                                 statistics.median(f for f, _ in runs) if runs else float("nan"),
