@@ -44,7 +44,7 @@ compares every figure on the same seeds.
 Usage: python bench/outcome.py [--seeds 5] [--batch 5] [--datasets rt,chatterbot,bbc] [--folds N]
        [--no-active-learning] [--baseline-runtime torch] [--baseline-folds 5] [--head-c 4]
        [--baseline-head-c 1]
-About 20 minutes on 2 cores; a PNG with the queue precision and the learning curves is written
+About 30 minutes on 2 cores; a PNG with the queue precision and the learning curves is written
 to bench/results/outcome.png.
 """
 from __future__ import annotations
