@@ -28,6 +28,14 @@ def jaccard(proba: np.ndarray, Y: np.ndarray, *, threshold: float = 0.5) -> np.n
     return (chosen & truth).sum(axis=1) / np.maximum((chosen | truth).sum(axis=1), 1)
 
 
+def beats(candidate, baseline) -> bool:
+    """Whether ``candidate``'s per-fold scores ``(n_folds,)`` beat ``baseline``'s on the same
+    folds by more than one standard error of the paired differences (with one fold, by anything)."""
+    gain = np.asarray(candidate, dtype=float) - np.asarray(baseline, dtype=float)
+    noise = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else 0.0
+    return bool(gain.mean() > noise)
+
+
 def choose_C(X: np.ndarray, y, *, make_head: Callable[[float], object], grid: Sequence[float] = GRID,
              n_folds: int = N_FOLDS, max_samples: int = MAX_SAMPLES, seed: int = 0) -> float:
     """The head's ``C`` for ``X`` ``(n, dim)`` and ``y``: ``(n,)`` labels, or ``(n, k)`` 0/1
@@ -72,7 +80,6 @@ def choose_C(X: np.ndarray, y, *, make_head: Callable[[float], object], grid: Se
                     scores[i, j] = np.mean(head.predict(X[test]) == y[test])
     chosen = 0
     for i in range(1, len(grid)):
-        gain = scores[i] - scores[chosen]
-        if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
+        if beats(scores[i], scores[chosen]):
             chosen = i
     return grid[chosen]

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from .classifier import BlendedClassifier, EmbeddingClassifier, ZeroShotClassifier, align_columns, embed
-from .regularisation import AUTO
+from .regularisation import AUTO, beats
 from ..embeddings import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
@@ -162,9 +162,7 @@ def tune(texts: Sequence[str], y, *, labels: Sequence[str], multi_label: bool = 
     best = max(range(len(done)), key=lambda i: (means[i], -i))  # ties: the earlier trial (the defaults first)
     # the best of many trials on a few folds is partly luck: it must beat the defaults by more
     # than one standard error of the paired fold differences, or the defaults stay
-    gain = np.asarray(done[best][1]) - np.asarray(default_scores)
-    noise = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else 0.0
-    significant = bool(gain.mean() > noise)
+    significant = beats(done[best][1], default_scores)
     chosen = best if significant else 0
     seconds = time.perf_counter() - started
     return TuningResult(dict(done[chosen][0]), means[chosen], means[0], len(done), seconds,
