@@ -6,7 +6,7 @@ from labelloop.kinds import kind_for
 from labelloop.label_config import load
 from labelloop.label_config.spec import parse_label_config
 from labelloop.model.classification.regularisation import GRID
-from labelloop.model.classification.tuning import tune, usable_folds
+from labelloop.model.classification.tuning import _score, tune, usable_folds
 from labelloop.model.datasets import rotten_tomatoes
 
 SWAP = {"Positive": "Negative", "Negative": "Positive"}
@@ -40,6 +40,18 @@ def test_too_few_labels_skip_tuning():
     assert usable_folds(["a", "a", "b"], multi_label=False) == 0
     assert usable_folds(["a"] * 9 + ["b"] * 3, multi_label=False) == 3
     assert tune(["x", "y", "z"], ["a", "a", "b"], labels=["a", "b"], n_trials=5) is None
+
+
+def test_multi_label_trials_are_scored_by_per_item_jaccard():
+    labels = np.asarray(["a", "b", "c"], dtype=object)
+    proba = np.array([[0.9, 0.6, 0.1], [0.2, 0.3, 0.1]])  # chosen: {a, b}, then {b} (its most likely)
+    assert _score(proba, [("a",), ("b", "c")], labels, multi_label=True) == pytest.approx((1 / 2 + 1 / 2) / 2)
+    assert _score(proba, [("a", "b"), ("b",)], labels, multi_label=True) == 1.0
+
+
+def test_labels_outside_the_config_are_refused_before_any_work():
+    with pytest.raises(ValueError, match="'z'"):
+        tune(["x", "y", "z", "w"], [("a",), ("z",), ("a",), ("b",)], labels=["a", "b"], multi_label=True)
 
 
 def test_a_tuned_fit_carries_its_metadata_and_serves_with_the_tuned_prior():

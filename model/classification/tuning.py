@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from .classifier import BlendedClassifier, EmbeddingClassifier, ZeroShotClassifier, align_columns, embed
-from .regularisation import AUTO, beats
+from .regularisation import AUTO, beats, jaccard
 from ..embeddings import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
@@ -84,15 +84,15 @@ def usable_folds(y, *, multi_label: bool, max_folds: int = 5) -> int:
     return folds if folds >= 2 else 0
 
 
-def _score(proba: np.ndarray, truth, labels: np.ndarray, multi_label: bool, threshold: float = 0.5) -> float:
+def _score(proba: np.ndarray, truth, labels: np.ndarray, multi_label: bool) -> float:
+    """Accuracy, or the mean per-item Jaccard of label collections (`regularisation.jaccard`);
+    true labels outside ``labels`` never reach here (`kinds.classification` drops them)."""
     if multi_label:
-        chosen = proba >= threshold
-        chosen[np.arange(len(proba)), proba.argmax(axis=1)] = True
-        scores = []
-        for row, true in zip(chosen, truth):
-            predicted, true = set(labels[row]), set(true)
-            scores.append(len(predicted & true) / max(len(predicted | true), 1))
-        return float(np.mean(scores))
+        column = {label: j for j, label in enumerate(labels)}
+        Y = np.zeros(proba.shape, dtype=bool)
+        for i, true in enumerate(truth):
+            Y[i, [column[label] for label in true]] = True
+        return float(jaccard(proba, Y).mean())
     return float(np.mean(labels[proba.argmax(axis=1)] == np.asarray(truth, dtype=object)))
 
 
@@ -104,6 +104,9 @@ def tune(texts: Sequence[str], y, *, labels: Sequence[str], multi_label: bool = 
     import optuna
 
     y = [tuple(v) for v in y] if multi_label else [str(v) for v in y]
+    unknown = set(label for v in y for label in (v if multi_label else (v,))) - set(labels)
+    if unknown:
+        raise ValueError(f"labels outside {list(labels)}: {sorted(unknown)[:10]}")
     n_folds = usable_folds(y, multi_label=multi_label, max_folds=max_folds)
     if n_folds == 0 or n_trials < 1:
         return None
