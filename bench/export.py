@@ -89,7 +89,7 @@ def run(console: Console, n: int) -> dict:
         os.environ["LABELLOOP_EMBEDDING_CACHE"] = str(tmp / "embeddings")
         from labelloop.model import embeddings
 
-        embeddings._registry.clear()  # the next embedder opens this run's empty cache
+        embeddings.forget_embedders()  # the next embedder opens this run's empty cache
         t = time.perf_counter()
         snapshot = write_snapshot(tmp / "snapshots", n)
         console.print(f"snapshot of {n} annotated tasks written in {time.perf_counter() - t:.1f} s")

@@ -275,6 +275,13 @@ def register_embedder(model_name: str, embedder: CachedEmbedder) -> None:
         _registry[model_name] = embedder
 
 
+def forget_embedders() -> None:
+    """Drop the process-wide embedders: the next `get_embedder` loads again and opens the cache
+    that ``LABELLOOP_EMBEDDING_CACHE`` names then (benches give each run a fresh one)."""
+    with _registry_lock:
+        _registry.clear()
+
+
 def weight_loads() -> int:
     """How many times encoder weights were loaded in this process."""
     return _load_count

@@ -1,5 +1,7 @@
 """The on-disk embedding cache: a text embedded by one process is not embedded again by another."""
 import multiprocessing
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -84,3 +86,20 @@ def test_an_unusable_cache_folder_means_no_cache_not_a_crash(tmp_path, monkeypat
     blocker.write_text("not a folder")
     monkeypatch.setenv("LABELLOOP_EMBEDDING_CACHE", str(blocker))
     assert open_cache("x", dim=4) is None
+
+
+def test_a_forgotten_embedder_loads_again_and_opens_the_cache_named_now(tmp_path, monkeypatch):
+    from labelloop.model import embeddings
+
+    monkeypatch.setattr(embeddings, "_registry", {})  # the session's encoders stay registered
+    monkeypatch.setattr(embeddings, "_disk_cache", lambda name, encoder: DiskEmbeddingCache(
+        Path(os.environ["LABELLOOP_EMBEDDING_CACHE"]) / "e.sqlite", dim=encoder.dim))
+    monkeypatch.setenv("LABELLOOP_EMBEDDING_CACHE", str(tmp_path / "first"))
+    first = embeddings.get_embedder("counting", factory=lambda name: CountingEncoder())
+    first.embed(["a review"])
+    assert embeddings.get_embedder("counting") is first
+    monkeypatch.setenv("LABELLOOP_EMBEDDING_CACHE", str(tmp_path / "second"))
+    embeddings.forget_embedders()
+    second = embeddings.get_embedder("counting", factory=lambda name: CountingEncoder())
+    second.embed(["a review"])
+    assert second is not first and second.encoder.embedded == ["a review"]  # an empty cache: embedded again
