@@ -9,7 +9,10 @@ that agree and outliers, which stay in the report) go back as predictions under 
 version (``labelloop-audit-<time>``), holding the suggested label with ``score`` = label quality,
 plus a saved view "Suspected label errors" that serves them worst first. Annotations are only
 read, never written: reviewers correct them in Label Studio, and the next audit sees the
-corrections.
+corrections. A task that someone annotated again (an annotation added or updated) after an audit
+queued it has been reviewed: later audits keep its findings in the report but do not queue it
+again, so a reviewer who kept a label is not asked twice. Label Studio holds that history (the
+audit's predictions and the annotations' times), so it needs no local state.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from labelloop.label_config.spec import UnsupportedLabelConfig
 from labelloop.model.classification.audit import label_value
 from labelloop.model.embeddings import get_embedder
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
+from labelloop.model.export.examples import changed_since
 from labelloop.model.plots import confusion_heatmap
 from labelloop.model.store import atomic_write_text
 
@@ -40,6 +44,8 @@ from .sync import ProjectSnapshot
 logger = logging.getLogger(__name__)
 
 VIEW_TITLE = "Suspected label errors"
+#: the model version of the audit's predictions starts with this
+VERSION_PREFIX = "labelloop-audit-"
 #: findings listed in report.html (all are in findings.jsonl)
 REPORT_ROWS = 500
 #: characters of a task's text shown beside its finding
@@ -94,9 +100,9 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
         raise LabelloopError(f"project {project_id} cannot be audited: {exc}") from None
     except NotEnoughLabelsError as exc:
         raise NotEnoughLabelsError(f"project {project_id}: {exc}") from None
-    version = f"labelloop-audit-{time.strftime('%Y%m%d-%H%M%S')}"
-    findings = audit.findings
+    version = f"{VERSION_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}"
     tasks = snapshot.tasks()
+    findings = leave_reviewed_out(audit.findings, tasks, audit.messages)
     shown = {f["task_id"]: (snippet(_task_text(tasks.get(f["task_id"]), spec.text_key)),
                             task_url(client, project_id, f["task_id"])) for f in findings[:REPORT_ROWS]}
     report = AuditReport(project_id, version, len(audit.task_ids), findings, audit.messages, task_ids=audit.task_ids,
@@ -118,6 +124,40 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
         report.view_id = save_view(client, project_id, VIEW_TITLE, [has_model_version(version)],
                                    ["tasks:predictions_score"])
     return report
+
+
+def reviewed_tasks(tasks: dict) -> dict:
+    """``{task id: model version}`` of the tasks that were annotated again (an annotation added or
+    updated) after the audit of that version first queued them. ``tasks``: task JSON with its
+    predictions, as the snapshot keeps it (a task annotated again is pulled again, predictions
+    and all)."""
+    reviewed = {}
+    for task_id, task in tasks.items():
+        queued = [p for p in task.get("predictions") or ()
+                  if isinstance(p, dict) and str(p.get("model_version") or "").startswith(VERSION_PREFIX)
+                  and p.get("created_at")]
+        if queued:
+            first = min(queued, key=lambda p: str(p["created_at"]))
+            if changed_since(task, str(first["created_at"])):
+                reviewed[task_id] = first["model_version"]
+    return reviewed
+
+
+def leave_reviewed_out(findings: list[dict], tasks: dict, messages: list[str]) -> list[dict]:
+    """``findings`` with those of `reviewed_tasks` kept for the report but out of the review
+    queue (``review`` False, ``reviewed_after`` the audit that queued the task), queue first."""
+    reviewed = reviewed_tasks(tasks)
+    n = 0
+    for finding in findings:
+        version = reviewed.get(finding["task_id"])
+        if version is not None and for_review(finding):
+            finding.update(review=False, reviewed_after=version,
+                           reason=f"{finding['reason']}; annotated again after {version} queued it, not queued again")
+            n += 1
+    if n:
+        messages.append(f"{n} finding(s) on tasks annotated again after an earlier audit queued them: "
+                        "in the report, not queued again")
+    return sorted(findings, key=lambda f: not for_review(f))  # stable: each kind's order otherwise
 
 
 def write_report(directory: Path, report: AuditReport, audit) -> Path:

@@ -100,10 +100,21 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, label_studi
                  and by_id[t.id]["suggested"] == items[i].label)
     truth = items[tasks.index(fixed)].label
     ls_client.annotations.create(id=fixed.id, result=choice(truth))
+    # and keeps the label of the worst flagged task whose label was right: Label Studio's Update
+    # button saves the annotation again, unchanged
+    kept = next(tasks[i] for i in range(5, len(tasks)) for f in report.findings
+                if f["task_id"] == tasks[i].id and f["review"] and i not in flipped
+                and f["issues"] == ["label_error"])
+    kept_annotation = as_dict(ls_client.annotations.list(id=kept.id)[0])
+    ls_client.annotations.update(id=kept_annotation["id"], result=kept_annotation["result"])
     again = run_audit(ls_client, project.id, out_dir=tmp_path)
     assert fixed.id not in {f["task_id"] for f in again.findings}
     in_view = {t.id for t in ls_client.tasks.list(project=project.id, view=views[0].id)}
     assert fixed.id not in in_view and again.model_version != report.model_version
+    # the kept label is still suspicious to the model, but a person has looked: report, no queue
+    kept_finding = next(f for f in again.findings if f["task_id"] == kept.id)
+    assert not kept_finding["review"] and kept_finding["reviewed_after"] == report.model_version
+    assert kept.id not in in_view and in_view == {f["task_id"] for f in again.findings if f["review"]}
 
 
 def test_audit_of_an_empty_project_is_a_clear_error(ls_client, tmp_path):

@@ -77,3 +77,35 @@ def test_the_report_shows_a_one_line_snippet_of_any_task_text():
     long = snippet("word " * 100)
     assert len(long) == SNIPPET_CHARS and long.endswith("…") and long.startswith("word word")
     assert snippet(None) == "" and snippet(12) == "12"  # a missing or non-text field is no crash
+
+
+def _task(annotations, predictions):
+    return {"annotations": [{"created_at": c, "updated_at": u} for c, u in annotations],
+            "predictions": [{"model_version": v, "created_at": t} for v, t in predictions]}
+
+
+def test_a_task_annotated_again_after_an_audit_queued_it_is_not_queued_again():
+    from labelloop.scripts.audit import leave_reviewed_out, reviewed_tasks
+
+    audit = ("labelloop-audit-20261128-120000", "2026-11-28T12:00:00.000000Z")
+    tasks = {
+        1: _task([("2026-11-28T10:00:00Z", "2026-11-28T12:05:00Z")], [audit]),  # updated after: reviewed
+        2: _task([("2026-11-28T10:00:00Z", "2026-11-28T10:00:00Z")], [audit]),  # queued, not looked at
+        3: _task([("2026-11-28T13:00:00Z", "2026-11-28T13:00:00Z")],  # annotated later, but never queued
+                 [("labelloop-v3", "2026-11-28T11:00:00Z")]),
+        4: _task([("2026-11-28T10:00:00Z", "2026-11-28T10:00:00Z"), ("2026-11-28T12:30:00Z", "2026-11-28T12:30:00Z")],
+                 [audit, ("labelloop-audit-20261128-140000", "2026-11-28T14:00:00Z")]),  # added after the first
+    }
+    assert reviewed_tasks(tasks) == {1: audit[0], 4: audit[0]}
+
+    findings = [{"task_id": t, "review": True, "reason": "label error", "quality": q}
+                for t, q in ((1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4))]
+    findings.append({"task_id": 5, "review": False, "reason": "outlier", "quality": 0.0})
+    messages = []
+    out = leave_reviewed_out(findings, tasks, messages)
+    assert [f["task_id"] for f in out if f["review"]] == [2, 3]
+    assert [f["task_id"] for f in out] == [2, 3, 1, 4, 5]  # the queue first, each part in its order
+    reviewed = {f["task_id"]: f for f in out}[1]
+    assert reviewed["reviewed_after"] == audit[0] and "not queued again" in reviewed["reason"]
+    assert messages == ["2 finding(s) on tasks annotated again after an earlier audit queued them: "
+                        "in the report, not queued again"]

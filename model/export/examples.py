@@ -28,7 +28,7 @@ def examples_from_tasks(tasks: dict, example_of: Callable[[dict, object], tuple]
         messages.append("--exclude-flagged: no audit of this project found, nothing excluded")
     examples = []
     for task_id, task in sorted(tasks.items()):
-        fresh = audit_time is not None and not _changed_since(task, audit_time)
+        fresh = audit_time is not None and not changed_since(task, audit_time)
         if exclude_flagged and fresh and task_id in audit["flagged"]:
             example, reason = None, "unresolved audit finding"
         else:
@@ -51,7 +51,9 @@ def _last_annotated(task: dict) -> str:
                default="")
 
 
-def _changed_since(task: dict, when: str) -> bool:
+def changed_since(task: dict, when: str) -> bool:
+    """Whether one of the task's annotations was added or updated after ``when`` (ISO 8601, as
+    Label Studio writes its times); False where a time does not parse."""
     try:
         return datetime.fromisoformat(_last_annotated(task).replace("Z", "+00:00")) > datetime.fromisoformat(when)
     except ValueError:
