@@ -36,13 +36,15 @@ compared on the same seeds, with the standard error of the difference (`encoder_
 ``--baseline-folds 5`` runs the review queue again with the audit cross-validating over 5 folds
 (the default is the audit's own, `label_issues.N_FOLDS`) and compares the same way. With
 ``--no-active-learning`` only the review queue is measured: many seeds in a few minutes.
+``--refreshes 3`` also measures the review when the audit runs again after each quarter of the
+first k looks, the reviewed tasks left out of each later queue as `labelloop audit` leaves them.
 ``--head-c 4`` gives the served head (recovered accuracy, learning curves) another C than the
 product's (``auto``: chosen per retrain, `labelloop.model.classification.regularisation`); the
 audit's heads stay as they are. ``--baseline-head-c 1`` runs everything again with that C and
 compares every figure on the same seeds.
 
 Usage: python bench/outcome.py [--seeds 5] [--batch 5] [--datasets rt,chatterbot,bbc] [--folds N]
-       [--no-active-learning] [--baseline-runtime torch] [--baseline-folds 5] [--head-c 4]
+       [--no-active-learning] [--refreshes 3] [--baseline-runtime torch] [--baseline-folds 5] [--head-c 4]
        [--baseline-head-c 1]
 About 30 minutes on 2 cores; a PNG with the queue precision and the learning curves is written
 to bench/results/outcome.png.
@@ -83,6 +85,8 @@ DATASETS = {"rt": ("Rotten Tomatoes", lambda: rotten_tomatoes(4000, seed=0), 500
             "bbc": ("BBC News", bbc_news, 200)}
 # a ratio of two accuracy differences under one point is noise, not a measure
 MIN_NOISE_COST = 0.01
+# the review queue when the audit runs again during the review (--refreshes)
+REFRESHED = "labelloop, audit rerun"
 
 
 def flip_labels(y: np.ndarray, n_classes: int, rate: float, rng) -> np.ndarray:
@@ -117,6 +121,24 @@ def plain_cleanlab_queue(X, noisy, seed: int) -> np.ndarray:
     flagged = np.flatnonzero(find_label_issues(noisy, probs, n_jobs=1))
     quality = get_label_quality_scores(noisy, probs)
     return flagged[np.argsort(quality[flagged], kind="stable")]
+
+
+def refreshed_review(X, texts, noisy, truth, classes, *, k: int, refreshes: int, n_folds: int = N_FOLDS):
+    """The first k looks when the audit runs again ``refreshes`` times during the review: the
+    reviewer takes the next equal share of the queue, fixes its flips and keeps the other labels
+    with Update, which leaves those tasks out of every later queue (`scripts.audit.leave_reviewed_out`).
+    Returns (tasks looked at in order, the labels after the review)."""
+    labels, looked = noisy.copy(), []
+    share = -(-k // (refreshes + 1))
+    while len(looked) < k:
+        seen = set(looked)
+        take = [int(i) for i in labelloop_queue(X, texts, labels, classes, n_folds=n_folds)
+                if i not in seen][:min(share, k - len(looked))]
+        if not take:
+            break
+        looked += take
+        labels[take] = truth[take]
+    return np.asarray(looked, dtype=int), labels
 
 
 def accuracy(X, y, X_test, y_test, head: dict) -> float:
@@ -234,6 +256,11 @@ def measure(key: str, args, settings, kind, console) -> dict:
         # fix the flips that cost accuracy, or only enough of them?
         fixed = rng.choice(np.flatnonzero(errors), size=int(errors[queues["labelloop"][:k]].sum()), replace=False)
         acc["same count at random"].append(accuracy(Xp, review(noisy, truth, fixed, len(fixed)), Xt, yt, head))
+        if args.refreshes:
+            looked, reviewed = refreshed_review(Xp, texts[pool], noisy, truth, classes, k=k,
+                                                refreshes=args.refreshes, n_folds=args.folds)
+            queue_rows.setdefault(REFRESHED, []).append(queue_scores(looked, errors))
+            acc.setdefault(REFRESHED, []).append(accuracy(Xp, reviewed, Xt, yt, head))
         if not curves:
             continue
         full_model = kind.with_prior(clean_head, prior,
@@ -260,7 +287,7 @@ def figures(run: dict, seeds: np.ndarray) -> dict[str, float | None]:
     cost = acc["clean"].mean() - acc["noisy"].mean()
     assessable = cost >= MIN_NOISE_COST
     out: dict[str, float | None] = {}
-    for name in ("plain cleanlab", "labelloop"):
+    for name in ("plain cleanlab", "labelloop", REFRESHED)[:3 if REFRESHED in run["queue"] else 2]:
         precision, recall, _ = run["queue"][name][seeds].mean(axis=0)
         out[f"{name}: precision@k"] = float(precision)
         out[f"{name}: recall"] = float(recall)
@@ -319,6 +346,8 @@ def main() -> None:
                         help="the served head's C instead of the product's (auto: cross-validated per retrain)")
     parser.add_argument("--baseline-head-c", type=head_c,
                         help="run again with this head C and compare every figure (paired over seeds)")
+    parser.add_argument("--refreshes", type=int, default=0,
+                        help="also measure the review when the audit runs again this many times during it")
     parser.add_argument("--no-active-learning", dest="active_learning", action="store_false",
                         help="measure the review queue only")
     parser.add_argument("--baseline-folds", type=int,
@@ -359,6 +388,13 @@ def main() -> None:
         at_random = shown_figures["same count at random: recovered accuracy"]
         table.add_row("  as many flips fixed, chosen at random", "",
                       f"{at_random:.2f}" if at_random is not None else "n/a")
+        if REFRESHED in run["queue"]:
+            rerun_rec = shown_figures[f"{REFRESHED}: recovered accuracy"]
+            table.add_row(f"  the audit rerun {args.refreshes}x during the review: precision@k", "",
+                          f"{shown_figures[f'{REFRESHED}: precision@k']:.3f}")
+            table.add_row("  ... and recovered accuracy", "",
+                          f"{rerun_rec:.2f} ± {seed_error(run, f'{REFRESHED}: recovered accuracy'):.2f}"
+                          if rerun_rec is not None else "n/a")
 
         def shown(n):
             return f"{n}" if n is not None else f"> {run['budget']}"
