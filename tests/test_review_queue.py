@@ -97,6 +97,11 @@ def test_a_task_annotated_again_after_an_audit_queued_it_is_not_queued_again():
                  [audit, ("labelloop-audit-20261128-140000", "2026-11-28T14:00:00Z")]),  # added after the first
     }
     assert reviewed_tasks(tasks) == {1: audit[0], 4: audit[0]}
+    # times without a zone are UTC, as Label Studio stores them; a time that does not parse is no review
+    tasks[2] = _task([("2026-11-28T10:00:00", "2026-11-28T12:01:00")], [audit])
+    tasks[6] = _task([("2026-11-28T10:00:00Z", "not a time")], [audit])
+    assert reviewed_tasks(tasks) == {1: audit[0], 2: audit[0], 4: audit[0]}
+    tasks[2] = _task([("2026-11-28T10:00:00Z", "2026-11-28T10:00:00Z")], [audit])
 
     findings = [{"task_id": t, "review": True, "reason": "label error", "quality": q}
                 for t, q in ((1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4))]

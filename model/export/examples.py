@@ -6,7 +6,7 @@ The tasks are Label Studio's task JSON; what one task becomes is the project kin
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable
 
 from ..augment import synthetic_source
@@ -55,6 +55,12 @@ def changed_since(task: dict, when: str) -> bool:
     """Whether one of the task's annotations was added or updated after ``when`` (ISO 8601, as
     Label Studio writes its times); False where a time does not parse."""
     try:
-        return datetime.fromisoformat(_last_annotated(task).replace("Z", "+00:00")) > datetime.fromisoformat(when)
+        return _utc(_last_annotated(task)) > _utc(when)
     except ValueError:
         return False
+
+
+def _utc(value: str) -> datetime:
+    """An ISO 8601 time; one without a zone is UTC, as Label Studio stores its times."""
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
