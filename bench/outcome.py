@@ -287,7 +287,7 @@ def figures(run: dict, seeds: np.ndarray) -> dict[str, float | None]:
     cost = acc["clean"].mean() - acc["noisy"].mean()
     assessable = cost >= MIN_NOISE_COST
     out: dict[str, float | None] = {}
-    for name in ("plain cleanlab", "labelloop", REFRESHED)[:3 if REFRESHED in run["queue"] else 2]:
+    for name in [name for name in ("plain cleanlab", "labelloop", REFRESHED) if name in run["queue"]]:
         precision, recall, _ = run["queue"][name][seeds].mean(axis=0)
         out[f"{name}: precision@k"] = float(precision)
         out[f"{name}: recall"] = float(recall)
