@@ -88,10 +88,9 @@ def _score(proba: np.ndarray, truth, labels: np.ndarray, multi_label: bool) -> f
     """Accuracy, or the mean per-item Jaccard of label collections (`regularisation.jaccard`);
     true labels outside ``labels`` never reach here (`kinds.classification` drops them)."""
     if multi_label:
-        column = {label: j for j, label in enumerate(labels)}
-        Y = np.zeros(proba.shape, dtype=bool)
-        for i, true in enumerate(truth):
-            Y[i, [column[label] for label in true]] = True
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        Y = MultiLabelBinarizer(classes=list(labels)).fit_transform(truth)  # columns in ``labels`` order
         return float(jaccard(proba, Y).mean())
     return float(np.mean(labels[proba.argmax(axis=1)] == np.asarray(truth, dtype=object)))
 
