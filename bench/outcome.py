@@ -123,17 +123,19 @@ def plain_cleanlab_queue(X, noisy, seed: int) -> np.ndarray:
     return flagged[np.argsort(quality[flagged], kind="stable")]
 
 
-def refreshed_review(X, texts, noisy, truth, classes, *, k: int, refreshes: int, n_folds: int = N_FOLDS):
+def refreshed_review(X, texts, noisy, truth, classes, first_queue, *, k: int, refreshes: int,
+                     n_folds: int = N_FOLDS):
     """The first k looks when the audit runs again ``refreshes`` times during the review: the
     reviewer takes the next equal share of the queue, fixes its flips and keeps the other labels
     with Update, which leaves those tasks out of every later queue (`scripts.audit.leave_reviewed_out`).
-    Returns (tasks looked at in order, the labels after the review)."""
+    ``first_queue``: the first audit's queue on ``noisy``, already run. Returns (tasks looked at
+    in order, the labels after the review)."""
     labels, looked = noisy.copy(), []
     share = -(-k // (refreshes + 1))
     while len(looked) < k:
         seen = set(looked)
-        take = [int(i) for i in labelloop_queue(X, texts, labels, classes, n_folds=n_folds)
-                if i not in seen][:min(share, k - len(looked))]
+        queue = first_queue if not looked else labelloop_queue(X, texts, labels, classes, n_folds=n_folds)
+        take = [int(i) for i in queue if i not in seen][:min(share, k - len(looked))]
         if not take:
             break
         looked += take
@@ -257,7 +259,7 @@ def measure(key: str, args, settings, kind, console) -> dict:
         fixed = rng.choice(np.flatnonzero(errors), size=int(errors[queues["labelloop"][:k]].sum()), replace=False)
         acc["same count at random"].append(accuracy(Xp, review(noisy, truth, fixed, len(fixed)), Xt, yt, head))
         if args.refreshes:
-            looked, reviewed = refreshed_review(Xp, texts[pool], noisy, truth, classes, k=k,
+            looked, reviewed = refreshed_review(Xp, texts[pool], noisy, truth, classes, queues["labelloop"], k=k,
                                                 refreshes=args.refreshes, n_folds=args.folds)
             queue_rows.setdefault(REFRESHED, []).append(queue_scores(looked, errors))
             acc.setdefault(REFRESHED, []).append(accuracy(Xp, reviewed, Xt, yt, head))
