@@ -37,14 +37,16 @@ compared on the same seeds, with the standard error of the difference (`encoder_
 (the default is the audit's own, `label_issues.N_FOLDS`) and compares the same way. With
 ``--no-active-learning`` only the review queue is measured: many seeds in a few minutes.
 ``--refreshes 3`` also measures the review when the audit runs again after each quarter of the
-first k looks, the reviewed tasks left out of each later queue as `labelloop audit` leaves them.
+first k looks, the reviewed tasks left out of each later queue as `labelloop audit` leaves them;
+``--refreshes watch`` reruns it when `labelloop audit --watch` does, by its default
+(`scripts.audit.rerun_after`: a quarter of the current queue reviewed).
 ``--head-c 4`` gives the served head (recovered accuracy, learning curves) another C than the
 product's (``auto``: chosen per retrain, `labelloop.model.classification.regularisation`); the
 audit's heads stay as they are. ``--baseline-head-c 1`` runs everything again with that C and
 compares every figure on the same seeds.
 
 Usage: python bench/outcome.py [--seeds 5] [--batch 5] [--datasets rt,chatterbot,bbc] [--folds N]
-       [--no-active-learning] [--refreshes 3] [--baseline-runtime torch] [--baseline-folds 5] [--head-c 4]
+       [--no-active-learning] [--refreshes 3|watch] [--baseline-runtime torch] [--baseline-folds 5] [--head-c 4]
        [--baseline-head-c 1]
 About 30 minutes on 2 cores; a PNG with the queue precision and the learning curves is written
 to bench/results/outcome.png.
@@ -78,6 +80,7 @@ from labelloop.model.classification.regularisation import AUTO  # noqa: E402
 from labelloop.model.datasets import bbc_news, chatterbot_topics, rotten_tomatoes  # noqa: E402
 from labelloop.model.embeddings import runtime_from_env  # noqa: E402
 from labelloop.model.text_cleaning import clean_text  # noqa: E402
+from labelloop.scripts.audit import rerun_after  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 DATASETS = {"rt": ("Rotten Tomatoes", lambda: rotten_tomatoes(4000, seed=0), 500),
@@ -87,6 +90,8 @@ DATASETS = {"rt": ("Rotten Tomatoes", lambda: rotten_tomatoes(4000, seed=0), 500
 MIN_NOISE_COST = 0.01
 # the review queue when the audit runs again during the review (--refreshes)
 REFRESHED = "labelloop, audit rerun"
+# --refreshes watch: the reruns of `labelloop audit --watch`
+WATCH = "watch"
 
 
 def flip_labels(y: np.ndarray, n_classes: int, rate: float, rng) -> np.ndarray:
@@ -123,19 +128,21 @@ def plain_cleanlab_queue(X, noisy, seed: int) -> np.ndarray:
     return flagged[np.argsort(quality[flagged], kind="stable")]
 
 
-def refreshed_review(X, texts, noisy, truth, classes, first_queue, *, k: int, refreshes: int,
+def refreshed_review(X, texts, noisy, truth, classes, first_queue, *, k: int, refreshes: int | str,
                      n_folds: int = N_FOLDS):
-    """The first k looks when the audit runs again ``refreshes`` times during the review: the
-    reviewer takes the next equal share of the queue, fixes its flips and keeps the other labels
-    with Update, which leaves those tasks out of every later queue (`scripts.audit.leave_reviewed_out`).
+    """The first k looks when the audit runs again ``refreshes`` times during the review (``WATCH``:
+    whenever `labelloop audit --watch` would, after `rerun_after` of the current queue): the
+    reviewer takes the next share of the queue, fixes its flips and keeps the other labels with
+    Update, which leaves those tasks out of every later queue (`scripts.audit.leave_reviewed_out`).
     ``first_queue``: the first audit's queue on ``noisy``, already run. Returns (tasks looked at
     in order, the labels after the review)."""
     labels, looked = noisy.copy(), []
-    share = -(-k // (refreshes + 1))
     while len(looked) < k:
         seen = set(looked)
         queue = first_queue if not looked else labelloop_queue(X, texts, labels, classes, n_folds=n_folds)
-        take = [int(i) for i in queue if i not in seen][:min(share, k - len(looked))]
+        queue = [int(i) for i in queue if i not in seen]  # as the product queues them
+        share = rerun_after(len(queue)) if refreshes == WATCH else -(-k // (refreshes + 1))
+        take = queue[:min(share, k - len(looked))]
         if not take:
             break
         looked += take
@@ -333,6 +340,10 @@ def seed_error(run: dict, name: str, *, n_resamples: int = 1000, random_state: i
     return float(np.std(values)) if values else float("nan")
 
 
+def refreshes_arg(value: str) -> int | str:
+    return WATCH if value == WATCH else int(value)
+
+
 def head_c(value: str) -> float | str:
     return value if value == AUTO else float(value)
 
@@ -348,8 +359,9 @@ def main() -> None:
                         help="the served head's C instead of the product's (auto: cross-validated per retrain)")
     parser.add_argument("--baseline-head-c", type=head_c,
                         help="run again with this head C and compare every figure (paired over seeds)")
-    parser.add_argument("--refreshes", type=int, default=0,
-                        help="also measure the review when the audit runs again this many times during it")
+    parser.add_argument("--refreshes", type=refreshes_arg, default=0,
+                        help="also measure the review when the audit runs again this many times during it "
+                             "('watch': when `labelloop audit --watch` would)")
     parser.add_argument("--no-active-learning", dest="active_learning", action="store_false",
                         help="measure the review queue only")
     parser.add_argument("--baseline-folds", type=int,
@@ -394,7 +406,8 @@ def main() -> None:
             rerun_rec = shown_figures[f"{REFRESHED}: recovered accuracy"]
             gain = run["queue"][REFRESHED][:, 0] - run["queue"]["labelloop"][:, 0]  # paired over seeds
             gain_error = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else float("nan")
-            table.add_row(f"  the audit rerun {args.refreshes}x during the review: precision@k", "",
+            how_often = "as --watch does" if args.refreshes == WATCH else f"{args.refreshes}x"
+            table.add_row(f"  the audit rerun {how_often} during the review: precision@k", "",
                           f"{shown_figures[f'{REFRESHED}: precision@k']:.3f} "
                           f"({gain.mean():+.3f} ± {gain_error:.3f})")
             table.add_row("  ... and recovered accuracy", "",

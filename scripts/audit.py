@@ -13,16 +13,22 @@ corrections. A task that someone annotated again (an annotation added or updated
 queued it has been reviewed: later audits keep its findings in the report but do not queue it
 again, so a reviewer who kept a label is not asked twice. Label Studio holds that history (the
 audit's predictions and the annotations' times), so it needs no local state.
+
+`watch_audit` (``labelloop audit --watch``) runs the audit again each time a share of its queue
+has been reviewed: with the corrections in, the next queue holds more real errors
+(``bench/outcome.py --refreshes``).
 """
 from __future__ import annotations
 
 import html
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -36,7 +42,7 @@ from labelloop.model.export.examples import changed_since
 from labelloop.model.plots import confusion_heatmap
 from labelloop.model.store import atomic_write_text
 
-from .client import task_url
+from .client import LabelStudioUnavailable, task_url
 from .filters import has_model_version, save_view
 from .predictions import push_predictions
 from .sync import ProjectSnapshot
@@ -50,6 +56,10 @@ VERSION_PREFIX = "labelloop-audit-"
 REPORT_ROWS = 500
 #: characters of a task's text shown beside its finding
 SNIPPET_CHARS = 160
+#: `watch_audit` runs the audit again once this share of its queue has been reviewed
+RERUN_SHARE = 0.25
+#: ... and never after fewer reviewed tasks than this
+RERUN_MIN = 5
 
 
 @dataclass
@@ -158,6 +168,62 @@ def leave_reviewed_out(findings: list[dict], tasks: dict, messages: list[str]) -
         messages.append(f"{n} finding(s) on tasks annotated again after an earlier audit queued them: "
                         "in the report, not queued again")
     return sorted(findings, key=lambda f: not for_review(f))  # stable: each kind's order otherwise
+
+
+def rerun_after(n_queued: int, *, share: float = RERUN_SHARE, minimum: int = RERUN_MIN) -> int:
+    """Reviewed tasks after which `watch_audit` runs the audit again, for a queue of ``n_queued``:
+    ``share`` of it, at least ``minimum``, at most all of it."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    return min(n_queued, max(minimum, math.ceil(share * n_queued)))
+
+
+def review_progress(tasks: dict, report: AuditReport) -> tuple[int, int]:
+    """(tasks queued by ``report`` that have been reviewed since, tasks it queued). ``tasks``:
+    task JSON with predictions, as the snapshot keeps it (the rule of `reviewed_tasks`)."""
+    queued = {f["task_id"] for f in report.findings if for_review(f)}
+    reviewed = reviewed_tasks({t: tasks[t] for t in queued if t in tasks})
+    return len(reviewed), len(queued)
+
+
+def watch_audit(client, project_id: int, *, out_dir: Path, every: int | None = None, poll_s: float = 30.0,
+                max_audits: int | None = None, on_report: Callable | None = None,
+                on_poll: Callable | None = None, sleep: Callable = time.sleep, **audit_options) -> AuditReport:
+    """`run_audit`, then again each time ``every`` of its queued tasks have been reviewed
+    (default `rerun_after` of the queue), until an audit queues nothing or ``max_audits`` ran.
+
+    Every ``poll_s`` seconds it pulls what changed (the snapshot's incremental sync) and counts
+    the reviewed tasks. ``on_report(report)`` follows each audit, ``on_poll(reviewed, due,
+    queued)`` each poll. Returns the last report; the CLI stops it with Ctrl-C.
+    """
+    if every is not None and every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+    if not audit_options.get("push", True):
+        raise ValueError("watching needs the queue in Label Studio (push): reviews are read from there")
+    snapshot = ProjectSnapshot(out_dir / "snapshots", project_id)
+    audits = 0
+    while True:
+        report = run_audit(client, project_id, out_dir=out_dir, **audit_options)
+        audits += 1
+        if on_report is not None:
+            on_report(report)
+        n_queued = sum(map(for_review, report.findings))
+        if not n_queued or (max_audits is not None and audits >= max_audits):
+            return report
+        due = min(n_queued, every) if every is not None else rerun_after(n_queued)
+        while True:
+            sleep(poll_s)
+            try:
+                snapshot.sync(client)
+            except LabelStudioUnavailable as exc:  # a blip must not end a long watch: ask again later
+                logger.warning("checking for reviews: %s; trying again in %.0f s", exc, poll_s)
+                continue
+            reviewed, _ = review_progress(snapshot.tasks(), report)
+            if on_poll is not None:
+                on_poll(reviewed, due, n_queued)
+            if reviewed >= due:
+                break
+        audit_options["full"] = False  # the next audits pull only what changed
 
 
 def write_report(directory: Path, report: AuditReport, audit) -> Path:

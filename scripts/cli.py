@@ -265,13 +265,22 @@ def audit(
     full: bool = typer.Option(False, help="Pull the whole project again instead of what changed."),
     judge: bool = typer.Option(False, help="LLM projects: also score each answer with a rubric, asking the "
                                            "LABELLOOP_LLM_* endpoint to act as a judge."),
+    watch: bool = typer.Option(False, help="Keep running: audit again each time a share of the queue has been "
+                                           "reviewed (the corrections make the next queue better), until an "
+                                           "audit queues nothing. Ctrl-C stops."),
+    rerun_after: Optional[int] = typer.Option(None, min=1, help="With --watch: reviewed tasks before the next "
+                                                                "audit (default: a quarter of the queue, at "
+                                                                "least 5)."),
+    poll: float = typer.Option(30.0, min=1.0, help="With --watch: seconds between checks for reviews."),
     url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
     api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
 ):
     """Find likely label errors (or bad LLM answers) and queue them for review in Label Studio."""
-    from .audit import VIEW_TITLE, run_audit
+    from .audit import run_audit, watch_audit
     from .client import connect
 
+    if watch and not push:
+        raise typer.BadParameter("--watch needs --push: it reads the reviews of the queue in Label Studio")
     llm = None
     if judge:
         from labelloop.model.responses.llm import LLMConfig
@@ -279,13 +288,39 @@ def audit(
         llm = LLMConfig.from_env()
     client = connect(url, api_key)
     with _progress() as progress:
-        report = run_audit(client, project, out_dir=out, n_folds=folds, push=push, full=full,
-                           progress=_step_bars(progress), judge=llm)
+        options = dict(out_dir=out, n_folds=folds, push=push, full=full, progress=_step_bars(progress), judge=llm)
+        if not watch:
+            _audit_summary(project, run_audit(client, project, **options))
+            return
+        waiting = progress.add_task("waiting for reviews", total=None, visible=False)
+
+        def on_report(report):
+            for bar in [b for b in progress.task_ids if b != waiting]:  # the finished audit's bars
+                progress.remove_task(bar)
+            _audit_summary(project, report)
+            progress.update(waiting, completed=0, visible=False)
+
+        def on_poll(reviewed, due, queued):
+            progress.update(waiting, completed=reviewed, total=due, visible=True,
+                            description=f"reviewed in the queue of {queued} (audit again at {due})")
+
+        try:
+            watch_audit(client, project, every=rerun_after, poll_s=poll, on_report=on_report, on_poll=on_poll,
+                        **options)
+        except KeyboardInterrupt:
+            console.print("stopped watching; the last queue stays in Label Studio")
+            return
+    console.print("the last audit queued nothing: done")
+
+
+def _audit_summary(project: int, report) -> None:
+    from labelloop.kinds.base import for_review
+
+    from .audit import VIEW_TITLE
+
     for message in report.messages:
         console.print(f"[yellow]note:[/] {message}")
     kinds = Counter(kind for finding in report.findings for kind in finding["issues"])
-    from labelloop.kinds.base import for_review
-
     queued = sum(map(for_review, report.findings))
     console.print(f"project {project}: {len(report.findings)} findings among {report.n_labelled} labelled tasks "
                   f"({', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items())) or 'none'}), {queued} for "

@@ -2,8 +2,10 @@
 import html
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -115,6 +117,72 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, label_studi
     kept_finding = next(f for f in again.findings if f["task_id"] == kept.id)
     assert not kept_finding["review"] and kept_finding["reviewed_after"] == report.model_version
     assert kept.id not in in_view and in_view == {f["task_id"] for f in again.findings if f["review"]}
+
+
+def test_watch_audits_again_once_a_share_of_the_queue_is_reviewed(ls_client, label_studio, tmp_path):
+    from labelloop.scripts.audit import watch_audit
+
+    items = rotten_tomatoes(200, seed=7)
+    project = projects.create_project(ls_client, "watched audit", "text_classification")
+    projects.import_tasks(ls_client, project.id, ({"text": it.text} for it in items))
+    tasks = sorted(projects.iter_tasks(ls_client, project.id), key=lambda t: t.id)
+    truth = {t.id: it.label for t, it in zip(tasks, items)}
+    other = {"Positive": "Negative", "Negative": "Positive"}
+    flipped = {tasks[i].id for i in np.random.default_rng(1).choice(len(tasks), size=20, replace=False)}
+    for task in tasks:
+        ls_client.annotations.create(id=task.id, result=choice(other[truth[task.id]] if task.id in flipped
+                                                               else truth[task.id]))
+    reports, polls, reviewed = [], [], []
+
+    def review(n):
+        """A reviewer takes the next n tasks of the latest queue: fixes a flip, keeps (Update) the rest."""
+        queue = [f["task_id"] for f in reports[-1].findings if f["review"] and f["task_id"] not in reviewed]
+        for task_id in queue[:n]:
+            annotation = as_dict(ls_client.annotations.list(id=task_id)[0])
+            ls_client.annotations.update(id=annotation["id"], result=choice(truth[task_id]))
+            reviewed.append(task_id)
+
+    steps = iter([2, 1])  # two reviews by the first check, a third by the second
+
+    def between_checks(seconds):
+        assert seconds == 0.5
+        review(next(steps))
+
+    last = watch_audit(ls_client, project.id, out_dir=tmp_path, every=3, poll_s=0.5, max_audits=2,
+                       on_report=reports.append, on_poll=lambda *args: polls.append(args), sleep=between_checks)
+    first_queue = sum(f["review"] for f in reports[0].findings)
+    assert first_queue >= 3
+    # it waited for the third review, then audited again
+    assert polls == [(2, 3, first_queue), (3, 3, first_queue)]
+    assert len(reports) == 2 and last is reports[1] and last.model_version != reports[0].model_version
+    by_id = {f["task_id"]: f for f in last.findings}
+    assert not any(by_id[t]["review"] for t in reviewed if t in by_id)  # looked at: never queued again
+    views = [v for v in ls_client.views.list(project=project.id) if v.data.get("title") == VIEW_TITLE]
+    in_view = {t.id for t in ls_client.tasks.list(project=project.id, view=views[0].id)}
+    assert in_view == {f["task_id"] for f in last.findings if f["review"]} and not in_view & set(reviewed)
+
+    # the command line keeps watching until Ctrl-C, and refuses to watch a queue it does not push
+    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
+           "COLUMNS": "200"}
+    command = [sys.executable, "-m", "labelloop.scripts.cli", "audit", "--project", str(project.id),
+               "--out", str(tmp_path / "cli"), "--watch", "--poll", "1"]
+    refused = subprocess.run(command + ["--no-push"], capture_output=True, text=True, timeout=120, env=env)
+    assert refused.returncode != 0 and "--watch needs --push" in refused.stdout + refused.stderr
+    watching = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    killer = threading.Timer(600, watching.kill)  # never hang the suite
+    killer.start()
+    try:
+        seen = []
+        for line in watching.stdout:
+            seen.append(line)
+            if "review them in Label Studio" in line:  # the first audit's summary is out: it waits now
+                break
+        watching.send_signal(signal.SIGINT)
+        rest, _ = watching.communicate(timeout=120)
+    finally:
+        killer.cancel()
+    assert watching.returncode == 0, "".join(seen) + rest
+    assert any("findings among 200 labelled tasks" in line for line in seen) and "stopped watching" in rest
 
 
 def test_audit_of_an_empty_project_is_a_clear_error(ls_client, tmp_path):

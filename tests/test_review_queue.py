@@ -114,3 +114,28 @@ def test_a_task_annotated_again_after_an_audit_queued_it_is_not_queued_again():
     assert reviewed["reviewed_after"] == audit[0] and "not queued again" in reviewed["reason"]
     assert messages == ["2 finding(s) on tasks annotated again after an earlier audit queued them: "
                         "in the report, not queued again"]
+
+
+def test_watch_audits_again_after_a_quarter_of_the_queue_and_never_after_fewer_than_five():
+    import pytest
+
+    from labelloop.scripts.audit import rerun_after
+
+    assert [rerun_after(n) for n in (1, 4, 5, 20, 21, 120)] == [1, 4, 5, 5, 6, 30]
+    assert rerun_after(10, share=1.0) == 10 and rerun_after(10, share=0.5, minimum=1) == 5
+    with pytest.raises(ValueError, match="share"):
+        rerun_after(10, share=0)
+
+
+def test_review_progress_counts_the_queued_tasks_reviewed_since():
+    from labelloop.scripts.audit import AuditReport, review_progress
+
+    audit = ("labelloop-audit-20261128-120000", "2026-11-28T12:00:00Z")
+    before, after = ("2026-11-28T10:00:00Z",) * 2, ("2026-11-28T10:00:00Z", "2026-11-28T12:05:00Z")
+    tasks = {1: _task([after], [audit]), 2: _task([before], [audit]), 3: _task([after], [audit]),
+             4: _task([after], [])}
+    findings = [{"task_id": 1, "review": True}, {"task_id": 2, "review": True},
+                {"task_id": 3, "review": False},  # reviewed, but this audit did not queue it
+                {"task_id": 4, "review": True}, {"task_id": 9, "review": True}]  # 9: deleted since
+    report = AuditReport(1, audit[0], 5, findings)
+    assert review_progress(tasks, report) == (1, 4)
