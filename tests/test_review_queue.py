@@ -102,6 +102,11 @@ def test_a_task_annotated_again_after_an_audit_queued_it_is_not_queued_again():
     tasks[6] = _task([("2026-11-28T10:00:00Z", "not a time")], [audit])
     assert reviewed_tasks(tasks) == {1: audit[0], 2: audit[0], 4: audit[0]}
     tasks[2] = _task([("2026-11-28T10:00:00Z", "2026-11-28T10:00:00Z")], [audit])
+    # skipping a queued task decides nothing: it stays in the queue
+    tasks[7] = _task([("2026-11-28T10:00:00Z", "2026-11-28T10:00:00Z"), ("2026-11-28T12:10:00Z",) * 2], [audit])
+    tasks[7]["annotations"][1]["was_cancelled"] = True
+    assert reviewed_tasks(tasks) == {1: audit[0], 4: audit[0]}
+    del tasks[6], tasks[7]
 
     findings = [{"task_id": t, "review": True, "reason": "label error", "quality": q}
                 for t, q in ((1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4))]

@@ -47,13 +47,14 @@ def _with_source(example: Example, task: dict) -> Example:
 
 
 def _last_annotated(task: dict) -> str:
-    return max((str(a.get("updated_at") or a.get("created_at") or "") for a in task.get("annotations") or ()),
-               default="")
+    # a skip (a cancelled annotation) decides nothing: the audit's verdict on the labels stands
+    return max((str(a.get("updated_at") or a.get("created_at") or "") for a in task.get("annotations") or ()
+                if isinstance(a, dict) and not a.get("was_cancelled")), default="")
 
 
 def changed_since(task: dict, when: str) -> bool:
-    """Whether one of the task's annotations was added or updated after ``when`` (ISO 8601, as
-    Label Studio writes its times); False where a time does not parse."""
+    """Whether one of the task's annotations, skips aside, was added or updated after ``when``
+    (ISO 8601, as Label Studio writes its times); False where a time does not parse."""
     try:
         return _utc(_last_annotated(task)) > _utc(when)
     except ValueError:
