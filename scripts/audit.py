@@ -179,11 +179,11 @@ def rerun_after(n_queued: int, *, share: float = RERUN_SHARE, minimum: int = RER
 
 
 def review_progress(tasks: dict, report: AuditReport) -> tuple[int, int]:
-    """(tasks queued by ``report`` that have been reviewed since, tasks it queued). ``tasks``:
-    task JSON with predictions, as the snapshot keeps it (the rule of `reviewed_tasks`)."""
-    queued = {f["task_id"] for f in report.findings if for_review(f)}
-    reviewed = reviewed_tasks({t: tasks[t] for t in queued if t in tasks})
-    return len(reviewed), len(queued)
+    """(tasks queued by ``report`` that have been reviewed since, those of its queued tasks that
+    still exist). ``tasks``: task JSON with predictions, as the snapshot keeps it (the rule of
+    `reviewed_tasks`)."""
+    queued = {t: tasks[t] for f in report.findings if for_review(f) and (t := f["task_id"]) in tasks}
+    return len(reviewed_tasks(queued)), len(queued)
 
 
 def watch_audit(client, project_id: int, *, out_dir: Path, every: int | None = None, poll_s: float = 30.0,
@@ -218,10 +218,10 @@ def watch_audit(client, project_id: int, *, out_dir: Path, every: int | None = N
             except LabelStudioUnavailable as exc:  # a blip must not end a long watch: ask again later
                 logger.warning("checking for reviews: %s; trying again in %.0f s", exc, poll_s)
                 continue
-            reviewed, _ = review_progress(snapshot.tasks(), report)
+            reviewed, present = review_progress(snapshot.tasks(), report)
             if on_poll is not None:
                 on_poll(reviewed, due, n_queued)
-            if reviewed >= due:
+            if reviewed >= min(due, present):  # deleted tasks cannot be reviewed any more
                 break
         audit_options["full"] = False  # the next audits pull only what changed
 

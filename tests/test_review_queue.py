@@ -143,4 +143,4 @@ def test_review_progress_counts_the_queued_tasks_reviewed_since():
                 {"task_id": 3, "review": False},  # reviewed, but this audit did not queue it
                 {"task_id": 4, "review": True}, {"task_id": 9, "review": True}]  # 9: deleted since
     report = AuditReport(1, audit[0], 5, findings)
-    assert review_progress(tasks, report) == (1, 4)
+    assert review_progress(tasks, report) == (1, 3)
