@@ -203,7 +203,14 @@ def watch_audit(client, project_id: int, *, out_dir: Path, every: int | None = N
     snapshot = ProjectSnapshot(out_dir / "snapshots", project_id)
     audits = 0
     while True:
-        report = run_audit(client, project_id, out_dir=out_dir, **audit_options)
+        try:
+            report = run_audit(client, project_id, out_dir=out_dir, **audit_options)
+        except LabelStudioUnavailable as exc:
+            if not audits:
+                raise
+            logger.warning("auditing again: %s; trying again in %.0f s", exc, poll_s)
+            sleep(poll_s)
+            continue
         audits += 1
         if on_report is not None:
             on_report(report)
