@@ -144,3 +144,50 @@ def test_review_progress_counts_the_queued_tasks_reviewed_since():
                 {"task_id": 4, "review": True}, {"task_id": 9, "review": True}]  # 9: deleted since
     report = AuditReport(1, audit[0], 5, findings)
     assert review_progress(tasks, report) == (1, 3)
+
+
+def test_watch_rides_out_an_unreachable_label_studio_and_stops_when_nothing_is_queued(monkeypatch, tmp_path):
+    """The loop alone (the real-Label-Studio test covers the audits): a failed check or rerun waits
+    for the next one, and a queue with nothing left ends the watch."""
+    from labelloop.scripts import audit as audit_module
+    from labelloop.scripts.audit import AuditReport, watch_audit
+    from labelloop.scripts.client import LabelStudioUnavailable
+
+    version, at = "labelloop-audit-1", "2026-11-28T12:00:00Z"
+    down = LabelStudioUnavailable("Label Studio is not reachable")
+    # each rerun: an audit, or Label Studio down
+    audits = iter([[1, 2], down, []])
+    checks = iter([down, {1: [("2026-11-28T10:00:00Z",) * 2]},
+                   {1: [("2026-11-28T10:00:00Z", "2026-11-28T12:05:00Z")]}])
+    state = {}
+
+    def fake_audit(client, project_id, *, out_dir, **options):
+        outcome = next(audits)
+        if isinstance(outcome, Exception):
+            raise outcome
+        findings = [{"task_id": t, "review": True} for t in outcome]
+        return AuditReport(project_id, version, 10, findings)
+
+    class Snapshot:
+        def __init__(self, root, project_id):
+            pass
+
+        def sync(self, client):
+            outcome = next(checks)
+            if isinstance(outcome, Exception):
+                raise outcome
+            # task 2 was deleted; task 1 is reviewed at the third check
+            state["tasks"] = {t: _task(annotations, [(version, at)]) for t, annotations in outcome.items()}
+
+        def tasks(self):
+            return state["tasks"]
+
+    monkeypatch.setattr(audit_module, "run_audit", fake_audit)
+    monkeypatch.setattr(audit_module, "ProjectSnapshot", Snapshot)
+    reports, polls, sleeps = [], [], []
+    last = watch_audit(None, 3, out_dir=tmp_path, every=2, poll_s=7, on_report=reports.append,
+                       on_poll=lambda *args: polls.append(args), sleep=sleeps.append)
+    # the deleted task 2 lowers the count to 1, which the third check reaches
+    assert polls == [(0, 2, 2), (1, 2, 2)]
+    assert [len(r.findings) for r in reports] == [2, 0] and last is reports[-1]
+    assert sleeps == [7, 7, 7, 7]  # down, not yet, reviewed; then a rerun that found Label Studio down
