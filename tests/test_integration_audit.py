@@ -168,7 +168,9 @@ def test_watch_audits_again_once_a_share_of_the_queue_is_reviewed(ls_client, lab
                "--out", str(tmp_path / "cli"), "--watch", "--poll", "1"]
     refused = subprocess.run(command + ["--no-push"], capture_output=True, text=True, timeout=120, env=env)
     assert refused.returncode != 0 and "--watch needs --push" in refused.stdout + refused.stderr
-    watching = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # a shell that runs the suite in the background ignores SIGINT, and children inherit that: restore it
+    watching = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     killer = threading.Timer(600, watching.kill)  # never hang the suite
     killer.start()
     try:
