@@ -87,7 +87,7 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
     ``full`` pulls the whole project again instead of what changed since the last sync.
     ``n_folds``: cross-validation folds; None leaves the project kind's own default.
     """
-    snapshot = ProjectSnapshot(out_dir / "snapshots", project_id)
+    snapshot = ProjectSnapshot.in_data_dir(out_dir, project_id)
     snapshot.sync(client, full=full, progress=progress("pulling tasks", None) if progress else None)
     try:
         spec, kind = parse_config(snapshot.state()["label_config"])
@@ -200,7 +200,7 @@ def watch_audit(client, project_id: int, *, out_dir: Path, every: int | None = N
         raise ValueError(f"every must be at least 1, got {every}")
     if not audit_options.get("push", True):
         raise ValueError("watching needs the queue in Label Studio (push): reviews are read from there")
-    snapshot = ProjectSnapshot(out_dir / "snapshots", project_id)
+    snapshot = ProjectSnapshot.in_data_dir(out_dir, project_id)
     audits = 0
     while True:
         try:

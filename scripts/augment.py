@@ -85,7 +85,7 @@ def run_augment(client, project_id: int, *, method: str, n: int = 1, limit: int 
         raise AugmentError(f"labelloop augment supports text classification and LLM response projects, not "
                            f"{kind.title}: a rewritten text would not keep its {kind.title} label (span offsets "
                            "move, preference pairs compare two fixed answers)")
-    snapshot = ProjectSnapshot(data_dir / "snapshots", project_id)
+    snapshot = ProjectSnapshot.in_data_dir(data_dir, project_id)
     snapshot.sync(client, progress=progress("pulling tasks", None) if progress else None)
     tasks = snapshot.tasks()
     done = {(source, t["data"].get("synthetic_method")) for t in tasks.values()

@@ -267,6 +267,6 @@ def run_export(client, project_id: int, out_dir: Path, options: ExportOptions, *
     the whole project again instead of what changed since the last sync."""
     check_out_dir(Path(out_dir), options.overwrite)  # before any network work
     check_format(options.fmt)
-    snapshot = ProjectSnapshot(data_dir / "snapshots", project_id)
+    snapshot = ProjectSnapshot.in_data_dir(data_dir, project_id)
     snapshot.sync(client, full=full, progress=progress("pulling tasks", None) if progress else None)
     return export_snapshot(snapshot, Path(out_dir), options, audit_root=data_dir, progress=progress)

@@ -97,6 +97,12 @@ class ProjectSnapshot:
         self.annotated_only = annotated_only
         self._cache: tuple[int, dict] | None = None  # (file mtime, tasks): parse each version once
 
+    @classmethod
+    def in_data_dir(cls, data_dir: str | Path, project_id: int) -> "ProjectSnapshot":
+        """The snapshot that audit, export and augment share under a data directory
+        (``<data_dir>/snapshots/project-<id>``)."""
+        return cls(Path(data_dir) / "snapshots", project_id)
+
     def _scopes(self) -> list[list[dict]]:
         """Filters whose union is the snapshot's scope (Label Studio's filters have one conjunction)."""
         if not self.annotated_only:

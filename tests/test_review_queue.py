@@ -169,8 +169,9 @@ def test_watch_rides_out_an_unreachable_label_studio_and_stops_when_nothing_is_q
         return AuditReport(project_id, version, 10, findings)
 
     class Snapshot:
-        def __init__(self, root, project_id):
-            pass
+        @classmethod
+        def in_data_dir(cls, data_dir, project_id):
+            return cls()
 
         def sync(self, client):
             outcome = next(checks)
