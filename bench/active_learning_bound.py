@@ -22,7 +22,7 @@ model's accuracy, and each strategy's ratio to random's. The oracle stops at ran
 it no ratio below 1 is left to find.
 
 Usage: python bench/active_learning_bound.py [--seeds 5] [--datasets rt,bbc] [--candidates 50] [--peek]
-About 25 minutes on 2 cores for Rotten Tomatoes and BBC News; ChatterBot topics (21 classes, a
+About 45 minutes on 2 cores for Rotten Tomatoes and BBC News; ChatterBot topics (21 classes, a
 slow fit per candidate) takes hours.
 """
 from __future__ import annotations
