@@ -45,7 +45,7 @@ from labelloop.label_config.spec import ClassificationSpec  # noqa: E402
 from labelloop.model import ranking  # noqa: E402
 from labelloop.model.classification.classifier import EmbeddingClassifier, embed  # noqa: E402
 from labelloop.model.text_cleaning import clean_text  # noqa: E402
-from outcome import DATASETS, labels_to_reach  # noqa: E402
+from outcome import DATASETS, labels_to_reach, pool_test_split  # noqa: E402
 
 BURST = 5
 LEVEL = 0.95
@@ -80,10 +80,11 @@ def curve(served: ServedModel, pool, evaluation, selection, *, strategy: str, bu
     labelled: list[int] = []
     accs = []
     X, names = served.X, served.names
+    model = served.fit(labelled)  # the model the last burst trained: it scores the next one
     while len(labelled) < budget:
-        rest = np.setdiff1d(pool, labelled)
         if strategy == "margin":
-            scores = ranking.score(served.fit(labelled).predict_proba(X[rest]), strategy="margin")
+            rest = np.setdiff1d(pool, labelled)
+            scores = ranking.score(model.predict_proba(X[rest]), strategy="margin")
             labelled += rest[np.argsort(scores, kind="stable")[:BURST]].tolist()
         else:
             for _ in range(BURST):
@@ -95,12 +96,13 @@ def curve(served: ServedModel, pool, evaluation, selection, *, strategy: str, bu
                 gains = [served.accuracy(labelled + [int(c)], X[selection], names[selection]) for c in picks]
                 pick = int(picks[int(np.argmax(gains))])
                 if asked is not None:
-                    model = served.fit(labelled)
-                    scores = ranking.score(model.predict_proba(X[rest]), strategy="margin")
+                    current = served.fit(labelled)
+                    scores = ranking.score(current.predict_proba(X[rest]), strategy="margin")
                     mine = scores[np.searchsorted(rest, pick)]
-                    asked.append(((scores < mine).mean(), model.predict(X[[pick]])[0] == names[pick]))
+                    asked.append(((scores < mine).mean(), current.predict(X[[pick]])[0] == names[pick]))
                 labelled.append(pick)
-        accs.append(served.accuracy(labelled, X[evaluation], names[evaluation]))
+        model = served.fit(labelled)
+        accs.append(float((model.predict(X[evaluation]) == names[evaluation]).mean()))
     return np.asarray(accs)
 
 
@@ -118,7 +120,7 @@ def measure(key: str, args, settings: Settings, kind: ClassificationKind, consol
     asked: list = []
     for seed in track(range(args.seeds), description=f"{title}: oracle", console=console, transient=True):
         t = time.perf_counter()
-        pool, test = train_test_split(np.arange(len(y)), test_size=0.25, random_state=seed, stratify=y)
+        pool, test = pool_test_split(y, seed)
         selection, evaluation = train_test_split(test, test_size=0.5, random_state=seed, stratify=y[test])
         C = EmbeddingClassifier().fit(X[pool], names[pool]).C_  # what "auto" chooses on the whole pool
         served = ServedModel(X, names, prior, C=C, prior_strength=settings.prior_strength, kind=kind)

@@ -102,6 +102,11 @@ def flip_labels(y: np.ndarray, n_classes: int, rate: float, rng) -> np.ndarray:
     return noisy
 
 
+def pool_test_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One seed's stratified pool and test indices (75/25), shared by the benches that compare to this one."""
+    return train_test_split(np.arange(len(y)), test_size=0.25, random_state=seed, stratify=y)
+
+
 def queue_scores(queue: np.ndarray, errors: np.ndarray) -> tuple[float, float, int]:
     """(precision@k, recall of the whole queue, queue length) with k = number of errors."""
     k = int(errors.sum())
@@ -244,7 +249,7 @@ def measure(key: str, args, settings, kind, console) -> dict:
     head = {} if args.head_c is None else {"C": args.head_c}  # the served head's parameters
     for seed in track(range(args.seeds), description=f"{title}: audit and annotation", console=console,
                       transient=True):
-        pool, test = train_test_split(np.arange(len(y)), test_size=0.25, random_state=seed, stratify=y)
+        pool, test = pool_test_split(y, seed)
         rng = np.random.default_rng(seed)
         truth = y[pool]
         noisy = flip_labels(truth, len(classes), args.noise, rng)
