@@ -33,6 +33,10 @@ measured as they change the backend (``LABELLOOP_PRIOR_STRENGTH``, ``LABELLOOP_S
 With ``--baseline-runtime torch`` everything runs again with the fp32 encoder and each figure is
 compared on the same seeds, with the standard error of the difference (`encoder_baseline`).
 
+``--baseline-filter-by prune_by_noise_rate`` runs the review queue again with the audit flagging
+by another Cleanlab ``filter_by`` (the product's: `label_issues.FILTER_BY`) and compares the same
+way; ``--filter-by`` measures one in its place.
+
 ``--baseline-folds 5`` runs the review queue again with the audit cross-validating over 5 folds
 (the default is the audit's own, `label_issues.N_FOLDS`) and compares the same way. With
 ``--no-active-learning`` only the review queue is measured: many seeds in a few minutes.
@@ -47,7 +51,7 @@ compares every figure on the same seeds.
 
 Usage: python bench/outcome.py [--seeds 5] [--batch 5] [--datasets rt,chatterbot,bbc] [--folds N]
        [--no-active-learning] [--refreshes 3|watch] [--baseline-runtime torch] [--baseline-folds 5] [--head-c 4]
-       [--baseline-head-c 1]
+       [--baseline-head-c 1] [--filter-by F] [--baseline-filter-by prune_by_noise_rate]
 About 30 minutes on 2 cores; a PNG with the queue precision and the learning curves is written
 to bench/results/outcome.png.
 """
@@ -75,7 +79,7 @@ from labelloop.kinds.classification import ClassificationKind, LabelledTask  # n
 from labelloop.model import ranking  # noqa: E402
 from labelloop.model.classification.audit import audit_labels  # noqa: E402
 from labelloop.model.classification.classifier import EmbeddingClassifier, embed  # noqa: E402
-from labelloop.model.classification.label_issues import N_FOLDS  # noqa: E402
+from labelloop.model.classification.label_issues import FILTER_BY, N_FOLDS  # noqa: E402
 from labelloop.model.classification.regularisation import AUTO  # noqa: E402
 from labelloop.model.datasets import bbc_news, chatterbot_topics, rotten_tomatoes  # noqa: E402
 from labelloop.model.embeddings import runtime_from_env  # noqa: E402
@@ -114,10 +118,10 @@ def queue_scores(queue: np.ndarray, errors: np.ndarray) -> tuple[float, float, i
     return float(errors[top].sum() / max(1, len(top))), float(errors[queue].sum() / max(1, k)), len(queue)
 
 
-def labelloop_queue(X, texts, noisy, classes, *, n_folds: int = N_FOLDS) -> np.ndarray:
+def labelloop_queue(X, texts, noisy, classes, *, n_folds: int = N_FOLDS, filter_by: str = FILTER_BY) -> np.ndarray:
     rows = [(i, {"annotator": str(classes[c])}) for i, c in enumerate(noisy)]
     audit = audit_labels(rows, X, labels=[str(c) for c in classes], multi_label=False, texts=texts,
-                         n_folds=n_folds)
+                         n_folds=n_folds, filter_by=filter_by)
     queued = sorted((f for f in audit.findings if f["review"]), key=lambda f: f["quality"])
     return np.asarray([f["task_id"] for f in queued], dtype=int)
 
@@ -134,7 +138,7 @@ def plain_cleanlab_queue(X, noisy, seed: int) -> np.ndarray:
 
 
 def refreshed_review(X, texts, noisy, truth, classes, first_queue, *, k: int, refreshes: int | str,
-                     n_folds: int = N_FOLDS):
+                     n_folds: int = N_FOLDS, filter_by: str = FILTER_BY):
     """The first k looks when the audit runs again ``refreshes`` times during the review (``WATCH``:
     whenever `labelloop audit --watch` would, after `rerun_after` of the current queue): the
     reviewer takes the next share of the queue, fixes its flips and keeps the other labels with
@@ -144,7 +148,8 @@ def refreshed_review(X, texts, noisy, truth, classes, first_queue, *, k: int, re
     labels, looked = noisy.copy(), []
     while len(looked) < k:
         seen = set(looked)
-        queue = first_queue if not looked else labelloop_queue(X, texts, labels, classes, n_folds=n_folds)
+        queue = first_queue if not looked else labelloop_queue(X, texts, labels, classes, n_folds=n_folds,
+                                                               filter_by=filter_by)
         queue = [int(i) for i in queue if i not in seen]  # as the product queues them
         share = rerun_after(len(queue)) if refreshes == WATCH else -(-k // (refreshes + 1))
         take = queue[:min(share, k - len(looked))]
@@ -257,7 +262,8 @@ def measure(key: str, args, settings, kind, console) -> dict:
         k = int(errors.sum())
         Xp, Xt, yt = X[pool], X[test], y[test]
         queues = {"plain cleanlab": plain_cleanlab_queue(Xp, noisy, seed),
-                  "labelloop": labelloop_queue(Xp, texts[pool], noisy, classes, n_folds=args.folds)}
+                  "labelloop": labelloop_queue(Xp, texts[pool], noisy, classes, n_folds=args.folds,
+                                               filter_by=args.filter_by)}
         names = np.asarray(spec.labels, dtype=object)  # the served model works in label names
         # fit once: the clean head also serves as the full-pool model of the learning curves
         clean_head = EmbeddingClassifier(**head).fit(Xp, names[truth])
@@ -272,7 +278,8 @@ def measure(key: str, args, settings, kind, console) -> dict:
         acc["same count at random"].append(accuracy(Xp, review(noisy, truth, fixed, len(fixed)), Xt, yt, head))
         if args.refreshes:
             looked, reviewed = refreshed_review(Xp, texts[pool], noisy, truth, classes, queues["labelloop"], k=k,
-                                                refreshes=args.refreshes, n_folds=args.folds)
+                                                refreshes=args.refreshes, n_folds=args.folds,
+                                                filter_by=args.filter_by)
             queue_rows.setdefault(REFRESHED, []).append(queue_scores(looked, errors))
             acc.setdefault(REFRESHED, []).append(accuracy(Xp, reviewed, Xt, yt, head))
         if not curves:
@@ -345,6 +352,20 @@ def seed_error(run: dict, name: str, *, n_resamples: int = 1000, random_state: i
     return float(np.std(values)) if values else float("nan")
 
 
+def compare_audits(runs: dict, args, change: dict, ours: str, theirs: str, settings, kind, console) -> None:
+    """Run each dataset's review queue again with the audit options in ``change`` and print every
+    audit figure against ``runs`` (paired over seeds). The learning curves do not depend on the
+    audit, so they are not run again."""
+    from encoder_baseline import comparison_table, paired_bootstrap
+
+    other = argparse.Namespace(**{**vars(args), **change, "active_learning": False})
+    for key, run in runs.items():
+        baseline = measure(key, other, settings, kind, console)
+        rows = paired_bootstrap(audit_figures, run, baseline, n_seeds=args.seeds)
+        console.print(comparison_table(f"{run['title']}: the audit with {ours} against {theirs}, {args.seeds} seeds",
+                                       rows, ours=ours, baseline=theirs))
+
+
 def refreshes_arg(value: str) -> int | str:
     return WATCH if value == WATCH else int(value)
 
@@ -369,6 +390,11 @@ def main() -> None:
                              "('watch': when `labelloop audit --watch` would)")
     parser.add_argument("--no-active-learning", dest="active_learning", action="store_false",
                         help="measure the review queue only")
+    parser.add_argument("--filter-by", default=FILTER_BY,
+                        help=f"which items the audit's Cleanlab flags (its filter_by; the product's: {FILTER_BY})")
+    parser.add_argument("--baseline-filter-by",
+                        help="run the queue again with this Cleanlab filter_by and compare every figure "
+                             "(paired over seeds)")
     parser.add_argument("--baseline-folds", type=int,
                         help="run the queue again with this many folds and compare every figure (paired over seeds)")
     parser.add_argument("--baseline-runtime", choices=("torch", "torch-bf16"),
@@ -470,16 +496,11 @@ def main() -> None:
     console.print(f"plots: {RESULTS / 'outcome.png'}")
 
     if args.baseline_folds:
-        from encoder_baseline import comparison_table, paired_bootstrap
-
-        fewer = argparse.Namespace(**{**vars(args), "folds": args.baseline_folds, "active_learning": False})
-        for key, run in runs.items():
-            # the learning curves do not depend on the audit's folds: only the queue is run again
-            baseline = measure(key, fewer, settings, kind, console)
-            rows = paired_bootstrap(audit_figures, run, baseline, n_seeds=args.seeds)
-            console.print(comparison_table(f"{run['title']}: the audit with {args.folds} against "
-                                           f"{args.baseline_folds} folds, {args.seeds} seeds", rows,
-                                           ours=f"{args.folds} folds", baseline=f"{args.baseline_folds} folds"))
+        compare_audits(runs, args, {"folds": args.baseline_folds}, f"{args.folds} folds",
+                       f"{args.baseline_folds} folds", settings, kind, console)
+    if args.baseline_filter_by:
+        compare_audits(runs, args, {"filter_by": args.baseline_filter_by}, args.filter_by, args.baseline_filter_by,
+                       settings, kind, console)
 
     if args.baseline_head_c is not None:
         from encoder_baseline import comparison_table, paired_bootstrap

@@ -15,7 +15,7 @@ import numpy as np
 from ..data_issues import find_data_issues, groups_from_pairs
 from ..errors import NotEnoughLabelsError
 from .consensus import crowdlab, majority_vote, majority_vote_multilabel
-from .label_issues import N_FOLDS, find_label_issues, find_multilabel_issues, issues_from_proba
+from .label_issues import FILTER_BY, N_FOLDS, find_label_issues, find_multilabel_issues, issues_from_proba
 
 
 @dataclass
@@ -32,13 +32,15 @@ class LabelAudit:
     messages: list[str] = field(default_factory=list)
 
 
-def audit_labels(rows, X, *, labels, multi_label: bool, n_folds: int = N_FOLDS, texts=None) -> LabelAudit:
+def audit_labels(rows, X, *, labels, multi_label: bool, n_folds: int = N_FOLDS, texts=None,
+                 filter_by: str = FILTER_BY) -> LabelAudit:
     """Audit labelled rows.
 
     ``rows``: ``[(task id, {annotator: label}), ...]`` where a label is a string, or a sorted
     tuple for multi-label; ``X``: ``(n_rows, dim)`` embeddings of the rows' texts; ``labels``:
     the config's label names; ``texts``: ``(n_rows,)`` the texts themselves, for the TF-IDF head
-    of the label-error ensemble (see `labelloop.model.classification.label_issues`).
+    of the label-error ensemble (see `labelloop.model.classification.label_issues`); ``filter_by``:
+    which single-label items Cleanlab flags (its ``filter_by``).
     """
     if not rows:
         raise NotEnoughLabelsError("no labelled tasks to audit")
@@ -51,16 +53,21 @@ def audit_labels(rows, X, *, labels, multi_label: bool, n_folds: int = N_FOLDS, 
     # near-duplicates share a fold, so a copied wrong label cannot vouch for itself
     groups = groups_from_pairs(len(X), [(i, j) for i, others in enumerate(data.near_duplicate_of) for j in others])
     vote, consensus, issues, annotator_stats = _consensus_and_issues(matrix, X, labels, multi_label, n_folds,
-                                                                     messages, groups, texts)
+                                                                     messages, groups, texts, filter_by)
     n_ties = int(vote.tie.sum())
     if n_ties:
         messages.append(f"{n_ties} task(s) have tied votes: they are flagged for review")
     findings = _findings(rows, vote, consensus, issues, data)
+    if issues.n_estimated is not None:
+        # the queue lists every label the ensemble would not predict; this says where most errors end
+        queued = sum(f["review"] for f in findings)
+        messages.append(f"Cleanlab estimates that about {issues.n_estimated} of the {int(issues.scored.sum())} "
+                        f"labels checked are wrong; the review queue lists {queued} task(s), most doubtful first")
     return LabelAudit([t for t, _ in rows], findings, consensus.label, issues, annotator_stats, messages)
 
 
 def _consensus_and_issues(matrix, X, labels, multi_label: bool, n_folds: int, messages: list, groups=None,
-                          texts=None):
+                          texts=None, filter_by: str = FILTER_BY):
     """(majority vote, consensus, label issues, annotator table or None) for labelled rows.
 
     ``groups``: near-duplicate group per row, kept within one cross-validation fold."""
@@ -73,7 +80,8 @@ def _consensus_and_issues(matrix, X, labels, multi_label: bool, n_folds: int, me
                             "vote is the consensus")
         return vote, vote, issues, None
     vote = majority_vote(matrix)
-    issues = find_label_issues(X, vote.label.astype(str), n_folds=n_folds, groups=groups, texts=texts)
+    issues = find_label_issues(X, vote.label.astype(str), n_folds=n_folds, groups=groups, texts=texts,
+                               filter_by=filter_by)
     messages += issues.messages
     several = int((vote.n_annotators > 1).sum())
     if not several:
@@ -88,7 +96,8 @@ def _consensus_and_issues(matrix, X, labels, multi_label: bool, n_folds: int, me
                         "tasks with several annotators")
         return vote, vote, issues, None
     # check the CROWDLAB consensus, not the raw vote, with the same out-of-sample probabilities
-    rechecked = issues_from_proba(consensus.label.astype(str), issues.pred_probs, issues.classes, issues.scored)
+    rechecked = issues_from_proba(consensus.label.astype(str), issues.pred_probs, issues.classes, issues.scored,
+                                  filter_by=filter_by)
     rechecked.n_folds, rechecked.messages = issues.n_folds, issues.messages
     return vote, consensus, rechecked, consensus.annotator_stats
 
