@@ -2,9 +2,9 @@
 
 Two real offline datasets (Rotten Tomatoes, 2 classes; ChatterBot topics, 21 classes) get 10% and
 20% class-conditional label noise (`cleanlab.benchmarking.noise_generation`), with several seeds.
-Out-of-sample probabilities come from the audit's 5-fold cross-validated ensemble (the served
-head and a k-NN vote over cached all-MiniLM-L6-v2 embeddings, TF-IDF logistic regression over
-the texts; the synthetic scale run has no texts, so no TF-IDF head). Printed per dataset and
+Out-of-sample probabilities come from the audit's ensemble, cross-validated over its 10 folds
+(the served head and a k-NN vote over cached all-MiniLM-L6-v2 embeddings, TF-IDF logistic
+regression over the texts; the synthetic scale run has no texts, so no TF-IDF head). Printed per dataset and
 noise level (mean over seeds):
 
 - Cleanlab (`find_label_issues`): precision and recall of the flagged set, AUPRC of the
@@ -12,9 +12,12 @@ noise level (mean over seeds):
 - naive baseline: flag wherever the cross-validated prediction disagrees with the given label;
   its precision, recall and AUPRC (a 0/1 ranking).
 
+The audit flags that same set (`label_issues.FILTER_BY`), so the two precisions and recalls
+match: what Cleanlab adds is the order of the review queue, which AUPRC measures.
+
 Scale (``--scale N``, default 100,000): the audit's detection on N synthetic clustered 384-d
 vectors (there are not that many real offline texts), with 10% flipped labels, 1% planted
-near-duplicates and 0.5% planted outliers: label issues (5-fold cross-validation + Cleanlab), then
+near-duplicates and 0.5% planted outliers: label issues (cross-validation + Cleanlab), then
 near-duplicates and outliers (k-NN graph + Datalab). Wall time per part, peak memory, and the
 recall of the planted items. Embedding time is reported apart, extrapolated from the measured
 all-MiniLM-L6-v2 throughput on the real texts above.
