@@ -192,3 +192,21 @@ def test_watch_rides_out_an_unreachable_label_studio_and_stops_when_nothing_is_q
     assert polls == [(0, 2, 2), (1, 2, 2)]
     assert [len(r.findings) for r in reports] == [2, 0] and last is reports[-1]
     assert sleeps == [7, 7, 7, 7]  # down, not yet, reviewed; then a rerun that found Label Studio down
+
+
+def test_every_label_the_ensemble_would_not_predict_is_queued_and_the_notes_say_how_many_are_wrong():
+    # overlapping classes: Cleanlab's default filter (prune_by_noise_rate) flagged only 2 of the 5
+    # labels the ensemble predicts otherwise here
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, size=(60, 16)) + 0.7, rng.normal(0, 1, size=(60, 16)) - 0.7])
+    y = np.array(["A"] * 60 + ["B"] * 60, dtype=object)
+    y[[3, 17, 70, 101]] = ["B", "B", "A", "A"]
+    audit = audit_labels(rows_of(y), X, labels=["A", "B"], multi_label=False)
+    label_errors = {f["task_id"] for f in audit.findings if "label_error" in f["issues"]}
+    disagree = {i + 1 for i in np.flatnonzero(audit.issues.suggested != audit.issues.given)}
+    assert len(disagree) >= 4 and label_errors == disagree
+    queued = sum(f["review"] for f in audit.findings)
+    note = next(m for m in audit.messages if m.startswith("Cleanlab estimates"))
+    assert note == (f"Cleanlab estimates that about {audit.issues.n_estimated} of the 120 labels checked are wrong; "
+                    f"the review queue lists {queued} task(s), most doubtful first")
+    assert 1 <= audit.issues.n_estimated <= len(disagree)
