@@ -59,10 +59,11 @@ def audit_labels(rows, X, *, labels, multi_label: bool, n_folds: int = N_FOLDS, 
         messages.append(f"{n_ties} task(s) have tied votes: they are flagged for review")
     findings = _findings(rows, vote, consensus, issues, data)
     if issues.n_estimated is not None:
-        # the queue lists every label the ensemble would not predict; this says where most errors end
-        queued = sum(f["review"] for f in findings)
+        # every label the ensemble would not predict is flagged; the estimate says where most errors end.
+        # Not the queue's length: the caller may still leave reviewed tasks out of it
         messages.append(f"Cleanlab estimates that about {issues.n_estimated} of the {int(issues.scored.sum())} "
-                        f"labels checked are wrong; the review queue lists {queued} task(s), most doubtful first")
+                        f"labels checked are wrong; {int(issues.is_issue.sum())} are flagged as likely label errors, "
+                        "most doubtful first")
     return LabelAudit([t for t, _ in rows], findings, consensus.label, issues, annotator_stats, messages)
 
 
