@@ -17,7 +17,10 @@ of the whole queue, its length, and recovered accuracy: a reviewer fixes the fli
 the first k; the served head (`EmbeddingClassifier`) trained on the reviewed pool recovers
 (reviewed - noisy) / (clean - noisy) of the test accuracy that the noise cost (means over seeds).
 Beside it, the same share when as many flips as labelloop's first k held are fixed but chosen at
-random: a queue that finds the flips that cost accuracy first recovers more than that.
+random: a queue that finds the flips that cost accuracy first recovers more than that. Then a
+reviewer who stops after k/2 looks and exports: as is, with ``--exclude-flagged`` (the audit's
+likely errors left out unless reviewed, `kinds.base.held_back`), or with every label still in
+the queue left out.
 
 Active learning: labels needed until the seed-averaged test accuracy of the served model stays at
 or above 95% of the same model trained on the whole (clean) pool. The served model is what the
@@ -75,6 +78,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 
 from labelloop.backend.config import Settings  # noqa: E402
 from labelloop.label_config.spec import ClassificationSpec  # noqa: E402
+from labelloop.kinds.base import held_back  # noqa: E402
 from labelloop.kinds.classification import ClassificationKind, LabelledTask  # noqa: E402
 from labelloop.model import ranking  # noqa: E402
 from labelloop.model.classification.audit import audit_labels  # noqa: E402
@@ -96,6 +100,8 @@ MIN_NOISE_COST = 0.01
 REFRESHED = "labelloop, audit rerun"
 # --refreshes watch: the reruns of `labelloop audit --watch`
 WATCH = "watch"
+# the exports of a reviewer who stops after k/2 looks
+HALFWAY = ("halfway, exported as is", "halfway, --exclude-flagged", "halfway, every queued label left out")
 
 
 def flip_labels(y: np.ndarray, n_classes: int, rate: float, rng) -> np.ndarray:
@@ -118,12 +124,19 @@ def queue_scores(queue: np.ndarray, errors: np.ndarray) -> tuple[float, float, i
     return float(errors[top].sum() / max(1, len(top))), float(errors[queue].sum() / max(1, k)), len(queue)
 
 
-def labelloop_queue(X, texts, noisy, classes, *, n_folds: int = N_FOLDS, filter_by: str = FILTER_BY) -> np.ndarray:
+def labelloop_audit(X, texts, noisy, classes, *, n_folds: int = N_FOLDS,
+                    filter_by: str = FILTER_BY) -> tuple[np.ndarray, np.ndarray]:
+    """(the review queue in Label Studio's order, the items `export --exclude-flagged` holds back)."""
     rows = [(i, {"annotator": str(classes[c])}) for i, c in enumerate(noisy)]
     audit = audit_labels(rows, X, labels=[str(c) for c in classes], multi_label=False, texts=texts,
                          n_folds=n_folds, filter_by=filter_by)
     queued = sorted((f for f in audit.findings if f["review"]), key=lambda f: f["quality"])
-    return np.asarray([f["task_id"] for f in queued], dtype=int)
+    return (np.asarray([f["task_id"] for f in queued], dtype=int),
+            np.asarray([f["task_id"] for f in audit.findings if held_back(f)], dtype=int))
+
+
+def labelloop_queue(X, texts, noisy, classes, *, n_folds: int = N_FOLDS, filter_by: str = FILTER_BY) -> np.ndarray:
+    return labelloop_audit(X, texts, noisy, classes, n_folds=n_folds, filter_by=filter_by)[0]
 
 
 def plain_cleanlab_queue(X, noisy, seed: int) -> np.ndarray:
@@ -247,7 +260,8 @@ def measure(key: str, args, settings, kind, console) -> dict:
                               labels=tuple(str(c) for c in classes), multi_label=False)
     prior = kind.prior_model(spec, settings.model_name)
     queue_rows = {"plain cleanlab": [], "labelloop": []}
-    acc = {"clean": [], "noisy": [], "plain cleanlab": [], "labelloop": [], "same count at random": []}
+    acc = {"clean": [], "noisy": [], "plain cleanlab": [], "labelloop": [], "same count at random": [],
+           **{name: [] for name in HALFWAY}}
     curves = {"random": [], "labelloop": []} if args.active_learning else {}
     budget_used = counts = queues = errors = k = None
     fulls: list[float] = []
@@ -261,9 +275,8 @@ def measure(key: str, args, settings, kind, console) -> dict:
         errors = noisy != truth
         k = int(errors.sum())
         Xp, Xt, yt = X[pool], X[test], y[test]
-        queues = {"plain cleanlab": plain_cleanlab_queue(Xp, noisy, seed),
-                  "labelloop": labelloop_queue(Xp, texts[pool], noisy, classes, n_folds=args.folds,
-                                               filter_by=args.filter_by)}
+        ours, held = labelloop_audit(Xp, texts[pool], noisy, classes, n_folds=args.folds, filter_by=args.filter_by)
+        queues = {"plain cleanlab": plain_cleanlab_queue(Xp, noisy, seed), "labelloop": ours}
         names = np.asarray(spec.labels, dtype=object)  # the served model works in label names
         # fit once: the clean head also serves as the full-pool model of the learning curves
         clean_head = EmbeddingClassifier(**head).fit(Xp, names[truth])
@@ -276,6 +289,13 @@ def measure(key: str, args, settings, kind, console) -> dict:
         # fix the flips that cost accuracy, or only enough of them?
         fixed = rng.choice(np.flatnonzero(errors), size=int(errors[queues["labelloop"][:k]].sum()), replace=False)
         acc["same count at random"].append(accuracy(Xp, review(noisy, truth, fixed, len(fixed)), Xt, yt, head))
+        # a reviewer who stops halfway, then exports: as is, with --exclude-flagged, or leaving out
+        # every label still queued
+        looked = ours[:k // 2]
+        halfway = review(noisy, truth, ours, len(looked))
+        for name, left_out in ((HALFWAY[0], []), (HALFWAY[1], np.setdiff1d(held, looked)), (HALFWAY[2], ours[k // 2:])):
+            kept = np.setdiff1d(np.arange(len(pool)), left_out)
+            acc[name].append(accuracy(Xp[kept], halfway[kept], Xt, yt, head))
         if args.refreshes:
             looked, reviewed = refreshed_review(Xp, texts[pool], noisy, truth, classes, queues["labelloop"], k=k,
                                                 refreshes=args.refreshes, n_folds=args.folds,
@@ -318,6 +338,10 @@ def figures(run: dict, seeds: np.ndarray) -> dict[str, float | None]:
     out["clean accuracy"], out["noisy accuracy"] = float(acc["clean"].mean()), float(acc["noisy"].mean())
     out["same count at random: recovered accuracy"] = (
         float((acc["same count at random"].mean() - acc["noisy"].mean()) / cost) if assessable else None)
+    for name in HALFWAY:
+        out[f"{name}: accuracy"] = float(acc[name].mean())
+        out[f"{name}: recovered accuracy"] = (float((acc[name].mean() - acc["noisy"].mean()) / cost)
+                                               if assessable else None)
     if run["curves"]:
         out["full-pool accuracy"] = float(run["full"][seeds].mean())
     for strategy, curves in run["curves"].items():
@@ -433,6 +457,12 @@ def main() -> None:
         at_random = shown_figures["same count at random: recovered accuracy"]
         table.add_row("  as many flips fixed, chosen at random", "",
                       f"{at_random:.2f}" if at_random is not None else "n/a")
+        for name, shown_as in zip(HALFWAY, ("review stops at k/2, export as is: accuracy (recovered)",
+                                            "  ... export --exclude-flagged",
+                                            "  ... export without any label still queued")):
+            rec = shown_figures[f"{name}: recovered accuracy"]
+            table.add_row(shown_as, "", f"{shown_figures[f'{name}: accuracy']:.3f}"
+                          + (f" ({rec:.2f})" if rec is not None else ""))
         if REFRESHED in run["queue"]:
             rerun_rec = shown_figures[f"{REFRESHED}: recovered accuracy"]
             gain = run["queue"][REFRESHED][:, 0] - run["queue"]["labelloop"][:, 0]  # paired over seeds

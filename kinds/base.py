@@ -157,6 +157,14 @@ def for_review(finding: dict) -> bool:
     return bool(finding.get("review", True))
 
 
+def held_back(finding: dict) -> bool:
+    """Whether ``export --exclude-flagged`` leaves the finding's task out until someone reviews it:
+    a finding for review whose label is likely wrong or undecided. The classification audit marks
+    labels the model doubts past Cleanlab's estimate of the errors ``"likely_error": False``; on
+    ambiguous data most of them are right, and leaving them out cost more accuracy than the flips."""
+    return for_review(finding) and bool(finding.get("likely_error", True))
+
+
 def finished_annotation(task: dict, *, allow_empty: bool = False) -> dict | None:
     """The task's latest annotation that was neither skipped nor (unless ``allow_empty``) empty."""
     return latest_annotation(task.get("annotations"), allow_empty=allow_empty)

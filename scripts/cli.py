@@ -346,7 +346,8 @@ def export(
         0.95, min=0.0, max=1.0,
         help="Cosine similarity of the texts' embeddings above which examples are near-duplicates "
              "(kept in one split). 0 skips the embedding: only repeated texts are grouped."),
-    exclude_flagged: bool = typer.Option(False, help="Leave out tasks with unresolved findings of the last audit."),
+    exclude_flagged: bool = typer.Option(
+        False, help="Leave out tasks whose labels the last audit found likely wrong or undecided, until reviewed."),
     max_tokens: int = typer.Option(16385, help="Per-example token limit checked on every line."),
     tokenizer: str = typer.Option("auto", help="'auto' (tiktoken o200k_base if cached, else the local encoder's "
                                                "tokenizer), 'tiktoken:<encoding>', or a local/HF tokenizer."),

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from labelloop.kinds import parse as parse_config
-from labelloop.kinds.base import for_review
+from labelloop.kinds.base import held_back
 from labelloop.label_config.spec import UnsupportedLabelConfig
 from labelloop.model.export.validation import validate_lines
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
@@ -91,13 +91,14 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def read_audit(audit_dir: Path | None) -> dict | None:
     """What the export uses of an audit: ``{"created_at", "consensus": {task id: label}, "flagged": {task ids}}``,
-    where flagged tasks are those sent for review (near-duplicates that agree are deduplicated by
-    the export itself, and outliers are no labelling mistake)."""
+    where flagged tasks are those ``--exclude-flagged`` holds back until reviewed (`held_back`:
+    near-duplicates that agree are deduplicated by the export itself, outliers are no labelling
+    mistake, and a label the model doubts past Cleanlab's estimate is kept)."""
     if audit_dir is None:
         return None
     return {"created_at": json.loads((audit_dir / "summary.json").read_text()).get("created_at"),
             "consensus": {row["task_id"]: row["label"] for row in _read_jsonl(audit_dir / "consensus.jsonl")},
-            "flagged": {row["task_id"] for row in _read_jsonl(audit_dir / "findings.jsonl") if for_review(row)}}
+            "flagged": {row["task_id"] for row in _read_jsonl(audit_dir / "findings.jsonl") if held_back(row)}}
 
 
 def export_snapshot(snapshot: ProjectSnapshot, out_dir: Path, options: ExportOptions, *,

@@ -347,7 +347,9 @@ def test_audit_consensus_and_exclude_flagged(ls_client, tmp_path):
     report = run_audit(ls_client, project.id, out_dir=tmp_path / "data", push=False)
     audited = {row["task_id"]: row["label"] for row in map(json.loads, open(
         report.report_dir / "consensus.jsonl", encoding="utf-8"))}
-    flagged = {f["task_id"] for f in report.findings if f["review"]}
+    flagged = {f["task_id"] for f in report.findings if f["review"] and f["likely_error"]}
+    # labels the model doubts past Cleanlab's estimate of the errors: queued, but exported
+    doubted = {f["task_id"] for f in report.findings if f["review"] and not f["likely_error"]}
     hygiene = {f["task_id"] for f in report.findings if not f["review"]}  # outliers, agreeing copies
     result = export(ls_client, project.id, tmp_path / "after", "classification-jsonl", tmp_path,
                     exclude_flagged=True)
@@ -356,6 +358,7 @@ def test_audit_consensus_and_exclude_flagged(ls_client, tmp_path):
     if tasks[0].id not in flagged:
         assert records[tasks[0].id][1]["label"] == audited[tasks[0].id]
     assert flagged and not flagged & set(records)
+    assert doubted and doubted <= set(records), (len(doubted), report.messages)
     # a copy the model also doubts is a label finding; the others only go to the report
     assert hygiene & {t.id for t in copies}, [f for f in report.findings if f["task_id"] in {t.id for t in copies}]
     assert not hygiene & set(result.manifest["dropped"].get("unresolved audit finding", []))

@@ -2,6 +2,7 @@
 near-duplicates or outliers that are no labelling mistake; and an ensemble that reads the texts."""
 import numpy as np
 
+from labelloop.kinds.base import held_back
 from labelloop.model.classification.audit import audit_labels
 from labelloop.model.classification.label_issues import find_label_issues
 
@@ -205,7 +206,29 @@ def test_every_label_the_ensemble_would_not_predict_is_flagged_and_the_notes_say
     label_errors = {f["task_id"] for f in audit.findings if "label_error" in f["issues"]}
     disagree = {i + 1 for i in np.flatnonzero(audit.issues.suggested != audit.issues.given)}
     assert len(disagree) >= 4 and label_errors == disagree
+    n_est = audit.issues.n_estimated
     note = next(m for m in audit.messages if m.startswith("Cleanlab estimates"))
-    assert note == (f"Cleanlab estimates that about {audit.issues.n_estimated} of the 120 labels checked are wrong; "
-                    f"{len(disagree)} are flagged as likely label errors, most doubtful first")
-    assert 1 <= audit.issues.n_estimated <= len(disagree)
+    assert note == (f"Cleanlab estimates that about {n_est} of the 120 labels checked are wrong; "
+                    f"{len(disagree)} are flagged because the out-of-sample model predicts another label, most "
+                    f"doubtful first, and the first {n_est} of them are marked likely label errors")
+    assert 1 <= n_est < len(disagree)
+    # the most doubtful n_est are likely errors, which export --exclude-flagged holds back; the rest is exported
+    queue = sorted((f for f in audit.findings if f["review"]), key=lambda f: f["quality"])
+    assert [f["likely_error"] for f in queue] == [True] * n_est + [False] * (len(queue) - n_est)
+    assert [held_back(f) for f in queue] == [f["likely_error"] for f in queue]
+    assert "past Cleanlab's estimate" in queue[-1]["reason"] and "past" not in queue[0]["reason"]
+
+
+def test_a_tie_or_a_conflicting_copy_is_held_back_whatever_the_model_thinks():
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(0, 1, size=(40, 16)) + 1.5, rng.normal(0, 1, size=(40, 16)) - 1.5])
+    rows = rows_of(np.array(["A"] * 40 + ["B"] * 40, dtype=object))
+    rows[5] = (6, {"ann": "A", "ann2": "B"})  # a tie on a clear A
+    X[60] = X[61] + 1e-4  # a copy of task 62 (B) labelled A
+    rows[60] = (61, {"ann": "A"})
+    audit = audit_labels(rows, X, labels=["A", "B"], multi_label=False)
+    by_task = {f["task_id"]: f for f in audit.findings}
+    assert "tie" in by_task[6]["issues"] and by_task[6]["likely_error"] and held_back(by_task[6])
+    assert "near_duplicate_conflict" in by_task[61]["issues"] and held_back(by_task[61])
+    # report-only findings (the copy the model agrees with) and findings from other kinds
+    assert not held_back({"review": False, "likely_error": True}) and held_back({"task_id": 1})
