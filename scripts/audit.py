@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from labelloop.kinds import KindNotSupported, parse as parse_config
-from labelloop.kinds.base import for_review
+from labelloop.kinds.base import for_review, held_back
 from labelloop.label_config.spec import UnsupportedLabelConfig
 from labelloop.model.classification.audit import label_value
 from labelloop.model.embeddings import get_embedder
@@ -190,7 +190,9 @@ def watch_audit(client, project_id: int, *, out_dir: Path, every: int | None = N
                 max_audits: int | None = None, on_report: Callable | None = None,
                 on_poll: Callable | None = None, sleep: Callable = time.sleep, **audit_options) -> AuditReport:
     """`run_audit`, then again each time ``every`` of its queued tasks have been reviewed
-    (default `rerun_after` of the queue), until an audit queues nothing or ``max_audits`` ran.
+    (default `rerun_after` of the queue), until an audit queues no likely error (`held_back`: for
+    classification, what is left are labels the model doubts past Cleanlab's estimate of the
+    errors, which on ambiguous data never runs out) or ``max_audits`` ran.
 
     Every ``poll_s`` seconds it pulls what changed (the snapshot's incremental sync) and counts
     the reviewed tasks. ``on_report(report)`` follows each audit, ``on_poll(reviewed, due,
@@ -215,7 +217,7 @@ def watch_audit(client, project_id: int, *, out_dir: Path, every: int | None = N
         if on_report is not None:
             on_report(report)
         n_queued = sum(map(for_review, report.findings))
-        if not n_queued or (max_audits is not None and audits >= max_audits):
+        if not any(map(held_back, report.findings)) or (max_audits is not None and audits >= max_audits):
             return report
         due = min(n_queued, every) if every is not None else rerun_after(n_queued)
         while True:

@@ -266,8 +266,8 @@ def audit(
     judge: bool = typer.Option(False, help="LLM projects: also score each answer with a rubric, asking the "
                                            "LABELLOOP_LLM_* endpoint to act as a judge."),
     watch: bool = typer.Option(False, help="Keep running: audit again each time a share of the queue has been "
-                                           "reviewed (the corrections make the next queue better), until an "
-                                           "audit queues nothing. Ctrl-C stops."),
+                                           "reviewed (the corrections make the next queue better), until no "
+                                           "likely label error is left to review. Ctrl-C stops."),
     rerun_after: Optional[int] = typer.Option(None, min=1, help="With --watch: reviewed tasks before the next "
                                                                 "audit (default: a quarter of the queue, at "
                                                                 "least 5)."),
@@ -276,6 +276,8 @@ def audit(
     api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
 ):
     """Find likely label errors (or bad LLM answers) and queue them for review in Label Studio."""
+    from labelloop.kinds.base import for_review
+
     from .audit import run_audit, watch_audit
     from .client import connect
 
@@ -305,11 +307,15 @@ def audit(
                             description=f"reviewed in the queue of {queued} (audit again at {due})")
 
         try:
-            watch_audit(client, project, every=rerun_after, poll_s=poll, on_report=on_report, on_poll=on_poll,
-                        **options)
+            last = watch_audit(client, project, every=rerun_after, poll_s=poll, on_report=on_report,
+                               on_poll=on_poll, **options)
         except KeyboardInterrupt:
             console.print("stopped watching; the last queue stays in Label Studio")
             return
+        left = sum(map(for_review, last.findings))
+        console.print("no likely label error left to review: stopped watching"
+                      + (f"; the {left} task(s) still queued hold labels the model doubts past Cleanlab's "
+                         "estimate of the errors" if left else ""))
     console.print("the last audit queued nothing: done")
 
 

@@ -36,3 +36,21 @@ def test_worker_says_clearly_when_redis_is_unreachable(monkeypatch):
     result = CliRunner().invoke(app, ["worker"])
     assert result.exit_code == 1
     assert "unreachable" in result.output and "Traceback" not in result.output
+
+
+def test_audit_watch_says_why_it_stopped(monkeypatch):
+    from typer.testing import CliRunner
+
+    from labelloop.scripts import audit, client
+    from labelloop.scripts.audit import AuditReport
+    from labelloop.scripts.cli import app
+
+    # one label the model still doubts, past Cleanlab's estimate: the watch is over, the queue stays
+    last = AuditReport(3, "labelloop-audit-1", 10, [{"task_id": 1, "review": True, "likely_error": False},
+                                                    {"task_id": 2, "review": False}])
+    monkeypatch.setattr(client, "connect", lambda url, api_key: object())
+    monkeypatch.setattr(audit, "watch_audit", lambda *args, **kwargs: last)
+    result = CliRunner().invoke(app, ["audit", "--project", "3", "--watch"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert ("no likely label error left to review: stopped watching; the 1 task(s) still queued hold labels "
+            "the model doubts past Cleanlab's estimate of the errors") in result.output

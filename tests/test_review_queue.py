@@ -147,9 +147,10 @@ def test_review_progress_counts_the_queued_tasks_reviewed_since():
     assert review_progress(tasks, report) == (1, 3)
 
 
-def test_watch_rides_out_an_unreachable_label_studio_and_stops_when_nothing_is_queued(monkeypatch, tmp_path):
+def test_watch_rides_out_an_unreachable_label_studio_and_stops_when_no_likely_error_is_left(monkeypatch, tmp_path):
     """The loop alone (the real-Label-Studio test covers the audits): a failed check or rerun waits
-    for the next one, and a queue with nothing left ends the watch."""
+    for the next one, and a queue with no likely error left (only labels the model doubts past
+    Cleanlab's estimate) ends the watch."""
     from labelloop.scripts import audit as audit_module
     from labelloop.scripts.audit import AuditReport, watch_audit
     from labelloop.scripts.client import LabelStudioUnavailable
@@ -157,7 +158,7 @@ def test_watch_rides_out_an_unreachable_label_studio_and_stops_when_nothing_is_q
     version, at = "labelloop-audit-1", "2026-11-28T12:00:00Z"
     down = LabelStudioUnavailable("Label Studio is not reachable")
     # each rerun: an audit, or Label Studio down
-    audits = iter([[1, 2], down, []])
+    audits = iter([[1, 2], down, [3]])
     checks = iter([down, {1: [("2026-11-28T10:00:00Z",) * 2]},
                    {1: [("2026-11-28T10:00:00Z", "2026-11-28T12:05:00Z")]}])
     state = {}
@@ -166,7 +167,7 @@ def test_watch_rides_out_an_unreachable_label_studio_and_stops_when_nothing_is_q
         outcome = next(audits)
         if isinstance(outcome, Exception):
             raise outcome
-        findings = [{"task_id": t, "review": True} for t in outcome]
+        findings = [{"task_id": t, "review": True, "likely_error": t != 3} for t in outcome]
         return AuditReport(project_id, version, 10, findings)
 
     class Snapshot:
@@ -191,7 +192,7 @@ def test_watch_rides_out_an_unreachable_label_studio_and_stops_when_nothing_is_q
                        on_poll=lambda *args: polls.append(args), sleep=sleeps.append)
     # the deleted task 2 lowers the count to 1, which the third check reaches
     assert polls == [(0, 2, 2), (1, 2, 2)]
-    assert [len(r.findings) for r in reports] == [2, 0] and last is reports[-1]
+    assert [len(r.findings) for r in reports] == [2, 1] and last is reports[-1]
     assert sleeps == [7, 7, 7, 7]  # down, not yet, reviewed; then a rerun that found Label Studio down
 
 
