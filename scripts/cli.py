@@ -316,7 +316,6 @@ def audit(
         console.print("no likely label error left to review: stopped watching"
                       + (f"; the {left} task(s) still queued hold labels the model doubts past Cleanlab's "
                          "estimate of the errors" if left else ""))
-    console.print("the last audit queued nothing: done")
 
 
 def _audit_summary(project: int, report) -> None:

@@ -54,3 +54,4 @@ def test_audit_watch_says_why_it_stopped(monkeypatch):
     assert result.exit_code == 0, result.output
     assert ("no likely label error left to review: stopped watching; the 1 task(s) still queued hold labels "
             "the model doubts past Cleanlab's estimate of the errors") in result.output
+    assert "queued nothing" not in result.output
