@@ -286,6 +286,8 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
                "created_at": report.created_at,
                "labelled_tasks": report.n_labelled, "findings": len(report.findings),
                "in_review_queue": sum(map(for_review, report.findings)),
+               # what export --exclude-flagged holds back until reviewed
+               "likely_errors_in_queue": sum(map(held_back, report.findings)),
                "findings_by_kind": dict(zip(kinds.tolist(), kind_counts.tolist())), "messages": report.messages}
     atomic_write_text(directory / "summary.json", json.dumps(summary, indent=2))
 
@@ -296,7 +298,7 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
 
     rows = "".join(f"<tr>{task_cells(f['task_id'])}<td>{html.escape(str(f['given']))}</td>"
                    f"<td>{html.escape(str(f['suggested']))}</td><td>{f['quality']:.3f}</td>"
-                   f"<td>{'yes' if for_review(f) else 'no'}</td>"
+                   f"<td>{_queue_cell(f)}</td>"
                    f"<td>{html.escape(f['reason'])}</td></tr>" for f in report.findings[:REPORT_ROWS])
     images = "".join(f"<h2>{html.escape(t)}</h2><img src='{n}'>" for n, t in plots)
     notes = "".join(f"<li>{html.escape(m)}</li>" for m in report.messages)
@@ -310,6 +312,15 @@ def write_report(directory: Path, report: AuditReport, audit) -> Path:
 <table><tr><th>task</th><th>text</th><th>given</th><th>suggested</th>
 <th>quality</th><th>in review queue</th><th>reason</th></tr>{rows}</table>""")
     return directory
+
+
+def _queue_cell(finding: dict) -> str:
+    """The report's "in review queue" cell: a queued label past Cleanlab's estimate is only a possible error."""
+    if not for_review(finding):
+        return "no"
+    if "likely_error" not in finding:  # kinds without an estimate queue only what they are sure of
+        return "yes"
+    return "yes, likely error" if finding["likely_error"] else "yes, past the estimate"
 
 
 def _task_text(task, key: str):
@@ -334,6 +345,11 @@ def _classification_plots(audit, save, plt) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(audit.issues.quality[audit.issues.scored], bins=30)
+    likely = audit.issues.ranked()[:audit.issues.n_estimated or 0]
+    if len(likely):  # where Cleanlab's estimate of the wrong labels ends: the likely errors lie left of it
+        ax.axvline(audit.issues.quality[likely[-1]], color="tab:red", linestyle="--",
+                   label=f"Cleanlab's estimate: {len(likely)} likely errors")
+        ax.legend()
     ax.set_xlabel("label quality (lower is more suspicious)")
     save(fig, "quality_histogram.png", "Label quality scores")
 

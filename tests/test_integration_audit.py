@@ -12,7 +12,7 @@ import pytest
 
 from labelloop.model.datasets import rotten_tomatoes
 from labelloop.scripts import projects
-from labelloop.scripts.audit import SNIPPET_CHARS, VIEW_TITLE, run_audit
+from labelloop.scripts.audit import REPORT_ROWS, SNIPPET_CHARS, VIEW_TITLE, run_audit
 from labelloop.scripts.client import as_dict
 
 pytestmark = pytest.mark.integration
@@ -88,6 +88,12 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, label_studi
     assert f"href='{label_studio.url}/projects/{project.id}/data?task={worst['task_id']}'" in page
     assert (report.report_dir / "annotator_quality.png").exists()  # CROWDLAB ran on the two annotators
     assert len((report.report_dir / "findings.jsonl").read_text().splitlines()) == len(report.findings)
+    # it tells the likely errors (what export --exclude-flagged holds back) from labels past Cleanlab's estimate
+    likely = [f for f in report.findings if f["review"] and f["likely_error"]]
+    assert likely and json.loads((report.report_dir / "summary.json").read_text())["likely_errors_in_queue"] == len(likely)
+    shown = report.findings[:REPORT_ROWS]
+    assert page.count("<td>yes, likely error</td>") == sum(f in likely for f in shown)
+    assert page.count("<td>yes, past the estimate</td>") == sum(f["review"] and f not in likely for f in shown)
 
     views = [v for v in ls_client.views.list(project=project.id) if v.data.get("title") == VIEW_TITLE]
     assert len(views) == 1
