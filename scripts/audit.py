@@ -345,10 +345,10 @@ def _classification_plots(audit, save, plt) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(audit.issues.quality[audit.issues.scored], bins=30)
-    likely = audit.issues.ranked()[:audit.issues.n_estimated or 0]
-    if len(likely):  # where Cleanlab's estimate of the wrong labels ends: the likely errors lie left of it
-        ax.axvline(audit.issues.quality[likely[-1]], color="tab:red", linestyle="--",
-                   label=f"Cleanlab's estimate: {len(likely)} likely errors")
+    likely = audit.issues.likely_errors()
+    if audit.issues.n_estimated is not None and likely.any():  # the likely errors lie left of the line
+        ax.axvline(audit.issues.quality[likely].max(), color="tab:red", linestyle="--",
+                   label=f"Cleanlab's estimate: {int(likely.sum())} likely errors")
         ax.legend()
     ax.set_xlabel("label quality (lower is more suspicious)")
     save(fig, "quality_histogram.png", "Label quality scores")

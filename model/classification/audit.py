@@ -61,11 +61,10 @@ def audit_labels(rows, X, *, labels, multi_label: bool, n_folds: int = N_FOLDS, 
     if issues.n_estimated is not None:
         # every label the ensemble would not predict is flagged; the estimate says where most errors end.
         # Not the queue's length: the caller may still leave reviewed tasks out of it
-        n_flagged = int(issues.is_issue.sum())
         messages.append(f"Cleanlab estimates that about {issues.n_estimated} of the {int(issues.scored.sum())} "
-                        f"labels checked are wrong; {n_flagged} are flagged because the out-of-sample model "
-                        f"predicts another label, most doubtful first, and the first "
-                        f"{min(issues.n_estimated, n_flagged)} of them are marked likely label errors")
+                        f"labels checked are wrong; {int(issues.is_issue.sum())} are flagged because the "
+                        f"out-of-sample model predicts another label, most doubtful first, and the first "
+                        f"{int(issues.likely_errors().sum())} of them are marked likely label errors")
     return LabelAudit([t for t, _ in rows], findings, consensus.label, issues, annotator_stats, messages)
 
 
@@ -117,14 +116,14 @@ def _findings(rows, vote, consensus, issues, data) -> list[dict]:
     ``quality``: the label's quality (lower is worse) for likely label errors, tied votes and
     near-duplicates whose labels disagree. Its ``likely_error`` says whether the label is likely
     wrong or undecided: False only for a label the model doubts past Cleanlab's estimate
-    (`likely_errors`). Near-duplicates that agree and outliers are no
+    (`LabelIssues.likely_errors`). Near-duplicates that agree and outliers are no
     labelling mistake: they stay in the report (``review`` False, ``quality`` their Datalab score),
     so they cannot push real errors down the queue (``bench/outcome.py`` measured the queue's
     precision falling from 0.91 to 0.19 on BBC News when agreeing duplicates led it).
     """
     tied = vote.tie & (consensus.agreement < 1.0) if consensus is not vote else vote.tie
     task_ids = [task_id for task_id, _ in rows]
-    likely = likely_errors(issues)
+    likely = issues.likely_errors()
     findings = []
     for i, (task_id, _) in enumerate(rows):
         kinds, reasons, hygiene = [], [], []
@@ -162,16 +161,3 @@ def _findings(rows, vote, consensus, issues, data) -> list[dict]:
             findings[-1]["likely_error"] = bool(likely[i]) or bool(set(kinds) & {"tie", "near_duplicate_conflict"})
     return findings
 
-
-def likely_errors(issues) -> np.ndarray:
-    """Mask ``(n_samples,)`` of the flagged labels that Cleanlab's estimate counts as wrong: the
-    ``n_estimated`` most doubtful. Every label the ensemble would not predict is flagged, but on
-    ambiguous data many are right, and `labelloop export --exclude-flagged` leaves out only these
-    (``bench/outcome.py``, ChatterBot topics, a review stopped halfway: the export recovered 0.70 of
-    the accuracy the flips cost without these, -0.03 without every flagged label).
-    All flagged labels where there is no estimate (multi-label)."""
-    if issues.n_estimated is None:
-        return issues.is_issue.copy()
-    likely = np.zeros(len(issues.is_issue), dtype=bool)
-    likely[issues.ranked()[:issues.n_estimated]] = True
-    return likely
