@@ -20,10 +20,31 @@ def test_many_classes_get_the_weaker_regularisation(topics):
     clf = EmbeddingClassifier().fit(X, y)  # the default is "auto"
     assert clf.C == "auto" and clf.C_ == 4.0 == GRID[-1]
     assert clf.head_.C == 4.0
-    # the same labels with one class reduced to two examples cannot be cross-validated: the default
-    rare = np.flatnonzero(y == y[0])[2:]
-    keep = np.setdiff1d(np.arange(len(y)), rare)
-    assert EmbeddingClassifier().fit(X[keep], y[keep]).C_ == GRID[0]
+
+
+def test_rare_classes_train_in_every_fold_and_do_not_postpone_the_choice(topics):
+    X, y = topics
+    # one class reduced to two examples, fewer than the folds: early annotation on many classes
+    keep = np.setdiff1d(np.arange(len(y)), np.flatnonzero(y == y[0])[2:])
+    X, y = X[keep], y[keep]
+    fitted = []
+
+    class Recording(LogisticRegression):
+        def fit(self, X, y):
+            fitted.append(np.asarray(y))
+            return super().fit(X, y)
+
+    assert choose_C(X, y, make_head=lambda C: Recording(C=C, max_iter=1000)) == GRID[-1]
+    assert len(fitted) == 2 * 3 and all((labels == y[0]).sum() == 2 for labels in fitted)
+    # the three folds of one C score every item of the other classes exactly once
+    assert sum(len(y) - len(labels) for labels in fitted[:3]) == len(y) - 2
+
+
+def test_fewer_than_two_classes_with_enough_labels_keep_the_default():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 4))
+    y = np.array(["a"] * 10 + ["b", "c"])
+    assert choose_C(X, y, make_head=lambda C: LogisticRegression(C=C)) == GRID[0]
 
 
 def test_choice_is_deterministic_and_subsampled_the_same_way(topics):
