@@ -513,7 +513,7 @@ def main() -> None:
             # a ratio of two small differences moves a lot between seeds: judge it against its error
             verdict = ("meets" if rec - 2 * rec_error >= 0.9 else "MISSES" if rec + 2 * rec_error < 0.9
                        else "undecided, within 2 standard errors of")
-            console.print(f"{title}: recovered accuracy {rec:.2f} ± {rec_error:.2f} ({verdict} 0.9; "
+            console.print(f"{title}: recovered accuracy {rec:.3f} ± {rec_error:.3f} ({verdict} 0.9; "
                           f"more --seeds narrow it)")
     ratios = [row["labelloop ÷ random labels"] for _, row, _ in summary
               if row.get("labelloop ÷ random labels") is not None]
