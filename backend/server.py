@@ -32,6 +32,11 @@ class _Gunicorn(BaseApplication):
         return create_app(self.settings)
 
 
+# seconds an idle keep-alive connection stays open (gunicorn's default): short, since clients
+# reach the backend directly too; a proxy in front must close its idle connections sooner
+KEEPALIVE_S = 2
+
+
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 9090, workers: int = 1,
           threads: int = 8, log_level: str = "info") -> None:
     """Run until interrupted. Each worker process holds its own model cache, so one worker with
@@ -45,6 +50,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 9090, work
         # Label Studio waits up to 100 s for /predict; leave headroom for a large batch
         "timeout": 300,
         "graceful_timeout": 10,
+        "keepalive": KEEPALIVE_S,
         "loglevel": log_level,
         "accesslog": "-",
     }

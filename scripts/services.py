@@ -403,6 +403,13 @@ def postgres_service(data_dir: Path, *, port: int | None = None) -> tuple[Manage
     return service, db
 
 
+# nginx closes an idle upstream connection before the backend does (gunicorn's keep-alive,
+# `labelloop.backend.server.KEEPALIVE_S`). Reusing one the backend is just closing gets a reset,
+# which counts as that replica failing (max_fails=1); with the other replica down, nginx then
+# has no live upstream and answers 502 for fail_timeout
+UPSTREAM_KEEPALIVE_S = 1
+
+
 def nginx_service(state_dir: Path, upstreams: list[str], *, port: int | None = None,
                   max_body_bytes: int = 100 * 2**20, auth: tuple[str, str] | None = None) -> ManagedService:
     """nginx on 127.0.0.1 as the one URL in front of backend replicas (``host:port`` each).
@@ -430,6 +437,7 @@ http {{
     upstream labelloop_backends {{
 {servers}
         keepalive 32;
+        keepalive_timeout {UPSTREAM_KEEPALIVE_S}s;
     }}
     server {{
         listen 127.0.0.1:{port};

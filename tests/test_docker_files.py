@@ -111,6 +111,17 @@ def _location_directives(conf: str) -> set[str]:
     return {" ".join(line.split()) for line in block.splitlines() if line.strip()}
 
 
+def _block(conf: str, opening: str) -> list[str]:
+    """The words of a block's directives, comments left out."""
+    block = conf[conf.index(opening) + len(opening):]
+    return " ".join(line.split("#")[0] for line in block[:block.index("}")].splitlines()).split()
+
+
+def _seconds(words: list[str], directive: str) -> float:
+    value = words[words.index(directive) + 1].rstrip(";")
+    return float(value.removesuffix("s"))
+
+
 def test_compose_proxy_is_configured_like_the_tested_stack(tmp_path):
     from conftest import _require_or_skip
     from labelloop.scripts.services import ServiceError, nginx_service
@@ -119,9 +130,15 @@ def test_compose_proxy_is_configured_like_the_tested_stack(tmp_path):
         nginx_service(tmp_path, ["127.0.0.1:1"])
     except ServiceError as exc:
         _require_or_skip(str(exc))
-    tested = _location_directives((tmp_path / "nginx.conf").read_text())
-    compose = _location_directives((ROOT / "docker" / "nginx.conf").read_text())
-    assert compose == tested
+    tested_conf, compose_conf = (tmp_path / "nginx.conf").read_text(), (ROOT / "docker" / "nginx.conf").read_text()
+    assert _location_directives(compose_conf) == _location_directives(tested_conf)
+    # both proxies close idle connections before the backend does: else a reused connection the
+    # backend is closing resets, and nginx marks a live replica down
+    from labelloop.backend.server import KEEPALIVE_S
+
+    for conf in (tested_conf, compose_conf):
+        upstream = _block(conf, "upstream labelloop_backends {")
+        assert 0 < _seconds(upstream, "keepalive_timeout") < KEEPALIVE_S
     assert "./nginx.conf:/etc/nginx/nginx.conf:ro" in COMPOSE["services"]["proxy"]["volumes"]
 
 
