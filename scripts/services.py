@@ -354,7 +354,8 @@ def postgres_service(data_dir: Path, *, port: int | None = None) -> tuple[Manage
         cluster = Path("/tmp") / f"labelloop-pg-{hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]}"
     data_dir.mkdir(parents=True, exist_ok=True)
     secret_file = data_dir / "postgres.password"
-    if not (cluster / "PG_VERSION").exists():
+    # a cluster left behind by a deleted state folder (as root it lives in /tmp) has no password here
+    if not (cluster / "PG_VERSION").exists() or not secret_file.exists():
         db = PostgresDatabase(port=port or free_port())
         shutil.rmtree(cluster, ignore_errors=True)
         cluster.mkdir(parents=True, mode=0o700)
