@@ -426,7 +426,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     console = Console()
-    settings = Settings()
+    settings = Settings.from_env()  # LABELLOOP_* variables change what is measured, as they change the backend
     kind = ClassificationKind()
     summary, plots, runs = [], {}, {}
     every = np.arange(args.seeds)
