@@ -105,16 +105,19 @@ def test_compose_describes_the_stack_topology():
     get_command(app).commands["worker"].make_context("worker", worker[2:])
 
 
+def _block_text(conf: str, opening: str) -> str:
+    """What lies between ``opening`` and the block's closing brace (blocks without nested ones)."""
+    block = conf[conf.index(opening) + len(opening):]
+    return block[:block.index("}")]
+
+
 def _location_directives(conf: str) -> set[str]:
-    block = conf[conf.index("location / {") + len("location / {"):]
-    block = block[:block.index("}")]
-    return {" ".join(line.split()) for line in block.splitlines() if line.strip()}
+    return {" ".join(line.split()) for line in _block_text(conf, "location / {").splitlines() if line.strip()}
 
 
 def _block(conf: str, opening: str) -> list[str]:
     """The words of a block's directives, comments left out."""
-    block = conf[conf.index(opening) + len(opening):]
-    return " ".join(line.split("#")[0] for line in block[:block.index("}")].splitlines()).split()
+    return " ".join(line.split("#")[0] for line in _block_text(conf, opening).splitlines()).split()
 
 
 def _seconds(words: list[str], directive: str) -> float:
