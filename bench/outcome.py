@@ -8,7 +8,8 @@ and 10% uniform label flips in the pool (each flipped label moves to another cla
 Review queue, k = the number of flipped labels:
 - labelloop: the classification audit (`audit_labels`, what `labelloop audit` runs) over the
   pool; the queue is its review findings ordered exactly as Label Studio's "Suspected label
-  errors" view serves them (prediction score = label quality, ascending);
+  errors" view serves them (`review_queue`: label quality ascending, which the audit writes
+  into each queued task's data as its position);
 - plain cleanlab: 5-fold `cross_val_predict` of scikit-learn's default `LogisticRegression` over
   the same MiniLM embeddings, `cleanlab.filter.find_label_issues` with its defaults, flagged items
   ordered by `get_label_quality_scores`.
@@ -78,7 +79,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 
 from labelloop.backend.config import Settings  # noqa: E402
 from labelloop.label_config.spec import ClassificationSpec  # noqa: E402
-from labelloop.kinds.base import held_back  # noqa: E402
+from labelloop.kinds.base import held_back, review_queue  # noqa: E402
 from labelloop.kinds.classification import ClassificationKind, LabelledTask  # noqa: E402
 from labelloop.model import ranking  # noqa: E402
 from labelloop.model.classification.audit import audit_labels  # noqa: E402
@@ -130,7 +131,7 @@ def labelloop_audit(X, texts, noisy, classes, *, n_folds: int = N_FOLDS,
     rows = [(i, {"annotator": str(classes[c])}) for i, c in enumerate(noisy)]
     audit = audit_labels(rows, X, labels=[str(c) for c in classes], multi_label=False, texts=texts,
                          n_folds=n_folds, filter_by=filter_by)
-    queued = sorted((f for f in audit.findings if f["review"]), key=lambda f: f["quality"])
+    queued = review_queue(audit.findings)
     return (np.asarray([f["task_id"] for f in queued], dtype=int),
             np.asarray([f["task_id"] for f in audit.findings if held_back(f)], dtype=int))
 

@@ -157,6 +157,12 @@ def for_review(finding: dict) -> bool:
     return bool(finding.get("review", True))
 
 
+def review_queue(findings) -> list[dict]:
+    """The findings for review in the order a reviewer gets them: lowest ``quality`` first, ties in
+    the kind's order. `labelloop audit` writes this order into Label Studio's review view."""
+    return sorted((f for f in findings if for_review(f)), key=lambda f: f["quality"])
+
+
 def held_back(finding: dict) -> bool:
     """Whether ``export --exclude-flagged`` leaves the finding's task out until someone reviews it:
     a finding for review whose label is likely wrong or undecided. The classification audit marks

@@ -7,8 +7,10 @@ near-duplicates and outliers. This module pulls, writes the report and pushes th
 Findings meant for review (``review`` True; for classification, everything but near-duplicates
 that agree and outliers, which stay in the report) go back as predictions under their own model
 version (``labelloop-audit-<time>``), holding the suggested label with ``score`` = label quality,
-plus a saved view "Suspected label errors" that serves them worst first. Annotations are only
-read, never written: reviewers correct them in Label Studio, and the next audit sees the
+plus a saved view "Suspected label errors" that serves them worst first. Label Studio sorts a
+view by prediction score only over the project's model version (the served model's), so the
+queue's order travels as a position in each queued task's data (`ORDER_KEY`). Annotations are
+only read, never written: reviewers correct them in Label Studio, and the next audit sees the
 corrections. A task that someone annotated again (an annotation added or updated) after an audit
 queued it has been reviewed: later audits keep its findings in the report but do not queue it
 again, so a reviewer who kept a label is not asked twice. Label Studio holds that history (the
@@ -25,6 +27,7 @@ import json
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 from labelloop.kinds import KindNotSupported, parse as parse_config
-from labelloop.kinds.base import for_review, held_back
+from labelloop.kinds.base import for_review, held_back, review_queue
 from labelloop.label_config.spec import UnsupportedLabelConfig
 from labelloop.model.classification.audit import label_value
 from labelloop.model.embeddings import get_embedder
@@ -50,6 +53,12 @@ from .sync import ProjectSnapshot
 logger = logging.getLogger(__name__)
 
 VIEW_TITLE = "Suspected label errors"
+#: the task data key whose value orders the review view (1: review first). Label Studio 1.23 sorts
+#: a view by prediction score averaged over the project's model version only, so a view sorted by
+#: the audit's scores came out in the served model's order, or by task id where none is set
+ORDER_KEY = "labelloop_review_order"
+#: queued tasks that get a position: each costs two requests; the rest follow in task order
+MAX_ORDERED = 1000
 #: the model version of the audit's predictions starts with this
 VERSION_PREFIX = "labelloop-audit-"
 #: findings listed in report.html (all are in findings.jsonl)
@@ -119,7 +128,7 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
                          created_at=datetime.now(timezone.utc).isoformat(), task_links=shown)
     report.report_dir = write_report(out_dir / f"audit-{project_id}-{version.removeprefix('labelloop-audit-')}",
                                      report, audit)
-    queued = [f for f in findings if for_review(f)]
+    queued = review_queue(findings)
     if push and queued:
         def suggestion(f):
             if "value" in f:  # what the kind's regions take (NER: the text and the suggested spans)
@@ -130,10 +139,56 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
         predictions = [{"task": f["task_id"], "model_version": version, "score": f["quality"],
                         "result": suggestion(f)} for f in queued]
         push_predictions(client, project_id, predictions)
+        changes = review_order_changes(tasks, [f["task_id"] for f in queued])
+        write_review_order(client, changes,
+                           progress=progress("ordering the review queue", len(changes)) if progress else None)
         # the tasks flagged by this audit, worst first
         report.view_id = save_view(client, project_id, VIEW_TITLE, [has_model_version(version)],
-                                   ["tasks:predictions_score"])
+                                   [f"tasks:data.{ORDER_KEY}"], numeric=(f"tasks:data.{ORDER_KEY}",))
     return report
+
+
+def review_order_changes(tasks: dict, queued_ids: list) -> list[tuple[int, int | None]]:
+    """``[(task id, position or None), ...]``: what `write_review_order` writes so that the first
+    `MAX_ORDERED` of ``queued_ids`` (review order) hold their position from 1 under `ORDER_KEY`
+    and no other task of ``tasks`` (the snapshot's task JSON) holds one (None: remove it). Tasks
+    whose data already says so are left out."""
+    wanted = {int(t): i + 1 for i, t in enumerate(queued_ids[:MAX_ORDERED])}
+
+    def current(task_id):
+        data = (tasks.get(task_id) or {}).get("data")
+        return data.get(ORDER_KEY) if isinstance(data, dict) else None
+
+    changes = [(t, position) for t, position in wanted.items() if current(t) != position]
+    return changes + [(t, None) for t in tasks if t not in wanted and current(t) is not None]
+
+
+def write_review_order(client, changes: list[tuple[int, int | None]], *, workers: int = 4,
+                       progress: Callable[[int], None] | None = None) -> int:
+    """Apply `review_order_changes` to the tasks' data in Label Studio. Each task is read again
+    just before its write, so data changed since the sync is kept; a task deleted since is
+    skipped. Returns how many tasks were written."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    def write(change) -> int:
+        task_id, position = change
+        try:
+            data = dict(client.tasks.get(id=task_id).data or {})
+        except ApiError as exc:
+            if exc.status_code == 404:
+                return 0
+            raise
+        if position is None:
+            data.pop(ORDER_KEY, None)
+        else:
+            data[ORDER_KEY] = position
+        client.tasks.update(id=task_id, data=data)
+        if progress is not None:
+            progress(1)
+        return 1
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return sum(pool.map(write, changes))
 
 
 def reviewed_tasks(tasks: dict) -> dict:

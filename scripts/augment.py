@@ -22,6 +22,7 @@ from labelloop.model.augment import METHODS, augly_variants, clean_paraphrase, d
     synthetic_source
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 
+from .audit import ORDER_KEY
 from .filters import UNLABELLED, has_model_version, save_view
 from .predictions import push_predictions
 from .projects import import_tasks
@@ -129,7 +130,9 @@ def run_augment(client, project_id: int, *, method: str, n: int = 1, limit: int 
         if not found:
             report.without_variant.append(task_id)
         for variant in found:
-            new_data.append({**data, spec.text_key: variant, "synthetic_of": task_id, "synthetic_method": method})
+            # the source's place in the audit's review queue is not the variant's
+            kept = {key: value for key, value in data.items() if key != ORDER_KEY}
+            new_data.append({**kept, spec.text_key: variant, "synthetic_of": task_id, "synthetic_method": method})
             answers.append(list(example.labels) if kind.name == "classification" else (example.response, None))
     if not new_data:
         return report

@@ -52,9 +52,13 @@ def selected(task_ids) -> str:
     return json.dumps({"selectedItems": {"all": False, "included": [int(t) for t in task_ids]}})
 
 
-def save_view(client, project_id: int, title: str, items: list[dict], ordering: list[str]) -> int:
-    """Create the saved view ``title``, or update the one that exists; returns its id."""
+def save_view(client, project_id: int, title: str, items: list[dict], ordering: list[str], *,
+              numeric: tuple[str, ...] = ()) -> int:
+    """Create the saved view ``title``, or update the one that exists; returns its id.
+    ``numeric``: columns (``tasks:data.<key>``) to sort as numbers, not as text."""
     data = {"title": title, "filters": filters(*items), "ordering": ordering}
+    if numeric:  # else PostgreSQL sorts a data key's values as text: "10" before "9"
+        data["columnsDisplayType"] = {column: "Number" for column in numeric}
     for view in client.views.list(project=project_id):
         if (view.data or {}).get("title") == title:
             client.views.update(id=view.id, data=data, project=project_id)

@@ -12,7 +12,9 @@ import pytest
 
 from labelloop.model.datasets import rotten_tomatoes
 from labelloop.scripts import projects
+from labelloop.kinds.base import review_queue
 from labelloop.scripts.audit import REPORT_ROWS, SNIPPET_CHARS, VIEW_TITLE, run_audit
+from labelloop.scripts.predictions import set_model_version
 from labelloop.scripts.client import as_dict
 
 pytestmark = pytest.mark.integration
@@ -97,7 +99,18 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, label_studi
 
     views = [v for v in ls_client.views.list(project=project.id) if v.data.get("title") == VIEW_TITLE]
     assert len(views) == 1
-    in_view = {t.id for t in ls_client.tasks.list(project=project.id, view=views[0].id)}
+    # the view serves the queue worst first, also while a served model's version is the
+    # project's: Label Studio sorts prediction scores of that version only
+    queue = [f["task_id"] for f in review_queue(report.findings)]
+    served = "labelloop-served-test"
+    ls_client.projects.import_predictions(id=project.id, request=[
+        {"task": t, "result": choice("Positive"), "score": (i + 1) / len(queue), "model_version": served}
+        for i, t in enumerate(reversed(queue))])
+    set_model_version(ls_client, project.id, served)
+    assert [t.id for t in ls_client.tasks.list(project=project.id, view=views[0].id)] == queue
+    assert [f["quality"] for f in review_queue(report.findings)] == sorted(f["quality"] for f in report.findings
+                                                                           if f["review"])
+    in_view = set(queue)
     assert in_view == {f["task_id"] for f in report.findings if f["review"]}
     assert not {t.id for t in dup_tasks if by_id[t.id]["issues"] == ["near_duplicate"]} & in_view
 
@@ -123,6 +136,10 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, label_studi
     kept_finding = next(f for f in again.findings if f["task_id"] == kept.id)
     assert not kept_finding["review"] and kept_finding["reviewed_after"] == report.model_version
     assert kept.id not in in_view and in_view == {f["task_id"] for f in again.findings if f["review"]}
+    assert ([t.id for t in ls_client.tasks.list(project=project.id, view=views[0].id)]
+            == [f["task_id"] for f in review_queue(again.findings)])
+    # a task out of the queue loses its position; the rest of its data is as imported
+    assert ls_client.tasks.get(id=fixed.id).data == {"text": items[tasks.index(fixed)].text}
 
 
 def test_watch_audits_again_once_a_share_of_the_queue_is_reviewed(ls_client, label_studio, tmp_path):

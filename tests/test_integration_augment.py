@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from labelloop.model.datasets import chatterbot_conversations, rotten_tomatoes
 from labelloop.scripts import projects
+from labelloop.scripts.audit import ORDER_KEY, write_review_order
 from labelloop.scripts.augment import MODEL_VERSION, VIEW_TITLE, AugmentError, run_augment
 from labelloop.scripts.cli import app
 from labelloop.scripts.client import as_dict
@@ -34,16 +35,18 @@ def test_typos_become_prelabelled_tasks_that_stay_with_their_source(ls_client, l
     for task, item in zip(tasks[:24], items):
         ls_client.annotations.create(id=task["id"], result=choice(item.label))
         label[task["id"]] = item.label
+    write_review_order(ls_client, [(tasks[0]["id"], 1)])  # as an audit queues a task first
 
     cli = ["augment", "--project", str(project.id), "--method", "typos", "--n", "2", "--data", str(tmp_path / "data"),
            "--url", label_studio.url, "--api-key", label_studio.token]
     run = CliRunner().invoke(app, cli)
     assert run.exit_code == 0, run.output
     variants = {tid: t for tid, t in all_tasks(ls_client, project.id).items() if "synthetic_of" in t["data"]}
+    assert any(task["data"]["synthetic_of"] == tasks[0]["id"] for task in variants.values())
     assert 24 <= len(variants) <= 48 and f"{len(variants)} typos variants of 24" in " ".join(run.output.split())
     for task in variants.values():
         source = task["data"]["synthetic_of"]
-        assert source in label and task["data"]["synthetic_method"] == "typos"
+        assert source in label and task["data"]["synthetic_method"] == "typos" and ORDER_KEY not in task["data"]
         assert task["data"]["text"] != next(t["data"]["text"] for t in tasks if t["id"] == source)
         assert not task["annotations"]  # a prediction, never an annotation
         (prediction,) = task["predictions"]

@@ -2,7 +2,7 @@
 near-duplicates or outliers that are no labelling mistake; and an ensemble that reads the texts."""
 import numpy as np
 
-from labelloop.kinds.base import held_back
+from labelloop.kinds.base import held_back, review_queue
 from labelloop.model.classification.audit import audit_labels
 from labelloop.model.classification.label_issues import find_label_issues
 
@@ -24,7 +24,7 @@ def test_agreeing_near_duplicates_are_reported_but_never_queued_ahead_of_label_e
     y[[20, 80]] = ["B", "A"]  # two real label errors
     audit = audit_labels(rows_of(y), X, labels=["A", "B"], multi_label=False)
     by_task = {f["task_id"]: f for f in audit.findings}
-    queue = sorted((f for f in audit.findings if f["review"]), key=lambda f: f["quality"])
+    queue = review_queue(audit.findings)
 
     assert [f["task_id"] for f in queue[:2]] == sorted([21, 81], key=lambda t: by_task[t]["quality"])
     copies = [by_task[t] for t in range(1, 8) if t in by_task]
@@ -233,3 +233,17 @@ def test_a_tie_or_a_conflicting_copy_is_held_back_whatever_the_model_thinks():
     assert "near_duplicate_conflict" in by_task[61]["issues"] and held_back(by_task[61])
     # report-only findings (the copy the model agrees with) and findings from other kinds
     assert not held_back({"review": False, "likely_error": True}) and held_back({"task_id": 1})
+
+
+def test_the_review_order_goes_into_the_queued_tasks_data_and_off_every_other_task(monkeypatch):
+    from labelloop.scripts import audit as audit_script
+    from labelloop.scripts.audit import ORDER_KEY, review_order_changes
+
+    tasks = {1: {"data": {"text": "a"}}, 2: {"data": {"text": "b", ORDER_KEY: 1}},
+             3: {"data": {"text": "c", ORDER_KEY: 2}}, 4: {"data": {"text": "d", ORDER_KEY: 9}},
+             5: {"data": None}}
+    # 2 moves down, 1 and 5 get a position, 3 is already right, 4 left the queue
+    assert review_order_changes(tasks, [1, 3, 2, 5]) == [(1, 1), (2, 3), (5, 4), (4, None)]
+    monkeypatch.setattr(audit_script, "MAX_ORDERED", 2)  # past the cap the queue follows in task order
+    assert review_order_changes(tasks, [1, 3, 2, 5]) == [(1, 1), (2, None), (4, None)]
+    assert review_order_changes(tasks, [2, 3]) == [(4, None)]
