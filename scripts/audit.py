@@ -222,7 +222,7 @@ def leave_reviewed_out(findings: list[dict], tasks: dict, messages: list[str]) -
     if n:
         messages.append(f"{n} finding(s) on tasks annotated again after an earlier audit queued them: "
                         "in the report, not queued again")
-    return sorted(findings, key=lambda f: not for_review(f))  # stable: each kind's order otherwise
+    return review_queue(findings) + [f for f in findings if not for_review(f)]  # the report in the view's order
 
 
 def rerun_after(n_queued: int, *, share: float = RERUN_SHARE, minimum: int = RERUN_MIN) -> int:

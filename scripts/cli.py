@@ -319,7 +319,7 @@ def audit(
 
 
 def _audit_summary(project: int, report) -> None:
-    from labelloop.kinds.base import for_review
+    from labelloop.kinds.base import for_review, held_back, review_queue
 
     from .audit import VIEW_TITLE
 
@@ -333,6 +333,11 @@ def _audit_summary(project: int, report) -> None:
                   f"report: {report.report_dir / 'report.html'}")
     if report.view_id is not None:
         console.print(f"  review them in Label Studio: view '{VIEW_TITLE}' (predictions {report.model_version})")
+        likely = [i for i, f in enumerate(review_queue(report.findings), 1) if held_back(f)]
+        if likely and likely[-1] < queued:  # where the likely errors end in the view
+            console.print(f"  its {len(likely)} likely errors are all among its first {likely[-1]}; the last "
+                          f"{queued - likely[-1]} are labels the model doubts past Cleanlab's estimate of how many "
+                          "are wrong, mostly right on ambiguous data")
 
 
 @app.command()

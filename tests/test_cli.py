@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from labelloop.scripts.services import free_port
 
@@ -55,3 +56,28 @@ def test_audit_watch_says_why_it_stopped(monkeypatch):
     assert ("no likely label error left to review: stopped watching; the 1 task(s) still queued hold labels "
             "the model doubts past Cleanlab's estimate of the errors") in result.output
     assert "queued nothing" not in result.output
+
+
+def test_audit_says_where_the_likely_errors_end_in_the_view(monkeypatch):
+    from typer.testing import CliRunner
+
+    from labelloop.scripts import audit, client
+    from labelloop.scripts.audit import AuditReport
+    from labelloop.scripts.cli import app
+
+    findings = [{"task_id": 1, "review": True, "likely_error": True, "quality": 0.1, "issues": ["label_error"]},
+                {"task_id": 2, "review": True, "likely_error": True, "quality": 0.4, "issues": ["tie"]},
+                {"task_id": 3, "review": True, "likely_error": False, "quality": 0.2, "issues": ["label_error"]},
+                {"task_id": 4, "review": False, "quality": 0.0, "issues": ["outlier"]}]
+    report = AuditReport(3, "labelloop-audit-1", 10, findings, report_dir=Path("out"), view_id=7)
+    monkeypatch.setattr(client, "connect", lambda url, api_key: object())
+    monkeypatch.setattr(audit, "run_audit", lambda *args, **kwargs: report)
+    result = CliRunner().invoke(app, ["audit", "--project", "3"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "3 for review" in result.output
+    # worst first: 1 (likely), 3 (past the estimate), 2 (a tie: likely)
+    assert result.exit_code == 0 and "likely errors are all among" not in result.output  # the last is likely
+    findings[1]["quality"] = 0.15
+    result = CliRunner().invoke(app, ["audit", "--project", "3"], env={"COLUMNS": "200"})
+    assert ("its 2 likely errors are all among its first 2; the last 1 are labels the model doubts past "
+            "Cleanlab's estimate") in " ".join(result.output.split())

@@ -247,3 +247,12 @@ def test_the_review_order_goes_into_the_queued_tasks_data_and_off_every_other_ta
     monkeypatch.setattr(audit_script, "MAX_ORDERED", 2)  # past the cap the queue follows in task order
     assert review_order_changes(tasks, [1, 3, 2, 5]) == [(1, 1), (2, None), (4, None)]
     assert review_order_changes(tasks, [2, 3]) == [(4, None)]
+
+
+def test_the_queue_is_worst_first_whatever_the_finding():
+    findings = [{"task_id": 1, "quality": 0.05, "review": True, "likely_error": False},
+                {"task_id": 2, "quality": 0.30, "review": True, "likely_error": True},  # a tie, say
+                {"task_id": 3, "quality": 0.01, "review": True, "likely_error": True},
+                {"task_id": 4, "quality": 0.00, "review": False},
+                {"task_id": 5, "quality": 0.20, "review": True}]  # a kind without an estimate
+    assert [f["task_id"] for f in review_queue(findings)] == [3, 1, 5, 2]
