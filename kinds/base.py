@@ -160,8 +160,9 @@ def for_review(finding: dict) -> bool:
 def review_queue(findings) -> list[dict]:
     """The findings for review in the order a reviewer gets them: lowest ``quality`` first, ties in
     the kind's order. `labelloop audit` writes this order into Label Studio's review view. Likely
-    errors are not moved ahead of the rest: tied votes and conflicting copies then jumped lower-
-    quality labels, and on ChatterBot topics the first k held fewer flips (0.881 vs 0.890, 40 seeds)."""
+    errors are not moved ahead of the rest: conflicting copies and tied votes then jumped lower-
+    quality labels, and the first k held fewer flips (ChatterBot topics 0.881 vs 0.890, BBC News
+    0.889 vs 0.964; docs/benchmarks.md)."""
     return sorted((f for f in findings if for_review(f)), key=lambda f: f["quality"])
 
 
