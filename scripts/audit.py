@@ -57,6 +57,8 @@ VIEW_TITLE = "Suspected label errors"
 #: a view by prediction score averaged over the project's model version only, so a view sorted by
 #: the audit's scores came out in the served model's order, or by task id where none is set
 ORDER_KEY = "labelloop_review_order"
+#: the Data Manager column of that key, which the view sorts by as a number
+ORDER_COLUMN = f"tasks:data.{ORDER_KEY}"
 #: queued tasks that get a position: each costs two requests; the rest follow in task order
 MAX_ORDERED = 1000
 #: the model version of the audit's predictions starts with this
@@ -144,7 +146,7 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
                            progress=progress("ordering the review queue", len(changes)) if progress else None)
         # the tasks flagged by this audit, worst first
         report.view_id = save_view(client, project_id, VIEW_TITLE, [has_model_version(version)],
-                                   [f"tasks:data.{ORDER_KEY}"], numeric=(f"tasks:data.{ORDER_KEY}",))
+                                   [ORDER_COLUMN], numeric=(ORDER_COLUMN,))
     return report
 
 

@@ -10,12 +10,12 @@ import threading
 import numpy as np
 import pytest
 
+from labelloop.kinds.base import review_queue
 from labelloop.model.datasets import rotten_tomatoes
 from labelloop.scripts import projects
-from labelloop.kinds.base import review_queue
 from labelloop.scripts.audit import REPORT_ROWS, SNIPPET_CHARS, VIEW_TITLE, run_audit
-from labelloop.scripts.predictions import set_model_version
 from labelloop.scripts.client import as_dict
+from labelloop.scripts.predictions import set_model_version
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ import requests
 from labelloop.model.datasets import rotten_tomatoes
 from labelloop.model.store import ModelStore, project_key
 from labelloop.scripts import projects
-from labelloop.scripts.audit import ORDER_KEY, write_review_order
+from labelloop.scripts.audit import ORDER_COLUMN, write_review_order
 from labelloop.scripts.client import connect
 from labelloop.scripts.filters import save_view
 
@@ -163,8 +163,7 @@ def test_the_whole_loop_runs_on_postgres_through_the_proxy(stack, client, projec
     # the review view's positions sort as numbers on PostgreSQL too, 10 after 9 (as text, before 2)
     some = project.tasks[-12:]
     write_review_order(client, [(t.id, 12 - i) for i, t in enumerate(some)])
-    order = f"tasks:data.{ORDER_KEY}"
-    view = save_view(client, project.id, "review order check", [], [order], numeric=(order,))
+    view = save_view(client, project.id, "review order check", [], [ORDER_COLUMN], numeric=(ORDER_COLUMN,))
     ids = {t.id for t in some}
     listed = [t.id for t in client.tasks.list(project=project.id, view=view) if t.id in ids]
     assert listed == [t.id for t in reversed(some)]
