@@ -130,24 +130,33 @@ def run_audit(client, project_id: int, *, out_dir: Path, model_name: str = "defa
                          created_at=datetime.now(timezone.utc).isoformat(), task_links=shown)
     report.report_dir = write_report(out_dir / f"audit-{project_id}-{version.removeprefix('labelloop-audit-')}",
                                      report, audit)
-    queued = review_queue(findings)
-    if push and queued:
-        def suggestion(f):
-            if "value" in f:  # what the kind's regions take (NER: the text and the suggested spans)
-                return kind.regions(spec, f["value"])
-            labels = f["suggested"] if isinstance(f["suggested"], list) else [f["suggested"]]
-            return kind.regions(spec, labels) if f["suggested"] else []
-
-        predictions = [{"task": f["task_id"], "model_version": version, "score": f["quality"],
-                        "result": suggestion(f)} for f in queued]
-        push_predictions(client, project_id, predictions)
-        changes = review_order_changes(tasks, [f["task_id"] for f in queued])
-        write_review_order(client, changes,
-                           progress=progress("ordering the review queue", len(changes)) if progress else None)
-        # the tasks flagged by this audit, worst first
-        report.view_id = save_view(client, project_id, VIEW_TITLE, [has_model_version(version)],
-                                   [ORDER_COLUMN], numeric=(ORDER_COLUMN,))
+    if push:
+        report.view_id = push_review_queue(client, project_id, review_queue(findings), tasks=tasks, kind=kind,
+                                           spec=spec, version=version, progress=progress)
     return report
+
+
+def push_review_queue(client, project_id: int, queued: list[dict], *, tasks: dict, kind, spec, version: str,
+                      progress=None) -> int:
+    """Put ``queued`` (findings in review order) in Label Studio as the view `VIEW_TITLE`: one
+    prediction of ``version`` per task with the suggested label, each task's position under
+    `ORDER_KEY`, and the view filtered to ``version``. An empty queue empties the view and
+    removes every position, so no earlier audit's tasks stay in it. Returns the view's id."""
+    def suggestion(f):
+        if "value" in f:  # what the kind's regions take (NER: the text and the suggested spans)
+            return kind.regions(spec, f["value"])
+        labels = f["suggested"] if isinstance(f["suggested"], list) else [f["suggested"]]
+        return kind.regions(spec, labels) if f["suggested"] else []
+
+    if queued:
+        push_predictions(client, project_id, [{"task": f["task_id"], "model_version": version, "score": f["quality"],
+                                               "result": suggestion(f)} for f in queued])
+    changes = review_order_changes(tasks, [f["task_id"] for f in queued])
+    write_review_order(client, changes,
+                       progress=progress("ordering the review queue", len(changes)) if progress else None)
+    # the tasks flagged by this audit, worst first
+    return save_view(client, project_id, VIEW_TITLE, [has_model_version(version)], [ORDER_COLUMN],
+                     numeric=(ORDER_COLUMN,))
 
 
 def review_order_changes(tasks: dict, queued_ids: list) -> list[tuple[int, int | None]]:

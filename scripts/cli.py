@@ -331,7 +331,9 @@ def _audit_summary(project: int, report) -> None:
                   f"({', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items())) or 'none'}), {queued} for "
                   f"review; "
                   f"report: {report.report_dir / 'report.html'}")
-    if report.view_id is not None:
+    if report.view_id is not None and not queued:
+        console.print(f"  nothing to review: view '{VIEW_TITLE}' in Label Studio is empty now")
+    elif report.view_id is not None:
         console.print(f"  review them in Label Studio: view '{VIEW_TITLE}' (predictions {report.model_version})")
         likely = [i for i, f in enumerate(review_queue(report.findings), 1) if held_back(f)]
         if likely and likely[-1] < queued:  # where the likely errors end in the view

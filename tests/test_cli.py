@@ -81,3 +81,9 @@ def test_audit_says_where_the_likely_errors_end_in_the_view(monkeypatch):
     result = CliRunner().invoke(app, ["audit", "--project", "3"], env={"COLUMNS": "200"})
     assert ("its 2 likely errors are all among its first 2; the last 1 are labels the model doubts past "
             "Cleanlab's estimate") in " ".join(result.output.split())
+    assert "nothing to review" not in result.output
+    for finding in findings:  # all reviewed: the next audit queues nothing and the view is empty
+        finding["review"] = False
+    result = CliRunner().invoke(app, ["audit", "--project", "3"], env={"COLUMNS": "200"})
+    assert "0 for review" in result.output and "review them in Label Studio" not in result.output
+    assert "nothing to review: view 'Suspected label errors' in Label Studio is empty now" in result.output

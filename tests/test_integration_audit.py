@@ -13,7 +13,9 @@ import pytest
 from labelloop.kinds.base import review_queue
 from labelloop.model.datasets import rotten_tomatoes
 from labelloop.scripts import projects
-from labelloop.scripts.audit import REPORT_ROWS, SNIPPET_CHARS, VIEW_TITLE, run_audit
+from labelloop.kinds import parse as parse_config
+from labelloop.scripts.audit import (ORDER_KEY, REPORT_ROWS, SNIPPET_CHARS, VIEW_TITLE, push_review_queue,
+                                      run_audit)
 from labelloop.scripts.client import as_dict
 from labelloop.scripts.predictions import set_model_version
 
@@ -140,6 +142,35 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, label_studi
             == [f["task_id"] for f in review_queue(again.findings)])
     # a task out of the queue loses its position; the rest of its data is as imported
     assert ls_client.tasks.get(id=fixed.id).data == {"text": items[tasks.index(fixed)].text}
+
+
+def test_an_audit_that_queues_nothing_empties_the_view(ls_client, label_studio):
+    items = rotten_tomatoes(6, seed=2)
+    project = projects.create_project(ls_client, "emptied queue", "text_classification")
+    projects.import_tasks(ls_client, project.id, ({"text": it.text} for it in items))
+    tasks = sorted(projects.iter_tasks(ls_client, project.id), key=lambda t: t.id)
+    for task, item in zip(tasks, items):
+        ls_client.annotations.create(id=task.id, result=choice(item.label))
+    before = annotations_state(ls_client, project.id)
+    spec, kind = parse_config(ls_client.projects.get(id=project.id).label_config)
+
+    def snapshot():  # task JSON as the audit's snapshot holds it
+        return {t.id: as_dict(t) for t in projects.iter_tasks(ls_client, project.id)}
+
+    def view():
+        views = [v for v in ls_client.views.list(project=project.id) if v.data.get("title") == VIEW_TITLE]
+        return [t.id for t in ls_client.tasks.list(project=project.id, view=views[0].id)]
+
+    queued = [{"task_id": tasks[i].id, "quality": q, "suggested": "Positive"} for i, q in ((3, 0.1), (1, 0.2))]
+    push_review_queue(ls_client, project.id, queued, tasks=snapshot(), kind=kind, spec=spec,
+                      version="labelloop-audit-1")
+    assert view() == [tasks[3].id, tasks[1].id]
+    assert ls_client.tasks.get(id=tasks[1].id).data[ORDER_KEY] == 2
+    # everything reviewed: the next audit queues nothing, and its view must not keep the last one's tasks
+    push_review_queue(ls_client, project.id, [], tasks=snapshot(), kind=kind, spec=spec, version="labelloop-audit-2")
+    assert view() == []
+    assert [ls_client.tasks.get(id=t.id).data for t in tasks] == [{"text": it.text} for it in items]
+    assert annotations_state(ls_client, project.id) == before
 
 
 def test_watch_audits_again_once_a_share_of_the_queue_is_reviewed(ls_client, label_studio, tmp_path):
