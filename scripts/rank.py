@@ -5,8 +5,9 @@
    when the backend writes clusters: ``LABELLOOP_DIVERSITY_CLUSTERS``).
 2. The backend is asked to refresh (``START_TRAINING`` through ``ml.train``): it retrains when
    there are labels, re-predicts every unlabelled task with a score (and a cluster, if
-   on), and moves the project's model version. We wait until every unlabelled task has a current prediction.
-3. A saved Data Manager view, "Most informative first", lists unlabelled tasks by score.
+   on), and moves the project's model version. We wait until every unlabelled task has a current
+   prediction, but for `labelloop augment`'s variants, which the refresh leaves alone.
+3. A saved Data Manager view, "Most informative first", lists those unlabelled tasks by score.
 """
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from labelloop.model.errors import LabelloopError
 from labelloop.model.ranking import STRATEGIES, UnknownStrategyError
 
-from .filters import UNLABELLED, has_model_version, query, save_view
+from .augment import MODEL_VERSION as AUGMENT_VERSION
+from .filters import UNLABELLED, has_model_version, lacks_model_version, query, save_view
 
 VIEW_TITLE = "Most informative first"
 SAMPLING = "Uncertainty sampling"
+#: the tasks a refresh re-predicts: unlabelled, less `labelloop augment`'s variants, which keep
+#: their source's label (waiting for those to get a score would never end)
+TO_RANK = (UNLABELLED, lacks_model_version(AUGMENT_VERSION))
 
 
 class RankError(LabelloopError):
@@ -59,7 +64,7 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
     client.projects.update(id=project_id, sampling=SAMPLING, model_version="")
     client.ml.train(id=ml.id)
 
-    unlabelled = _count(client, project_id, UNLABELLED)
+    unlabelled = _count(client, project_id, *TO_RANK)
     progress = progress or Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                     TimeElapsedColumn(), transient=True)
     deadline = time.monotonic() + timeout
@@ -67,7 +72,7 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
         bar = progress.add_task("unlabelled tasks with a current prediction", total=unlabelled)
         while True:
             version = client.projects.get(id=project_id).model_version or ""
-            current = (_count(client, project_id, UNLABELLED, has_model_version(version))
+            current = (_count(client, project_id, *TO_RANK, has_model_version(version))
                        if version.startswith("labelloop-") else 0)
             progress.update(bar, completed=current)
             if version.startswith("labelloop-") and current >= unlabelled:
@@ -78,7 +83,7 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
                     f"({current}/{unlabelled} tasks current, model version {version!r}). Check the "
                     "backend log; it needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to write predictions.")
             time.sleep(1.0)
-    view_id = save_view(client, project_id, VIEW_TITLE, [UNLABELLED], ["tasks:predictions_score"])
+    view_id = save_view(client, project_id, VIEW_TITLE, list(TO_RANK), ["tasks:predictions_score"])
     ml = client.ml.get(id=ml.id)
     chosen = (ml.extra_params or {}).get("strategy") if isinstance(ml.extra_params, dict) else None
     return RankReport(project_id, version, unlabelled, current, view_id, chosen or "backend default")

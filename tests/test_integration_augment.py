@@ -11,6 +11,8 @@ from labelloop.scripts.augment import MODEL_VERSION, VIEW_TITLE, AugmentError, r
 from labelloop.scripts.cli import app
 from labelloop.scripts.client import as_dict
 from labelloop.scripts.export import ExportOptions, run_export
+from labelloop.scripts.rank import VIEW_TITLE as RANK_VIEW
+from labelloop.scripts.rank import rank_project
 
 from conftest import wait_for
 
@@ -70,6 +72,16 @@ def test_typos_become_prelabelled_tasks_that_stay_with_their_source(ls_client, l
     state = wait_for(refreshed, 120, "the backend's refresh after a retrain")
     for tid in variants:
         assert [p["model_version"] for p in state[tid]["predictions"]] == [MODEL_VERSION]
+
+    # ranking waits for the tasks the refresh re-predicts, not for the variants it leaves alone,
+    # and its view lists those tasks only
+    ranked = rank_project(ls_client, project.id, timeout=90)
+    assert ranked.unlabelled == ranked.current == len(items) - len(label)
+    (view,) = [v for v in ls_client.views.list(project=project.id) if v.data.get("title") == RANK_VIEW]
+    in_view = [t.id for t in ls_client.tasks.list(project=project.id, view=view.id)]
+    assert len(in_view) == ranked.unlabelled and not set(in_view) & set(variants)
+    for tid in variants:
+        assert [p["model_version"] for p in all_tasks(ls_client, project.id)[tid]["predictions"]] == [MODEL_VERSION]
 
     # a reviewer accepts half of the variants; export keeps each with its source
     accepted = sorted(variants)[::2]
