@@ -202,7 +202,9 @@ def prelabel(
         report = prelabel_project(client, project, settings=settings,
                                   progress=lambda total: _step_bars(progress)("tasks prelabelled", total))
     console.print(f"project {project}: {report.imported} predictions of [bold]{report.model_version}[/] imported "
-                  f"({report.new_drafts} new drafts; {report.already_current} tasks were already current)")
+                  f"({report.new_drafts} new drafts; {report.already_current} tasks were already current"
+                  + (f"; {report.variants} augment variants keep their source's label" if report.variants else "")
+                  + ")")
     if report.failed or report.unusable:
         console.print(f"[yellow]note:[/] {report.failed} tasks got no prediction (the endpoint failed; run again to "
                       f"retry) and {report.unusable} could not be prelabelled (empty or too long): see the log")

@@ -5,6 +5,9 @@ inline (``LABELLOOP_LLM_MAX_INLINE``). This command does the rest, with the back
 settings: every unlabelled task without a prediction of the project's current model version is
 prelabelled, a chunk at a time, and each chunk is bulk-imported through the SDK as it is done.
 
+Variants from `labelloop augment` are left alone, as the backend's refresh leaves them: their
+prediction is their source's label or answer, which a draft would replace in the labelling UI.
+
 It resumes: tasks that already carry a prediction of the version are skipped, and LLM drafts are
 kept in the model directory's draft store, so an interrupted run never drafts a prompt twice for
 the same model and prompt template. A task whose draft failed gets no prediction (the reason is
@@ -16,6 +19,7 @@ import logging
 from dataclasses import dataclass
 
 from labelloop.kinds import parse as parse_config
+from labelloop.model.augment import synthetic_source
 from labelloop.model.store import project_key
 
 from .client import as_dict
@@ -35,6 +39,8 @@ class PrelabelReport:
     new_drafts: int = 0
     unusable: int = 0
     failed: int = 0
+    #: `labelloop augment`'s variants among the unlabelled tasks, left alone
+    variants: int = 0
 
 
 def backend_params(client, project_id: int) -> dict:
@@ -66,10 +72,12 @@ def prelabel_project(client, project_id: int, *, settings, chunk_size: int = 64,
     report = PrelabelReport(project_id, version)
 
     tasks = list(unlabelled_tasks(client, project_id))
+    variants = {t["id"] for t in tasks if synthetic_source(t["data"]) is not None}
+    tasks = [t for t in tasks if t["id"] not in variants]
     current = {as_dict(t)["id"] for t in client.tasks.list(
         project=project_id, query=query(UNLABELLED, has_model_version(version)), include="id", page_size=1000)}
     todo = [t for t in tasks if t["id"] not in current]
-    report.unlabelled, report.already_current = len(tasks), len(current)
+    report.unlabelled, report.already_current, report.variants = len(tasks), len(current - variants), len(variants)
     advance = progress(len(todo)) if progress else (lambda n: None)
     model.progress = advance  # LLM drafts advance the bar as they complete
     for start in range(0, len(todo), chunk_size):

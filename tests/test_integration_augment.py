@@ -4,6 +4,7 @@ variants as prelabelled tasks, left alone by the backend's refresh, kept in thei
 import pytest
 from typer.testing import CliRunner
 
+from labelloop.backend.config import Settings
 from labelloop.model.datasets import chatterbot_conversations, rotten_tomatoes
 from labelloop.scripts import projects
 from labelloop.scripts.audit import ORDER_KEY, write_review_order
@@ -11,6 +12,7 @@ from labelloop.scripts.augment import MODEL_VERSION, VIEW_TITLE, AugmentError, r
 from labelloop.scripts.cli import app
 from labelloop.scripts.client import as_dict
 from labelloop.scripts.export import ExportOptions, run_export
+from labelloop.scripts.prelabel import prelabel_project
 from labelloop.scripts.rank import VIEW_TITLE as RANK_VIEW
 from labelloop.scripts.rank import rank_project
 
@@ -155,6 +157,14 @@ def test_paraphrases_from_the_llm_server_and_kinds_it_refuses(ls_client, llm_env
         assert task["data"]["prompt"] != source and task["data"]["synthetic_method"] == "paraphrase"
         (prediction,) = task["predictions"]
         assert prediction["result"][0]["value"]["text"] == [answers[source]]
+
+    # `labelloop prelabel` drafts the project's own prompts and leaves the variants their source's answer
+    projects.import_tasks(ls_client, project.id, [{"prompt": "What is the capital of France?"}])
+    drafted = prelabel_project(ls_client, project.id, settings=Settings.from_env(model_dir=str(tmp_path / "models")))
+    assert (drafted.unlabelled, drafted.imported, drafted.variants) == (1, 1, len(variants))
+    state = all_tasks(ls_client, project.id)
+    for task in variants:
+        assert [p["model_version"] for p in state[task["id"]]["predictions"]] == [MODEL_VERSION]
 
     ner = projects.create_project(ls_client, "augment ner", "ner")
     with pytest.raises(AugmentError, match="span offsets move"):
