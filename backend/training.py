@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from labelloop.kinds import parse as parse_config
 from labelloop.label_config.spec import UnsupportedLabelConfig
-from labelloop.model.augment import synthetic_source
+from labelloop.model.augment import without_variants
 from labelloop.model.errors import LabelloopError, NotEnoughLabelsError
 from labelloop.model.store import ModelStore, project_key
 
@@ -147,10 +147,8 @@ def _retrain(project_id: int, *, full: bool, settings: Settings, registry: Model
     t2 = time.perf_counter()
     model, version = kind.serving_model(registry, key, spec)
     report.serving_version = version
-    tasks = list(unlabelled_tasks(client, project_id, with_predictions=not kind.trains))
     # a variant from `labelloop augment` keeps the prediction it came with: its source's label
-    synthetic = {task["id"] for task in tasks if synthetic_source(task["data"]) is not None}
-    tasks = [task for task in tasks if task["id"] not in synthetic]
+    tasks, synthetic = without_variants(list(unlabelled_tasks(client, project_id, with_predictions=not kind.trains)))
     if not kind.trains:
         # drafts that `labelloop prelabel` imported from elsewhere are not drafted again
         adopted = sum(kind.adopt(task, prediction, spec, model) for task in tasks

@@ -79,6 +79,13 @@ def synthetic_source(data: dict | None) -> int | None:
         return None
 
 
+def without_variants(tasks: list[dict]) -> tuple[list[dict], set[int]]:
+    """``(the tasks that are no variant, the variants' ids)`` of task dicts with ``id`` and
+    ``data``. Prelabelling leaves variants alone: their prediction is their source's label."""
+    variants = {task["id"] for task in tasks if synthetic_source(task.get("data")) is not None}
+    return [task for task in tasks if task["id"] not in variants], variants
+
+
 def paraphrase_messages(text: str) -> list[dict]:
     return [{"role": "system", "content": PARAPHRASE_SYSTEM}, {"role": "user", "content": text}]
 

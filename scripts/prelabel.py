@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 
 from labelloop.kinds import parse as parse_config
-from labelloop.model.augment import synthetic_source
+from labelloop.model.augment import without_variants
 from labelloop.model.store import project_key
 
 from .client import as_dict
@@ -71,9 +71,7 @@ def prelabel_project(client, project_id: int, *, settings, chunk_size: int = 64,
     model, version = kind.serving_model(registry, key, spec)
     report = PrelabelReport(project_id, version)
 
-    tasks = list(unlabelled_tasks(client, project_id))
-    variants = {t["id"] for t in tasks if synthetic_source(t["data"]) is not None}
-    tasks = [t for t in tasks if t["id"] not in variants]
+    tasks, variants = without_variants(list(unlabelled_tasks(client, project_id)))
     current = {as_dict(t)["id"] for t in client.tasks.list(
         project=project_id, query=query(UNLABELLED, has_model_version(version)), include="id", page_size=1000)}
     todo = [t for t in tasks if t["id"] not in current]
