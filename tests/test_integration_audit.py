@@ -10,10 +10,10 @@ import threading
 import numpy as np
 import pytest
 
+from labelloop.kinds import parse as parse_config
 from labelloop.kinds.base import review_queue
 from labelloop.model.datasets import rotten_tomatoes
 from labelloop.scripts import projects
-from labelloop.kinds import parse as parse_config
 from labelloop.scripts.audit import (ORDER_KEY, REPORT_ROWS, SNIPPET_CHARS, VIEW_TITLE, push_review_queue,
                                       run_audit)
 from labelloop.scripts.client import as_dict
