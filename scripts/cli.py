@@ -180,6 +180,13 @@ def rank(
     console.print(f"  {report.current}/{report.unlabelled} unlabelled tasks carry a current prediction "
                   f"with a score")
     console.print(f"  saved view '{VIEW_TITLE}' (id {report.view_id}): unlabelled tasks, lowest score first")
+    if report.missing:
+        ids = ", ".join(map(str, report.missing_ids)) + (", ..." if report.missing > len(report.missing_ids) else "")
+        console.print(f"[yellow]  {report.missing} unlabelled tasks have no prediction of this version "
+                      f"(tasks {ids})[/]: "
+                      "the backend could not predict them (for an LLM project, the endpoint refused or failed: see "
+                      "the backend log), or newer annotations started another refresh. Label Studio serves them "
+                      "after the ranked tasks; run `labelloop rank` again to retry.")
 
 
 @app.command()

@@ -6,13 +6,16 @@
 2. The backend is asked to refresh (``START_TRAINING`` through ``ml.train``): it retrains when
    there are labels, re-predicts every unlabelled task with a score (and a cluster, if
    on), and moves the project's model version. We wait until every unlabelled task has a current
-   prediction, but for `labelloop augment`'s variants, which the refresh leaves alone.
+   prediction, but for `labelloop augment`'s variants, which the refresh leaves alone. Tasks the
+   backend could not predict (an LLM draft the endpoint refused) get none: once the project's
+   version has moved and no more predictions arrive for ``settle`` seconds, the report names them.
 3. A saved Data Manager view, "Most informative first", lists those unlabelled tasks by score.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -41,14 +44,26 @@ class RankReport:
     current: int
     view_id: int
     strategy: str
+    #: how many unlabelled tasks have no current prediction, and the first few of their IDs
+    missing: int = 0
+    missing_ids: list[int] = field(default_factory=list)
 
 
 def _count(client, project_id: int, *items: dict) -> int:
     return client.tasks.list(project=project_id, query=query(*items), page_size=1).response.total or 0
 
 
+def _restore_version(client, project_id: int, version: str) -> None:
+    from label_studio_sdk.core.api_error import ApiError
+
+    try:
+        client.projects.update(id=project_id, model_version=version)
+    except ApiError:  # Label Studio refuses a version no prediction carries any more: "" it stays
+        pass
+
+
 def rank_project(client, project_id: int, *, strategy: str | None = None, timeout: float = 600.0,
-                 progress: Progress | None = None) -> RankReport:
+                 settle: float = 20.0, progress: Progress | None = None) -> RankReport:
     if strategy is not None and strategy not in STRATEGIES:
         raise UnknownStrategyError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     backends = list(client.ml.list(project=project_id))
@@ -60,30 +75,47 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
         params = {**(ml.extra_params if isinstance(ml.extra_params, dict) else {}), "strategy": strategy}
         # Label Studio 1.23 re-validates the backend on PATCH: it needs url and project in the body
         client.ml.update(id=ml.id, url=ml.url, project=project_id, extra_params=params)
-    # the backend sets the version again when its refresh is complete: that is what we wait for
-    client.projects.update(id=project_id, sampling=SAMPLING, model_version="")
+    unlabelled = _count(client, project_id, *TO_RANK)
+    previous = client.projects.get(id=project_id).model_version or ""
+    if unlabelled:  # the backend sets the version again when its refresh has begun: that is what we wait for
+        client.projects.update(id=project_id, sampling=SAMPLING, model_version="")
+    else:  # nothing to predict, so no version would come: the stream keeps the one it has
+        client.projects.update(id=project_id, sampling=SAMPLING)
     client.ml.train(id=ml.id)
 
-    unlabelled = _count(client, project_id, *TO_RANK)
     progress = progress or Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                     TimeElapsedColumn(), transient=True)
     deadline = time.monotonic() + timeout
+    version, current, seen, changed_at = previous, 0, -1, time.monotonic()
     with progress:
         bar = progress.add_task("unlabelled tasks with a current prediction", total=unlabelled)
-        while True:
+        while unlabelled:
             version = client.projects.get(id=project_id).model_version or ""
             current = (_count(client, project_id, *TO_RANK, has_model_version(version))
                        if version.startswith("labelloop-") else 0)
             progress.update(bar, completed=current)
-            if version.startswith("labelloop-") and current >= unlabelled:
+            now = time.monotonic()
+            if current != seen:
+                seen, changed_at = current, now
+            # the refresh writes as soon as every prediction is made: a quiet spell means it is done
+            if version.startswith("labelloop-") and (current >= unlabelled or now - changed_at >= settle):
                 break
-            if time.monotonic() > deadline:
+            if now > deadline:
+                if not version and previous:  # nothing was written: the stream gets its old predictions back
+                    _restore_version(client, project_id, previous)
                 raise RankError(
                     f"the backend did not refresh project {project_id} within {timeout:.0f} s "
                     f"({current}/{unlabelled} tasks current, model version {version!r}). Check the "
-                    "backend log; it needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to write predictions.")
+                    "backend log: it needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to write predictions, "
+                    "and an LLM project needs its endpoint to answer.")
             time.sleep(1.0)
+    missing, missing_ids = max(0, unlabelled - current), []
+    if missing:
+        pending = client.tasks.list(project=project_id, query=query(*TO_RANK, lacks_model_version(version)),
+                                    page_size=5, fields="task_only")
+        missing_ids = [task.id for task in islice(pending, 5)]
     view_id = save_view(client, project_id, VIEW_TITLE, list(TO_RANK), ["tasks:predictions_score"])
     ml = client.ml.get(id=ml.id)
     chosen = (ml.extra_params or {}).get("strategy") if isinstance(ml.extra_params, dict) else None
-    return RankReport(project_id, version, unlabelled, current, view_id, chosen or "backend default")
+    return RankReport(project_id, version, unlabelled, current, view_id, chosen or "backend default",
+                      missing, missing_ids)

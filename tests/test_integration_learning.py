@@ -156,3 +156,13 @@ def test_rank_without_a_backend_is_a_clear_error(ls_client):
     with pytest.raises(RankError, match="no ML backend"):
         rank_project(ls_client, project.id)
     assert ls_client.projects.get(id=project.id).sampling != "Uncertainty sampling"  # nothing changed
+
+
+def test_rank_with_nothing_unlabelled_returns_at_once(ls_client, backend):
+    project = projects.create_project(ls_client, "nothing to rank", "text_classification")
+    projects.connect_backend(ls_client, project.id, backend.url)
+    # the old loop waited for a model version that a refresh with nothing to predict never sets
+    report = rank_project(ls_client, project.id, timeout=60)
+    assert (report.unlabelled, report.current, report.missing) == (0, 0, 0)
+    assert ls_client.projects.get(id=project.id).sampling == "Uncertainty sampling"
+    assert VIEW_TITLE in [(v.data or {}).get("title") for v in ls_client.views.list(project=project.id)]

