@@ -47,12 +47,14 @@ class ConnectedProjects:
             cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
+        from labelloop.scripts.client import error_text
         from labelloop.scripts.connections import is_connected
 
         try:
             answer = is_connected(self._client(), project_id, url)
         except Exception as exc:  # the SDK raises ApiError, httpx and pydantic errors
-            logger.error("cannot ask Label Studio whether project %s connected %s: %s", project_id, url, exc)
+            logger.error("cannot ask Label Studio whether project %s connected %s: %s", project_id, url,
+                         error_text(exc))
             return None
         with self._lock:
             self._cache[key] = (now + (self.ttl_s if answer else self.negative_ttl_s), answer)

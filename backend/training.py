@@ -104,16 +104,18 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
         raise
     except Exception as exc:
         if _label_studio_down(exc):
+            from labelloop.scripts.client import error_text
+
             raise LabelStudioDown(
                 f"project {project_id}: Label Studio at {settings.label_studio_url} is unreachable "
-                f"({type(exc).__name__}: {exc}); the serving model is unchanged") from exc
+                f"({type(exc).__name__}: {error_text(exc)}); the serving model is unchanged") from exc
         raise
 
 
 def _retrain(project_id: int, *, full: bool, settings: Settings, registry: ModelRegistry, client,
              should_stop) -> RunReport:
     from labelloop.scripts.augment import MODEL_VERSION as AUGMENT_VERSION
-    from labelloop.scripts.client import connect
+    from labelloop.scripts.client import connect, error_text
     from labelloop.scripts.predictions import replace_unlabelled_predictions, unlabelled_tasks
 
     report = RunReport(project_id)
@@ -124,7 +126,7 @@ def _retrain(project_id: int, *, full: bool, settings: Settings, registry: Model
     except Exception as exc:  # the SDK raises ApiError, httpx and pydantic errors
         if _label_studio_down(exc):
             raise
-        report.message = f"project {project_id}: cannot read it from Label Studio ({exc}); nothing trained"
+        report.message = f"project {project_id}: cannot read it from Label Studio ({error_text(exc)}); nothing trained"
         logger.error(report.message)
         return report
     try:

@@ -530,10 +530,18 @@ def evaluate(
 
 
 def main() -> None:
+    from .client import label_studio_error
+
     try:
         app()
     except LabelloopError as exc:
         console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(2) from None
+    except Exception as exc:
+        message = label_studio_error(exc)
+        if message is None:
+            raise
+        console.print(f"[bold red]error:[/] {message}")
         raise SystemExit(2) from None
 
 

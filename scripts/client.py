@@ -39,6 +39,37 @@ def connect(url: str | None = None, api_key: str | None = None, *, check: bool =
     return LabelStudio(base_url=url, api_key=api_key, timeout=timeout)
 
 
+def error_text(exc: BaseException) -> str:
+    """``exc`` in one line for a message or a log. For the SDK's ``ApiError``: ``HTTP <status>:
+    <Label Studio's detail>``, since its own ``str`` holds every response header, the session
+    cookie Label Studio sets included."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    if not isinstance(exc, ApiError):
+        return str(exc)
+    body = exc.body
+    detail = (body.get("detail") or body.get("validation_errors")) if isinstance(body, dict) else body
+    return f"HTTP {exc.status_code}: {' '.join(str(detail or 'no detail').split())[:300]}"
+
+
+def label_studio_error(exc: BaseException) -> str | None:
+    """What a person should read when an SDK call fails: a refused API key, a project that is not
+    there, or Label Studio gone mid-command. None for errors that are not Label Studio's."""
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+
+    if isinstance(exc, httpx.TransportError):
+        return f"Label Studio stopped answering ({type(exc).__name__}: {exc}); nothing was changed after that"
+    if not isinstance(exc, ApiError):
+        return None
+    if exc.status_code in (401, 403):
+        return (f"Label Studio refused the API key ({error_text(exc)}): check LABEL_STUDIO_API_KEY "
+                "(Account & Settings > Personal Access Token, or a legacy token)")
+    if exc.status_code == 404:
+        return f"Label Studio has no such object ({error_text(exc)}): check --project and the other IDs"
+    return f"Label Studio refused a request ({error_text(exc)})"
+
+
 def task_url(client, project_id: int, task_id) -> str:
     """The address that opens a task in Label Studio's labelling panel, for a person to click."""
     wrapper = getattr(client, "_client_wrapper", None)  # the SDK keeps its base URL there, with no public accessor

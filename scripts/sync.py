@@ -25,7 +25,7 @@ from typing import Callable
 
 from labelloop.model.store import atomic_write_text
 
-from .client import LabelStudioUnavailable, as_dict
+from .client import LabelStudioUnavailable, as_dict, error_text
 from .filters import CURSOR_OVERLAP, count_above_zero, query, selected, updated_after
 
 INDEX_FIELDS = "id,total_annotations,cancelled_annotations"
@@ -44,7 +44,7 @@ def with_retries(call: Callable, *, attempts: int = 4, base_delay: float = 1.0, 
             if isinstance(exc, ApiError) and (status is None or status < 500):
                 raise
             if attempt == attempts - 1:
-                raise LabelStudioUnavailable(f"{what} failed after {attempts} attempts: {exc}") from exc
+                raise LabelStudioUnavailable(f"{what} failed after {attempts} attempts: {error_text(exc)}") from exc
             time.sleep(base_delay * 2 ** attempt)
 
 

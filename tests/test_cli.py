@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from labelloop.scripts.services import free_port
 
 
@@ -87,3 +89,32 @@ def test_audit_says_where_the_likely_errors_end_in_the_view(monkeypatch):
     result = CliRunner().invoke(app, ["audit", "--project", "3"], env={"COLUMNS": "200"})
     assert "0 for review" in result.output and "review them in Label Studio" not in result.output
     assert "nothing to review: view 'Suspected label errors' in Label Studio is empty now" in result.output
+
+
+@pytest.mark.integration
+def test_a_refused_key_or_a_missing_project_is_one_line_without_headers(label_studio, tmp_path):
+    """The SDK's own message for these holds every response header, Label Studio's session cookie included."""
+    wrong_key = ["--url", label_studio.url, "--api-key", "not-a-token"]
+    right_key = ["--url", label_studio.url, "--api-key", label_studio.token]
+    for args in (["audit", "--project", "1", *wrong_key], ["rank", "--project", "1", *wrong_key]):
+        out = run(*args)
+        assert out.returncode == 2, out.stderr
+        assert "Label Studio refused the API key (HTTP 401: Invalid token.)" in out.stdout
+        assert "Traceback" not in out.stderr and "sessionid" not in out.stdout + out.stderr
+    for args in (["sync", "--project", "987654", *right_key, "--out", str(tmp_path / "snapshot")],
+                 ["prelabel", "--project", "987654", *right_key]):
+        out = run(*args)
+        assert out.returncode == 2, out.stderr
+        assert "no such object (HTTP 404: No Project matches the given query.): check --project" in out.stdout
+        assert "Traceback" not in out.stderr
+
+
+def test_label_studio_gone_mid_command_is_named():
+    import httpx
+
+    from labelloop.scripts.client import label_studio_error
+
+    with pytest.raises(httpx.TransportError) as caught:
+        httpx.get(f"http://127.0.0.1:{free_port()}/api/projects", timeout=5)
+    assert label_studio_error(caught.value).startswith("Label Studio stopped answering (ConnectError")
+    assert label_studio_error(ValueError("not Label Studio's")) is None
