@@ -234,13 +234,9 @@ def gazetteer(
     from .client import connect
     from .gazetteer import add_gazetteer
 
-    try:
-        report = add_gazetteer(connect(url, api_key), project, label, file,
-                               model_dir=model_dir or Path(os.environ.get("LABELLOOP_MODEL_DIR") or "./models"),
-                               replace=replace)
-    except LabelloopError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+    report = add_gazetteer(connect(url, api_key), project, label, file,
+                           model_dir=model_dir or Path(os.environ.get("LABELLOOP_MODEL_DIR") or "./models"),
+                           replace=replace)
     console.print(f"{file}: {report.read}; {report.added} new, {report.total} {report.label!r} entries in {report.path}")
 
 
