@@ -106,8 +106,9 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
                 raise RankError(
                     f"the backend did not refresh project {project_id} within {timeout:.0f} s "
                     f"({current}/{unlabelled} tasks current, model version {version!r}). Check the "
-                    "backend log: it needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to write predictions, "
-                    "and an LLM project needs its endpoint to answer.")
+                    "backend log: it needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to write predictions. "
+                    "An LLM project needs its endpoint to answer, and drafts every task without a draft "
+                    "before it writes: run `labelloop prelabel` first, or give --timeout more time.")
             time.sleep(1.0)
     missing, missing_ids = max(0, unlabelled - current), []
     if missing:
