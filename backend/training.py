@@ -53,6 +53,10 @@ class LabelStudioDown(LabelloopError):
     """Label Studio did not answer (refused, timed out, 5xx): the run should be retried later."""
 
 
+class LabelStudioRefused(LabelloopError):
+    """Label Studio answered a request with an error (a revoked API key, a deleted project)."""
+
+
 def _retry_delay(exc: LabelStudioDown, attempt: int, backoff_s=RETRY_BACKOFF_S) -> float | None:
     """Seconds to wait before retry number ``attempt + 1`` (logged), or None to give up (logged)."""
     if attempt >= len(backoff_s):
@@ -103,12 +107,16 @@ def retrain_project(project_id: int, *, full: bool, settings: Settings, registry
     except LabelStudioDown:
         raise
     except Exception as exc:
-        if _label_studio_down(exc):
-            from labelloop.scripts.client import error_text
+        from labelloop.scripts.client import error_text, label_studio_error
 
+        # the SDK's ApiError prints every response header, Label Studio's session cookie included:
+        # logs and RQ's stored tracebacks get the words, not the chained error
+        if _label_studio_down(exc):
             raise LabelStudioDown(
                 f"project {project_id}: Label Studio at {settings.label_studio_url} is unreachable "
-                f"({type(exc).__name__}: {error_text(exc)}); the serving model is unchanged") from exc
+                f"({type(exc).__name__}: {error_text(exc)}); the serving model is unchanged") from None
+        if (message := label_studio_error(exc)) is not None:
+            raise LabelStudioRefused(f"project {project_id}: {message}; the serving model is unchanged") from None
         raise
 
 

@@ -88,3 +88,31 @@ def test_webhooks_for_projects_that_never_connected_change_nothing(ls_client, au
     assert sorted(p.name for p in models.iterdir()) == listing  # no project folder, no model
     after = {t.id: [as_dict(p)["id"] for p in t.predictions] for t in projects.iter_tasks(ls_client, other.id)}
     assert after == before
+
+
+def test_a_refused_label_studio_request_leaves_no_session_cookie_in_the_training_log(label_studio, ls_client,
+                                                                                   monkeypatch, tmp_path):
+    """The SDK's ApiError prints every response header, and Label Studio answers with a session
+    cookie; a training run that fails on one is logged (and stored by RQ) with its words only."""
+    import traceback
+
+    from label_studio_sdk.core.api_error import ApiError
+
+    from labelloop.backend import training
+    from labelloop.backend.config import Settings
+    from labelloop.scripts.client import connect
+
+    with pytest.raises(ApiError) as caught:  # a real refusal from the real Label Studio
+        connect(label_studio.url, "revoked-token").projects.list()
+    assert "sessionid" in str(caught.value) or "set-cookie" in str(caught.value).lower()
+
+    def refused(*args, **kwargs):
+        raise caught.value
+
+    monkeypatch.setattr(training, "_retrain", refused)
+    settings = Settings.from_env(model_dir=str(tmp_path))
+    with pytest.raises(training.LabelStudioRefused) as failed:
+        training.retrain_project(1, full=True, settings=settings, registry=None)
+    logged = "".join(traceback.format_exception(failed.value))
+    assert "Label Studio refused the API key (HTTP 401: Invalid token.)" in logged
+    assert "sessionid" not in logged and "set-cookie" not in logged.lower()
