@@ -110,11 +110,13 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
                     "An LLM project needs its endpoint to answer, and drafts every task without a draft "
                     "before it writes: run `labelloop prelabel` first, or give --timeout more time.")
             time.sleep(1.0)
-    missing, missing_ids = max(0, unlabelled - current), []
-    if missing:
-        pending = client.tasks.list(project=project_id, query=query(*TO_RANK, lacks_model_version(version)),
-                                    page_size=5, fields="task_only")
-        missing_ids = [task.id for task in islice(pending, 5)]
+    missing, missing_ids = 0, []
+    if current < unlabelled:  # not predicted, or annotated since we counted: ask which
+        lacking = (*TO_RANK, lacks_model_version(version))
+        missing = _count(client, project_id, *lacking)
+        if missing:
+            pending = client.tasks.list(project=project_id, query=query(*lacking), page_size=5, fields="task_only")
+            missing_ids = [task.id for task in islice(pending, 5)]
     view_id = save_view(client, project_id, VIEW_TITLE, list(TO_RANK), ["tasks:predictions_score"])
     ml = client.ml.get(id=ml.id)
     chosen = (ml.extra_params or {}).get("strategy") if isinstance(ml.extra_params, dict) else None
