@@ -86,6 +86,7 @@ class ConnectedProjects:
             self._secured[project_id] = now + self.ttl_s
 
         def run():
+            from labelloop.scripts.client import error_text
             from labelloop.scripts.connections import secure_webhook
 
             for _ in range(attempts):
@@ -97,7 +98,8 @@ class ConnectedProjects:
                                         project_id, url)
                         return
                 except Exception as exc:
-                    logger.warning("project %s: cannot set the webhook's credentials yet: %s", project_id, exc)
+                    logger.warning("project %s: cannot set the webhook's credentials yet: %s", project_id,
+                                   error_text(exc))
                 time.sleep(delay_s)
             logger.warning("project %s: no webhook to %s/webhook found; annotation events will get 401 until "
                            "one exists and the next /setup secures it", project_id, url)
