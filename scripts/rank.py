@@ -26,6 +26,8 @@ from .augment import MODEL_VERSION as AUGMENT_VERSION
 from .filters import UNLABELLED, has_model_version, lacks_model_version, query, save_view
 
 VIEW_TITLE = "Most informative first"
+WRITING = "unlabelled tasks with a current prediction"
+WAITING = "the backend retrains (or drafts LLM answers) before it writes"
 SAMPLING = "Uncertainty sampling"
 #: the tasks a refresh re-predicts: unlabelled, less `labelloop augment`'s variants, which keep
 #: their source's label (waiting for those to get a score would never end)
@@ -88,17 +90,17 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
     deadline = time.monotonic() + timeout
     version, current, seen, changed_at = previous, 0, -1, time.monotonic()
     with progress:
-        bar = progress.add_task("unlabelled tasks with a current prediction", total=unlabelled)
+        bar = progress.add_task(WRITING, total=unlabelled)
         while unlabelled:
             version = client.projects.get(id=project_id).model_version or ""
-            current = (_count(client, project_id, *TO_RANK, has_model_version(version))
-                       if version.startswith("labelloop-") else 0)
-            progress.update(bar, completed=current)
+            writing = version.startswith("labelloop-")
+            current = _count(client, project_id, *TO_RANK, has_model_version(version)) if writing else 0
+            progress.update(bar, completed=current, description=WRITING if writing else WAITING)
             now = time.monotonic()
             if current != seen:
                 seen, changed_at = current, now
             # the refresh writes as soon as every prediction is made: a quiet spell means it is done
-            if version.startswith("labelloop-") and (current >= unlabelled or now - changed_at >= settle):
+            if writing and (current >= unlabelled or now - changed_at >= settle):
                 break
             if now > deadline:
                 if not version and previous:  # nothing was written: the stream gets its old predictions back
