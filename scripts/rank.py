@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from itertools import islice
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -113,12 +112,10 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
                     "before it writes: run `labelloop prelabel` first, or give --timeout more time.")
             time.sleep(1.0)
     missing, missing_ids = 0, []
-    if current < unlabelled:  # not predicted, or annotated since we counted: ask which
-        lacking = (*TO_RANK, lacks_model_version(version))
-        missing = _count(client, project_id, *lacking)
-        if missing:
-            pending = client.tasks.list(project=project_id, query=query(*lacking), page_size=5, fields="task_only")
-            missing_ids = [task.id for task in islice(pending, 5)]
+    if current < unlabelled:  # not predicted, or annotated since we counted: ask which (one page says both)
+        pending = client.tasks.list(project=project_id, query=query(*TO_RANK, lacks_model_version(version)),
+                                    page_size=5, fields="task_only")
+        missing, missing_ids = pending.response.total or 0, [task.id for task in pending.items or ()]
     view_id = save_view(client, project_id, VIEW_TITLE, list(TO_RANK), ["tasks:predictions_score"])
     ml = client.ml.get(id=ml.id)
     chosen = (ml.extra_params or {}).get("strategy") if isinstance(ml.extra_params, dict) else None
