@@ -138,9 +138,35 @@ def parse_label_config(config: str) -> Spec:
     return _parse(config)
 
 
+def _check_readable(interface, spec: Spec) -> Spec:
+    """``spec``, or `UnsupportedLabelConfig` when the text it names is not in the task data as
+    text labelloop can read: a URL the browser fetches, or XPath-addressed spans of HyperText."""
+    objects = {o.name: o for o in interface.objects}
+    if isinstance(spec, PreferenceSpec):
+        names = [o.name for o in interface.objects if o.value and o.value.lstrip("$") == spec.prompt_key]
+        names += [name for name, _ in spec.answers]
+    else:
+        names = [spec.to_name]
+    for name in names:
+        obj = objects.get(name)
+        if obj is not None and str(obj.attr.get("valueType", "text")).lower() == "url":
+            raise UnsupportedLabelConfig(
+                f"<{obj.tag} name=\"{name}\"> loads its text from a URL in the browser (valueType=\"url\"), and "
+                f"the ML backend cannot see it; put the text itself in the task data field {obj.value} and drop valueType")
+    if isinstance(spec, SpanSpec) and objects[spec.to_name].tag != "Text":
+        raise UnsupportedLabelConfig(
+            f"NER spans over <{objects[spec.to_name].tag} name=\"{spec.to_name}\"> are addressed by XPath, which "
+            "labelloop does not write; mark spans over a <Text> object")
+    return spec
+
+
 @functools.lru_cache(maxsize=256)
 def _parse(config: str) -> Spec:
     interface = _interface(config)
+    return _check_readable(interface, _spec(interface))
+
+
+def _spec(interface) -> Spec:
     texts = {o.name: o.value.lstrip("$") for o in interface.objects if o.tag in _TEXT_OBJECTS and o.value}
     for control in interface.controls:
         targets = [t for t in control.to_name if t in texts]

@@ -72,6 +72,19 @@ def test_kinds_without_a_predictor_refuse_to_prelabel_naming_the_kind(name, kind
     ("<View><Choices name='c' toName='t'>", "could not be parsed"),
     ("<View><Text name='t' value='$t'/></View>", "a <Choices> control over a <Text> object"),
     ("<View><Text name='t' value='$t'/><Choices name='c' toName='t'></Choices></View>", "has no <Choice> values"),
+    # the backend would classify (or mark spans in, or answer) the URL string itself
+    ("<View><Text name='t' value='$url' valueType='url'/><Choices name='c' toName='t'><Choice value='a'/>"
+     "</Choices></View>", r'<Text name="t"> loads its text from a URL.*task data field \$url'),
+    ("<View><Text name='t' value='$url' valueType='url'/><Labels name='l' toName='t'><Label value='PER'/>"
+     "</Labels></View>", "loads its text from a URL"),
+    ("<View><Text name='p' value='$prompt' valueType='url'/><TextArea name='r' toName='p'/></View>",
+     "loads its text from a URL"),
+    ("<View><Text name='p' value='$prompt'/><Text name='a1' value='$a1' valueType='url'/><Text name='a2' value='$a2'/>"
+     "<Choices name='c' toName='p'><Choice value='a1'/><Choice value='a2'/></Choices></View>",
+     '<Text name="a1"> loads its text from a URL'),
+    # Label Studio addresses HyperText spans by XPath; character offsets would land in the wrong place
+    ("<View><HyperText name='h' value='$html'/><Labels name='l' toName='h'><Label value='PER'/></Labels></View>",
+     "spans over <HyperText.*XPath"),
 ])
 def test_bad_configs(config, reason):
     with pytest.raises(UnsupportedLabelConfig, match=reason):
