@@ -155,8 +155,10 @@ def push_review_queue(client, project_id: int, queued: list[dict], *, tasks: dic
     write_review_order(client, changes,
                        progress=progress("ordering the review queue", len(changes)) if progress else None)
     # the tasks flagged by this audit, worst first
+    # the given labels beside the suggestions; no score column: Label Studio averages the served
+    # model's scores there, not the audit's
     return save_view(client, project_id, VIEW_TITLE, [has_model_version(version)], [ORDER_COLUMN],
-                     numeric=(ORDER_COLUMN,))
+                     numeric=(ORDER_COLUMN,), columns=("id", "annotators", "annotations_results", "predictions_results"))
 
 
 def review_order_changes(tasks: dict, queued_ids: list) -> list[tuple[int, int | None]]:

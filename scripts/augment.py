@@ -152,7 +152,7 @@ def run_augment(client, project_id: int, *, method: str, n: int = 1, limit: int 
     report.created = push_predictions(client, project_id, predictions,
                                       progress=progress("prelabels", len(predictions)) if progress else None)
     report.view_id = save_view(client, project_id, VIEW_TITLE, [UNLABELLED, has_model_version(MODEL_VERSION)],
-                               ["tasks:id"])
+                               ["tasks:id"], columns=("id", "predictions_results"))
     return report
 
 

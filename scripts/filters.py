@@ -52,11 +52,41 @@ def selected(task_ids) -> str:
     return json.dumps({"selectedItems": {"all": False, "included": [int(t) for t in task_ids]}})
 
 
+#: the Data Manager's task columns in Label Studio 1.23 (`data_manager/functions.py`); task data
+#: fields are columns too (``tasks:data.<key>``)
+TASK_COLUMNS = ("id", "inner_id", "completed_at", "total_annotations", "cancelled_annotations",
+                "total_predictions", "annotators", "annotations_results", "annotations_ids", "predictions_score",
+                "predictions_model_versions", "predictions_results", "file_upload", "storage_filename",
+                "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists")
+
+
+#: wide enough that a result's JSON shows its label within the table's three lines
+_RESULTS_WIDTH = 300
+
+
+def column_layout(shown: tuple[str, ...]) -> dict:
+    """A view's ``hiddenColumns`` and ``columnsWidth``: every task column but ``shown`` (names
+    from `TASK_COLUMNS`) hidden, and result columns wide enough to read.
+
+    Task data columns stay visible. Label Studio computes columns such as annotation results
+    only for a view that says what it hides: without this, a view made through the API shows
+    all 19 columns, those empty, and the text far off to the right.
+    """
+    unknown = set(shown) - set(TASK_COLUMNS)
+    if unknown:
+        raise ValueError(f"not Data Manager task columns: {sorted(unknown)}")
+    # "tasks:data" is the whole task data as one JSON column, beside a column per field
+    hidden = [f"tasks:{column}" for column in TASK_COLUMNS if column not in shown] + ["tasks:data"]
+    widths = {f"tasks:{column}": _RESULTS_WIDTH for column in shown if column.endswith("_results")}
+    return {"hiddenColumns": {"explore": hidden, "labeling": hidden}, "columnsWidth": widths}
+
+
 def save_view(client, project_id: int, title: str, items: list[dict], ordering: list[str], *,
-              numeric: tuple[str, ...] = ()) -> int:
+              numeric: tuple[str, ...] = (), columns: tuple[str, ...] = ("id",)) -> int:
     """Create the saved view ``title``, or update the one that exists; returns its id.
-    ``numeric``: columns (``tasks:data.<key>``) to sort as numbers, not as text."""
-    data = {"title": title, "filters": filters(*items), "ordering": ordering}
+    ``numeric``: columns (``tasks:data.<key>``) to sort as numbers, not as text. ``columns``: the
+    task columns the view shows (`TASK_COLUMNS`) beside the task data."""
+    data = {"title": title, "filters": filters(*items), "ordering": ordering, **column_layout(columns)}
     if numeric:  # else PostgreSQL sorts a data key's values as text: "10" before "9"
         data["columnsDisplayType"] = {column: "Number" for column in numeric}
     for view in client.views.list(project=project_id):

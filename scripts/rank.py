@@ -116,7 +116,8 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
         pending = client.tasks.list(project=project_id, query=query(*TO_RANK, lacks_model_version(version)),
                                     page_size=5, fields="task_only")
         missing, missing_ids = pending.response.total or 0, [task.id for task in pending.items or ()]
-    view_id = save_view(client, project_id, VIEW_TITLE, list(TO_RANK), ["tasks:predictions_score"])
+    view_id = save_view(client, project_id, VIEW_TITLE, list(TO_RANK), ["tasks:predictions_score"],
+                        columns=("id", "predictions_results", "predictions_score"))
     ml = client.ml.get(id=ml.id)
     chosen = (ml.extra_params or {}).get("strategy") if isinstance(ml.extra_params, dict) else None
     return RankReport(project_id, version, unlabelled, current, view_id, chosen or "backend default",

@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+import requests
 
 from labelloop.kinds import parse as parse_config
 from labelloop.kinds.base import review_queue
@@ -101,6 +102,14 @@ def test_audit_flags_flipped_labels_and_keeps_annotations(ls_client, label_studi
 
     views = [v for v in ls_client.views.list(project=project.id) if v.data.get("title") == VIEW_TITLE]
     assert len(views) == 1
+    # the Data Manager's table shows each task's given label beside the audit's suggestion: Label
+    # Studio fills those columns only for a view that lists what it hides
+    rows = requests.get(f"{label_studio.url}/api/tasks", params={"view": views[0].id, "page_size": 100},
+                        headers={"Authorization": f"Token {label_studio.token}"}, timeout=30).json()["tasks"]
+    for row in rows:
+        finding = by_id[row["id"]]
+        assert finding["given"] in json.dumps(row["annotations_results"]), row
+        assert finding["suggested"] in json.dumps(row["predictions_results"]), row
     # the view serves the queue worst first, also while a served model's version is the
     # project's: Label Studio sorts prediction scores of that version only
     queue = [f["task_id"] for f in review_queue(report.findings)]
