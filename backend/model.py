@@ -4,6 +4,7 @@ from __future__ import annotations
 from label_studio_ml.model import LabelStudioMLBase
 
 from labelloop.kinds import parse as parse_config
+from labelloop.kinds.base import extra_params_dict
 from labelloop.model.ranking import STRATEGIES, UnknownStrategyError
 
 from .config import Settings
@@ -17,8 +18,8 @@ class LabelloopModel(LabelStudioMLBase):
     Construction parses the label config (cached), looks up the project kind and the serving
     model version; it never loads weights. `predict` loads them once per process through the
     registry. Raises `UnsupportedLabelConfig` for a config labelloop cannot prelabel (its
-    subclass `KindNotSupported` names the kind), `UnknownStrategyError` for a bad strategy in
-    the ML backend's extra params, and, with ``setup``, whatever the kind's ``configure`` raises
+    subclass `KindNotSupported` names the kind), `ProjectSettingsError` for extra params that
+    are not a JSON object, `UnknownStrategyError` for a bad strategy in them, and, with ``setup``, whatever the kind's ``configure`` raises
     (for LLM projects: a bad template or an unusable endpoint).
     """
 
@@ -31,16 +32,17 @@ class LabelloopModel(LabelStudioMLBase):
         cls.registry = ModelRegistry.from_settings(settings)
 
     def __init__(self, label_config: str | None = None, train_output=None, project: str | None = None,
-                 extra_params: dict | None = None, setup: bool = False, **kwargs):
+                 extra_params: dict | str | None = None, setup: bool = False, **kwargs):
         self.spec, self.kind = parse_config(label_config)
         super().__init__(label_config=label_config, train_output=train_output, **kwargs)
         if self.registry is None:
             self.configure(self.settings)
         self.project = str(project or "unknown")
+        extra_params = extra_params_dict(extra_params)
         if setup:  # the project's settings arrive with /setup only; the kind keeps what it needs
             self.kind.configure(self.registry, self.project, self.spec, extra_params)
         self.model_version = self.kind.model_version(self.registry, self.project, self.spec)
-        if isinstance(extra_params, dict) and extra_params.get("strategy"):
+        if extra_params.get("strategy"):
             strategy = str(extra_params["strategy"])
             if strategy not in STRATEGIES:
                 raise UnknownStrategyError(

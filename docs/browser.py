@@ -1,12 +1,40 @@
-"""A logged-in headless Chromium on one task's labelling view, for the screenshot scripts here.
+"""What the screenshot scripts here share: their command line, a fresh Label Studio with a
+labelloop backend, and a logged-in headless Chromium (on one task's labelling view).
 
 Needs Playwright (`pip install playwright`) and a Chromium (`apt-get install chromium`); neither
 is a labelloop dependency.
 """
 from __future__ import annotations
 
+import argparse
+import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def chromium_path(description: str) -> str:
+    """The script's ``--chromium``; models load offline, as in the tests."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return parser.parse_args().chromium
+
+
+@contextmanager
+def label_studio_and_backend(*, backend_env: dict | None = None):
+    """Yield ``(ls, creds, backend, client, tmp)``: a fresh Label Studio, a labelloop backend that
+    reaches it (with ``backend_env`` set too) and an SDK client; both stop on exit."""
+    from labelloop.scripts.client import connect
+    from labelloop.scripts.services import backend_service, label_studio_service
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ls, creds = label_studio_service(tmp / "ls")
+        backend = backend_service(tmp / "models", extra_env={"LABEL_STUDIO_URL": ls.url,
+                                                             "LABEL_STUDIO_API_KEY": creds.token, **(backend_env or {})})
+        with ls, backend:
+            yield ls, creds, backend, connect(ls.url, creds.token), tmp
 
 
 @contextmanager

@@ -9,7 +9,6 @@ Usage: .venv/bin/python docs/screenshot_llm_draft.py [--chromium /usr/bin/chromi
 """
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from pathlib import Path
@@ -20,11 +19,9 @@ PROMPTS = ["How do I politely decline a meeting invitation?", "What is a good na
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from browser import labelling_page
+    from browser import chromium_path, labelling_page
+
+    chromium = chromium_path(__doc__)
 
     from labelloop.backend.config import Settings
     from labelloop.scripts import projects
@@ -49,7 +46,7 @@ def main() -> None:
             prelabel_project(client, project.id, settings=Settings.from_env(model_dir=str(tmp / "models")))
             task_id = min(t.id for t in projects.iter_tasks(client, project.id))
             # ready: the labelling UI has loaded, and with it the annotation prefilled from the draft
-            with labelling_page(args.chromium, ls, creds, project.id, task_id,
+            with labelling_page(chromium, ls, creds, project.id, task_id,
                                 ready="text=Write the response the model should give", height=760, settle_ms=5000,
                                 debug=OUT.with_name("debug.png")) as page:
                 OUT.parent.mkdir(parents=True, exist_ok=True)

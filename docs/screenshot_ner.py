@@ -10,9 +10,6 @@ Usage: .venv/bin/python docs/screenshot_ner.py [--chromium /usr/bin/chromium]
 """
 from __future__ import annotations
 
-import argparse
-import os
-import tempfile
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "images" / "ner-prelabel.png"
@@ -20,36 +17,26 @@ TEXT = "🎉🎉 Barack Obama 😀 flew to London 🇬🇧 to meet Google 🚀 s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from browser import labelling_page
+    from browser import chromium_path, label_studio_and_backend, labelling_page
 
+    chromium = chromium_path(__doc__)
     from labelloop.scripts import projects
-    from labelloop.scripts.client import as_dict, connect
-    from labelloop.scripts.services import backend_service, label_studio_service
+    from labelloop.scripts.client import as_dict
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        ls, creds = label_studio_service(tmp / "ls")
-        backend = backend_service(tmp / "models", extra_env={"LABEL_STUDIO_URL": ls.url,
-                                                             "LABEL_STUDIO_API_KEY": creds.token})
-        with ls, backend:
-            client = connect(ls.url, creds.token)
-            project = projects.create_project(client, "Named entities (prelabelled by labelloop)", "ner")
-            projects.import_tasks(client, project.id, [{"text": TEXT}])
-            projects.connect_backend(client, project.id, backend.url)
-            projects.retrieve_predictions(client, project.id)
-            [task] = list(projects.iter_tasks(client, project.id))
-            expected = sorted(r["value"]["text"] for r in as_dict(task.predictions[0])["result"])
-            with labelling_page(args.chromium, ls, creds, project.id, task.id, ready=".htx-highlight", height=600,
-                                settle_ms=3000, debug=OUT.with_name("debug.png")) as page:
-                # Label Studio draws a region as one or more highlight spans inside the text
-                drawn = page.eval_on_selector_all(
-                    ".htx-highlight", "els => els.map(e => e.textContent)")
-                OUT.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(OUT))
+    with label_studio_and_backend() as (ls, creds, backend, client, _):
+        project = projects.create_project(client, "Named entities (prelabelled by labelloop)", "ner")
+        projects.import_tasks(client, project.id, [{"text": TEXT}])
+        projects.connect_backend(client, project.id, backend.url)
+        projects.retrieve_predictions(client, project.id)
+        [task] = list(projects.iter_tasks(client, project.id))
+        expected = sorted(r["value"]["text"] for r in as_dict(task.predictions[0])["result"])
+        with labelling_page(chromium, ls, creds, project.id, task.id, ready=".htx-highlight", height=600,
+                            settle_ms=3000, debug=OUT.with_name("debug.png")) as page:
+            # Label Studio draws a region as one or more highlight spans inside the text
+            drawn = page.eval_on_selector_all(
+                ".htx-highlight", "els => els.map(e => e.textContent)")
+            OUT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(OUT))
     shown = sorted(t for t in drawn if t)
     print(f"predicted spans: {expected}\nhighlighted in the UI: {shown}")
     if shown != expected:

@@ -10,8 +10,6 @@ Usage: .venv/bin/python docs/screenshot_review.py [--chromium /usr/bin/chromium]
 """
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
 from pathlib import Path
 
@@ -30,11 +28,9 @@ def bbc_config(labels) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from browser import logged_in
+    from browser import chromium_path, logged_in
+
+    chromium = chromium_path(__doc__)
 
     from labelloop.kinds.base import review_queue
     from labelloop.model.datasets import bbc_news
@@ -67,7 +63,7 @@ def main() -> None:
             report = run_audit(client, project.id, out_dir=tmp / "audit")
             queue = [f["task_id"] for f in review_queue(report.findings)]
 
-            with logged_in(args.chromium, ls, creds, width=1400, height=640) as (browser, page):
+            with logged_in(chromium, ls, creds, width=1400, height=640) as (browser, page):
                 page.goto(f"{ls.url}/projects/{project.id}/data?tab={report.view_id}")
                 page.wait_for_selector(f"text={VIEW_TITLE}", timeout=60_000)
                 page.wait_for_load_state("networkidle")

@@ -16,6 +16,7 @@ A kind that cannot do something yet raises `KindNotSupported`, whose message nam
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 import numpy as np
@@ -34,6 +35,33 @@ class KindNotSupported(UnsupportedLabelConfig):
 
 class ProjectSettingsError(LabelloopError, ValueError):
     """A project's extra params cannot be used (a value of the wrong type or range)."""
+
+
+_EXAMPLE_PARAMS = '{"strategy": "margin"}'
+
+
+def extra_params_dict(extra_params) -> dict:
+    """The ML backend's extra params (a project's settings) as a dict; ``{}`` when there are none.
+
+    Label Studio keeps what its Connect Model dialog's text box holds as a JSON string, and what
+    the API set as an object; /setup and the SDK pass either on. Raises `ProjectSettingsError`
+    for text that is not JSON, or JSON that is not an object.
+    """
+    value = extra_params
+    if isinstance(value, str):
+        if not value.strip():
+            return {}
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ProjectSettingsError(f"the ML backend's extra params are not JSON ({exc.msg}, line {exc.lineno} "
+                                       f"column {exc.colno}); write an object such as {_EXAMPLE_PARAMS}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProjectSettingsError(f"the ML backend's extra params must be a JSON object such as {_EXAMPLE_PARAMS}, "
+                                   f"not {type(value).__name__}")
+    return value
 
 
 class ProjectKind:

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 
 from labelloop.kinds import parse as parse_config
+from labelloop.kinds.base import extra_params_dict
 from labelloop.model.augment import without_variants
 from labelloop.model.store import project_key
 
@@ -44,10 +45,10 @@ class PrelabelReport:
 
 
 def backend_params(client, project_id: int) -> dict:
-    """The extra params of the project's ML backend in Label Studio (its per-project settings)."""
+    """The extra params of the project's ML backend in Label Studio (its per-project settings);
+    raises `ProjectSettingsError` when they are not a JSON object."""
     for ml in client.ml.list(project=project_id):
-        if isinstance(ml.extra_params, dict):
-            return ml.extra_params
+        return extra_params_dict(ml.extra_params)
     return {}
 
 

@@ -13,11 +13,13 @@
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from labelloop.kinds.base import extra_params_dict
 from labelloop.model.errors import LabelloopError
 from labelloop.model.ranking import STRATEGIES, UnknownStrategyError
 
@@ -73,9 +75,11 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
                         "(Project > Settings > Model, or `labelloop demo`)")
     ml = backends[0]
     if strategy is not None:
-        params = {**(ml.extra_params if isinstance(ml.extra_params, dict) else {}), "strategy": strategy}
+        params = {**extra_params_dict(ml.extra_params), "strategy": strategy}
+        # kept as the user's dialog keeps it (JSON text), so the dialog still shows it
+        stored = json.dumps(params) if isinstance(ml.extra_params, str) else params
         # Label Studio 1.23 re-validates the backend on PATCH: it needs url and project in the body
-        client.ml.update(id=ml.id, url=ml.url, project=project_id, extra_params=params)
+        client.ml.update(id=ml.id, url=ml.url, project=project_id, extra_params=stored)
     unlabelled = _count(client, project_id, *TO_RANK)
     previous = client.projects.get(id=project_id).model_version or ""
     if unlabelled:  # the backend sets the version again when its refresh has begun: that is what we wait for
@@ -119,6 +123,6 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
     view_id = save_view(client, project_id, VIEW_TITLE, list(TO_RANK), ["tasks:predictions_score"],
                         columns=("id", "predictions_results", "predictions_score"))
     ml = client.ml.get(id=ml.id)
-    chosen = (ml.extra_params or {}).get("strategy") if isinstance(ml.extra_params, dict) else None
+    chosen = extra_params_dict(ml.extra_params).get("strategy")
     return RankReport(project_id, version, unlabelled, current, view_id, chosen or "backend default",
                       missing, missing_ids)

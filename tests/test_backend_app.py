@@ -1,5 +1,6 @@
 """The backend's HTTP protocol, in-process through Flask's test client."""
 import base64
+import re
 
 import numpy as np
 import pytest
@@ -204,6 +205,25 @@ def test_strategy_from_extra_params_defines_the_score(client):
     np.testing.assert_allclose(margin, [2 * c - 1 for c in confidence], atol=1e-5)
     bad = client.post("/setup", json={"project": "6.1", "schema": CONFIG, "extra_params": {"strategy": "bald"}})
     assert bad.status_code == 422 and "bald" in bad.get_json()["error"]
+
+
+def test_extra_params_typed_into_label_studio_s_dialog_arrive_as_json_text_and_count(client):
+    """Label Studio keeps the Connect Model dialog's text box as a JSON string (docs/screenshot_connect.py)."""
+    tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(["great", "bad", "so-so film"])]
+
+    def scores(extra_params):
+        setup = client.post("/setup", json={"project": "7.1", "schema": CONFIG, "extra_params": extra_params})
+        assert setup.status_code == 200, setup.get_json()
+        return [r["score"] for r in predict(client, tasks, project="7.1").get_json()["results"]]
+
+    as_text = scores('{"strategy": "least_confidence"}')
+    assert as_text == scores({"strategy": "least_confidence"})
+    assert as_text != scores('{"strategy": "margin"}')
+    assert scores("") == scores(None) == scores("  ")  # an empty box: the backend's default
+    for bad, reason in (('{"strategy": "margin"', "not JSON"), ('["margin"]', "JSON object.*not list"),
+                        ('{"strategy": "bald"}', "bald")):
+        response = client.post("/setup", json={"project": "7.1", "schema": CONFIG, "extra_params": bad})
+        assert response.status_code == 422 and re.search(reason, response.get_json()["error"]), response.get_json()
 
 
 NER = load("ner")

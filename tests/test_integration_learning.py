@@ -1,4 +1,5 @@
 """Active learning end to end: ranking, retraining from webhooks, Label Studio's own next task."""
+import json
 import threading
 import time
 from collections import Counter
@@ -10,6 +11,7 @@ from labelloop.label_config import load
 from labelloop.model.datasets import rotten_tomatoes
 from labelloop.scripts import projects
 from labelloop.scripts.client import as_dict
+from labelloop.scripts.prelabel import backend_params
 from labelloop.scripts.rank import VIEW_TITLE, rank_project
 
 from conftest import wait_for
@@ -166,3 +168,23 @@ def test_rank_with_nothing_unlabelled_returns_at_once(ls_client, backend):
     assert (report.unlabelled, report.current, report.missing) == (0, 0, 0)
     assert ls_client.projects.get(id=project.id).sampling == "Uncertainty sampling"
     assert VIEW_TITLE in [(v.data or {}).get("title") for v in ls_client.views.list(project=project.id)]
+
+
+def test_extra_params_typed_into_the_dialog_are_read_and_kept_as_text(ls_client, label_studio, backend):
+    project = projects.create_project(ls_client, "params from the dialog", "text_classification")
+    projects.connect_backend(ls_client, project.id, backend.url)
+    [ml] = ls_client.ml.list(project=project.id)
+    api = f"{label_studio.url}/api/ml/{ml.id}"
+    auth = {"Authorization": f"Token {label_studio.token}"}
+    # what Label Studio's Connect Model dialog saves: its text box, as JSON text
+    typed = '{"strategy": "least_confidence", "note": "mine"}'
+    assert requests.patch(api, headers=auth, timeout=30, json={"url": ml.url, "project": project.id,
+                                                               "extra_params": typed}).ok
+    assert requests.get(api, headers=auth, timeout=30).json()["extra_params"] == typed
+    assert backend_params(ls_client, project.id) == {"strategy": "least_confidence", "note": "mine"}
+
+    report = rank_project(ls_client, project.id, strategy="entropy", timeout=60)
+    assert report.strategy == "entropy"
+    stored = requests.get(api, headers=auth, timeout=30).json()["extra_params"]
+    # still text the dialog can show, and the user's other setting is kept
+    assert isinstance(stored, str) and json.loads(stored) == {"strategy": "entropy", "note": "mine"}
