@@ -19,8 +19,9 @@ class LabelloopModel(LabelStudioMLBase):
     model version; it never loads weights. `predict` loads them once per process through the
     registry. Raises `UnsupportedLabelConfig` for a config labelloop cannot prelabel (its
     subclass `KindNotSupported` names the kind), `ProjectSettingsError` for extra params that
-    are not a JSON object, `UnknownStrategyError` for a bad strategy in them, and, with ``setup``, whatever the kind's ``configure`` raises
-    (for LLM projects: a bad template or an unusable endpoint).
+    are not a JSON object, `UnknownStrategyError` for a bad strategy in them, and, with
+    ``setup``, whatever the kind's ``configure`` raises (for LLM projects: a bad template or an
+    unusable endpoint).
     """
 
     settings: Settings = Settings()

@@ -154,9 +154,8 @@ def push_review_queue(client, project_id: int, queued: list[dict], *, tasks: dic
     changes = review_order_changes(tasks, [f["task_id"] for f in queued])
     write_review_order(client, changes,
                        progress=progress("ordering the review queue", len(changes)) if progress else None)
-    # the tasks flagged by this audit, worst first
-    # the given labels beside the suggestions; no score column: Label Studio averages the served
-    # model's scores there, not the audit's
+    # the tasks flagged by this audit, worst first, given labels beside suggestions; no score
+    # column: Label Studio would average the served model's scores there, not the audit's
     return save_view(client, project_id, VIEW_TITLE, [has_model_version(version)], [ORDER_COLUMN],
                      numeric=(ORDER_COLUMN,), columns=("id", "annotators", "annotations_results", "predictions_results"))
 

@@ -75,8 +75,7 @@ def column_layout(shown: tuple[str, ...]) -> dict:
     unknown = set(shown) - set(TASK_COLUMNS)
     if unknown:
         raise ValueError(f"not Data Manager task columns: {sorted(unknown)}")
-    # "tasks:data" is the whole task data as one JSON column, beside a column per field
-    hidden = [f"tasks:{column}" for column in TASK_COLUMNS if column not in shown] + ["tasks:data"]
+    hidden = [f"tasks:{column}" for column in TASK_COLUMNS if column not in shown]
     widths = {f"tasks:{column}": _RESULTS_WIDTH for column in shown if column.endswith("_results")}
     return {"hiddenColumns": {"explore": hidden, "labeling": hidden}, "columnsWidth": widths}
 

@@ -74,8 +74,9 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
         raise RankError(f"project {project_id} has no ML backend: connect labelloop first "
                         "(Project > Settings > Model, or `labelloop demo`)")
     ml = backends[0]
+    params = extra_params_dict(ml.extra_params)  # unreadable settings fail here, before any work
     if strategy is not None:
-        params = {**extra_params_dict(ml.extra_params), "strategy": strategy}
+        params = {**params, "strategy": strategy}
         # kept as the user's dialog keeps it (JSON text), so the dialog still shows it
         stored = json.dumps(params) if isinstance(ml.extra_params, str) else params
         # Label Studio 1.23 re-validates the backend on PATCH: it needs url and project in the body
