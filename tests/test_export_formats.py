@@ -60,7 +60,7 @@ def test_preference_formats():
 def test_format_must_exist_and_fit_the_project():
     with pytest.raises(FormatError, match="unknown format 'csv'"):
         check_format("csv", "llm")
-    with pytest.raises(FormatError, match="does not fit a llm project.*openai-chat"):
+    with pytest.raises(FormatError, match="does not fit an LLM response project; it fits NER projects.*openai-chat"):
         check_format("conll", "llm")
     check_format("conll", "ner")
 

@@ -157,7 +157,7 @@ def test_llm_project_exports_every_format(ls_client, tmp_path):
     assert other.manifest["files"] != first.manifest["files"]
 
     # bad requests: clear errors, nothing written
-    for fmt, message in (("openai-dpo", "does not fit a llm project"), ("conll", "does not fit"),
+    for fmt, message in (("openai-dpo", "does not fit an LLM response project"), ("conll", "does not fit"),
                          ("jsonl", "unknown format")):
         with pytest.raises(LabelloopError, match=message):
             export(ls_client, project.id, tmp_path / f"bad-{fmt}", fmt, tmp_path)
@@ -269,7 +269,7 @@ def test_ner_project_exports_spans_and_conll(ls_client, tmp_path):
             answer = json.loads(label_of(record, fmt))
             assert [(a["start"], a["end"], a["label"]) for a in answer] == [tuple(s) for s in spans]
             assert all(a["text"] == text[a["start"]:a["end"]] for a in answer)
-    with pytest.raises(LabelloopError, match="does not fit a ner project"):
+    with pytest.raises(LabelloopError, match="does not fit an NER project"):
         export(ls_client, project.id, tmp_path / "bad", "classification-jsonl", tmp_path)
 
 

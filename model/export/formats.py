@@ -23,6 +23,10 @@ FORMATS = {
     "conll": {"ner"},
 }
 
+#: how messages name each project kind of `FORMATS`, with its article
+KIND_NAMES = {"classification": "a text classification", "ner": "an NER", "llm": "an LLM response",
+              "preference": "a preference pair"}
+
 DEFAULT_INSTRUCTIONS = {
     "classification": "Classify the text. Answer with one of these labels: {labels}.",
     "multi_label": "Classify the text. Answer with every label that applies, separated by commas, from: {labels}.",
@@ -79,8 +83,9 @@ def check_format(fmt: str, kind: str | None = None) -> None:
         raise FormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if kind is not None and kind not in FORMATS[fmt]:
         fits = [f for f, kinds in FORMATS.items() if kind in kinds]
-        raise FormatError(f"format {fmt!r} does not fit a {kind} project; it fits "
-                          f"{', '.join(sorted(FORMATS[fmt]))} projects. For this project use: {', '.join(fits)}")
+        fit = ", ".join(KIND_NAMES[k].split(" ", 1)[1] for k in sorted(FORMATS[fmt]))
+        raise FormatError(f"format {fmt!r} does not fit {KIND_NAMES.get(kind, kind)} project; it fits {fit} "
+                          f"projects. For this project use: {', '.join(fits)}")
 
 
 def answer_text(example: Example) -> str:
