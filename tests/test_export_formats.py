@@ -46,6 +46,19 @@ def test_ner_answers_with_json_spans_and_conll_bio_tags():
         "Ada\tB-person", "Lovelace\tI-person", "lived\tO", "in\tO", "London\tB-location", ".\tO"]
 
 
+def test_conll_keeps_accented_words_and_emoji_whole():
+    # what annotators write: a decomposed accent (as macOS text has it), a
+    # ZWJ family, a flag and a heart with its variation selector
+    text = "Zoe\u0308 and the \U0001F469\u200d\U0001F467 met in Cafe\u0301 Paris \U0001F1EB\U0001F1F7\u2764\ufe0f"
+    start = text.index("Cafe")
+    spans = ((0, 4, "person"), (start, start + 5, "location"))
+    lines = conll_block(text, spans).splitlines()
+    assert lines == ["Zoe\u0308\tB-person", "and\tO", "the\tO", "\U0001F469\u200d\U0001F467\tO", "met\tO", "in\tO",
+                     "Cafe\u0301\tB-location", "Paris\tO", "\U0001F1EB\U0001F1F7\tO", "\u2764\ufe0f\tO"]
+    # every character of the text is in some token: nothing the annotators saw is lost
+    assert "".join(line.split("\t")[0] for line in lines) == text.replace(" ", "")
+
+
 def test_preference_formats():
     example = Example(6, "Pick one", response="good", rejected="bad")
     opts = RenderOptions("preference")

@@ -7,8 +7,9 @@ answer, which is a written ``response`` (LLM projects, the chosen one for prefer
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
+
+import regex
 
 from ..errors import LabelloopError
 
@@ -139,7 +140,10 @@ def render(example: Example, fmt: str, opts: RenderOptions):
     raise FormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-_TOKEN = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
+# words (accents and other combining marks inside them), else one user-perceived character:
+# `regex`'s \w and \X keep "Cafe\u0301", a flag or a ZWJ family emoji whole, where `re` split
+# them into a bare mark or joiner on a line of its own
+_TOKEN = regex.compile(r"\w+(?:['’-]\w+)*|(?!\s)\X")
 
 
 def outermost(spans) -> list:
