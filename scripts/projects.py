@@ -28,8 +28,11 @@ def import_tasks(client, project_id: int, data: Iterable[dict], *, chunk_size: i
 
 def connect_backend(client, project_id: int, url: str, *, title: str = "labelloop",
                     basic_auth: tuple[str, str] | None = None):
-    """Attach the ML backend at ``url``; Label Studio calls its /health and /setup now."""
-    kwargs = dict(project=project_id, url=url, title=title, is_interactive=True, auto_update=True)
+    """Attach the ML backend at ``url``; Label Studio calls its /health and /setup now.
+
+    Interactive preannotations stay off: they send a smart tool's clicks, which labelloop does
+    not read; prelabels on task open come without them (`docs/screenshot_connect.py`)."""
+    kwargs = dict(project=project_id, url=url, title=title, is_interactive=False, auto_update=True)
     if basic_auth:
         kwargs.update(auth_method="BASIC_AUTH", basic_auth_user=basic_auth[0], basic_auth_pass=basic_auth[1])
     return client.ml.create(**kwargs)
