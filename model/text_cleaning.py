@@ -30,8 +30,9 @@ def clean_text(text: str) -> str:
 
 
 def verbatim(text: str) -> str:
-    """``\\r\\n`` and ``\\r`` become ``\\n`` and the ends are trimmed; everything else is kept."""
-    return clean_text(text).replace("\r\n", "\n").replace("\r", "\n").strip()
+    """``\\r\\n`` and ``\\r`` become ``\\n``; everything else is kept (`clean_text` aside), the
+    ends too: a first line's indentation can be code, or a Markdown code block."""
+    return clean_text(text).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def dedup_key(text: str) -> str:

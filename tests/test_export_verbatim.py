@@ -51,8 +51,8 @@ def test_responses_and_prompts_are_exported_verbatim(tmp_path):
     export_snapshot(snapshot, tmp_path / "out", ExportOptions("openai-chat", fractions="1.0"))
     chats = all_chats(tmp_path / "out")
     assert chats["Write a depth-first search in Python."] == PYTHON
-    assert chats["Give me a YAML server config.\nWith two ports."] == YAML.strip()
-    assert chats["A  table  and a nested list, please."] == TABLE  # only \r\n -> \n and the ends trimmed
+    assert chats["Give me a YAML server config.\nWith two ports."] == YAML + "\n"
+    assert chats["A  table  and a nested list, please."] == "  " + TABLE + "\n\n"  # only \r\n -> \n
     assert chats["Say it\twith tabs."] == PROSE
     assert "    if visited is None:" in (tmp_path / "out" / "train.jsonl").read_text().replace("\\n", "\n")
 
@@ -159,7 +159,7 @@ def test_clean_text_keeps_length_and_drops_what_breaks_encoders():
     cleaned.encode("utf-8")  # no lone surrogate left
     assert not any(ch in cleaned for ch in "\x00\x07\x1b\x85")
     assert clean_text("tab\tnew\nline\r\n") == "tab\tnew\nline\r\n"
-    assert verbatim("\r\n  keep  inner  \r\n") == "keep  inner"
+    assert verbatim("\r\n  keep  inner  \r\n") == "\n  keep  inner  \n"
 
 
 def test_export_survives_surrogates_nul_and_control_characters(tmp_path):

@@ -81,10 +81,11 @@ def clean(examples: Sequence[Example], *, keep_offsets: bool = False) -> tuple[l
         if reason:
             reason = f"prompt/text {reason}"
         elif example.response is not None:
-            unusable = unintelligible_reason(example.response) if example.response else None
-            reason = "empty response" if not example.response else (f"response {unusable}" if unusable else None)
-            if not reason and example.rejected is not None and (not example.rejected
-                                                                 or example.rejected == example.response):
+            blank = not example.response.strip()
+            unusable = None if blank else unintelligible_reason(example.response)
+            reason = "empty response" if blank else (f"response {unusable}" if unusable else None)
+            if not reason and example.rejected is not None and (not example.rejected.strip()
+                                                                 or example.rejected.strip() == example.response.strip()):
                 reason = "rejected response empty or the same as the chosen one"
         if reason:
             dropped.setdefault(reason, []).append(example.task_id)
@@ -94,7 +95,12 @@ def clean(examples: Sequence[Example], *, keep_offsets: bool = False) -> tuple[l
 
 
 def _content_key(example: Example) -> str:
-    return json.dumps([example.prompt, example.response, example.rejected, example.labels, example.spans])
+    """Exact duplicates share this: the same texts but for whitespace at their ends (kept in the
+    files, not in the comparison), labels and spans."""
+    def ends(text):
+        return text.strip() if isinstance(text, str) else text
+    return json.dumps([ends(example.prompt), ends(example.response), ends(example.rejected), example.labels,
+                       example.spans])
 
 
 def prepare(examples: Sequence[Example], *, keep_offsets: bool = False, fractions="0.8,0.1,0.1", seed: int = 0,
