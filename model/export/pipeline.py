@@ -69,7 +69,7 @@ def _text(value, *, keep_offsets: bool):
 def clean(examples: Sequence[Example], *, keep_offsets: bool = False) -> tuple[list[Example], dict]:
     """Examples worth training on, and ``{reason: [task ids]}`` of the rest.
 
-    Texts stay as annotated: `verbatim` only unifies line endings and trims the ends. With
+    Texts stay as annotated: `verbatim` only unifies line endings (ends included). With
     ``keep_offsets`` (NER), the text only gets `clean_text`, which keeps every offset: the spans
     point into it. A response or rejected response that is set must hold text."""
     kept, dropped = [], {}
