@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 
@@ -22,19 +22,22 @@ def chromium_path(description: str) -> str:
 
 
 @contextmanager
-def label_studio_and_backend(*, backend_env: dict | None = None):
+def label_studio_and_backend(*, backend_env: dict | None = None, with_backend: bool = True):
     """Yield ``(ls, creds, backend, client, tmp)``: a fresh Label Studio, a labelloop backend that
-    reaches it (with ``backend_env`` set too) and an SDK client; both stop on exit."""
+    reaches it (with ``backend_env`` set too; None without ``with_backend``) and an SDK client;
+    both stop on exit."""
     from labelloop.scripts.client import connect
     from labelloop.scripts.services import backend_service, label_studio_service
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as running:
         tmp = Path(tmp)
         ls, creds = label_studio_service(tmp / "ls")
-        backend = backend_service(tmp / "models", extra_env={"LABEL_STUDIO_URL": ls.url,
-                                                             "LABEL_STUDIO_API_KEY": creds.token, **(backend_env or {})})
-        with ls, backend:
-            yield ls, creds, backend, connect(ls.url, creds.token), tmp
+        running.enter_context(ls)
+        backend = None
+        if with_backend:
+            backend = running.enter_context(backend_service(tmp / "models", extra_env={
+                "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": creds.token, **(backend_env or {})}))
+        yield ls, creds, backend, connect(ls.url, creds.token), tmp
 
 
 @contextmanager

@@ -17,7 +17,6 @@ Usage: .venv/bin/python docs/check_ui_annotations.py [--chromium /usr/bin/chromi
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 # selects ``word`` in the labelling UI's text and lets Label Studio see the selection end
@@ -145,19 +144,12 @@ def check_responses(client, ls, creds, chromium: str, tmp: Path) -> None:
 
 
 def main() -> None:
-    from browser import chromium_path
+    from browser import chromium_path, label_studio_and_backend
 
     chromium = chromium_path(__doc__)
-    from labelloop.scripts.client import connect
-    from labelloop.scripts.services import label_studio_service
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        ls, creds = label_studio_service(tmp / "ls")
-        with ls:
-            client = connect(ls.url, creds.token)
-            check_ner(client, ls, creds, chromium, tmp)
-            check_responses(client, ls, creds, chromium, tmp)
+    with label_studio_and_backend(with_backend=False) as (ls, creds, _, client, tmp):
+        check_ner(client, ls, creds, chromium, tmp)
+        check_responses(client, ls, creds, chromium, tmp)
     print("every exported text, span and answer is exactly what was annotated in the UI")
 
 

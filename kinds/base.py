@@ -89,9 +89,10 @@ class ProjectKind:
                                              "<TextArea> answering a <Text>)")
 
     # --- prelabel (backend) -------------------------------------------------------------------
-    def configure(self, registry, project: str, spec, extra_params: dict | None) -> None:
-        """Check and keep a project's settings from /setup (the ML backend's extra params);
-        raise a `labelloop.model.errors.LabelloopError` that says what is wrong."""
+    def configure(self, registry, project: str, spec, extra_params: dict) -> None:
+        """Check and keep a project's settings from /setup (the ML backend's extra params, read
+        by `extra_params_dict`); raise a `labelloop.model.errors.LabelloopError` that says what
+        is wrong."""
 
     def task_input(self, task: dict, spec, model, *, max_chars: int):
         """``(input, None)``: what the model reads of ``task``, or ``(None, reason)``. The default

@@ -101,13 +101,12 @@ class ResponseKind(ProjectKind):
         digest = hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:8]
         return f"{VERSION_PREFIX}llm-{_slug(config.model or 'none')}-{digest}"
 
-    def configure(self, registry, project: str, spec: ResponseSpec, extra_params: dict | None) -> None:
+    def configure(self, registry, project: str, spec: ResponseSpec, extra_params: dict) -> None:
         """Validate the project's overrides, the template's fields and the endpoint; keep the overrides.
 
         Raises `ProjectSettingsError`, `TemplateError` (naming the field) or `LLMEndpointError`.
         """
-        params = {k: v for k, v in extra_params.items() if k in LLMConfig.PROJECT_PARAMS} \
-            if isinstance(extra_params, dict) else {}
+        params = {k: v for k, v in extra_params.items() if k in LLMConfig.PROJECT_PARAMS}
         try:
             config = registry.llm.with_params(params)
         except ValueError as exc:

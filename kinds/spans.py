@@ -53,11 +53,10 @@ class LabelledSpans:
     spans: tuple[tuple[int, int, str], ...]
 
 
-def project_params(extra_params, spec: SpanSpec) -> dict:
+def project_params(extra_params: dict, spec: SpanSpec) -> dict:
     """The NER settings among a project's extra params, checked; raises `ProjectSettingsError`."""
-    params = extra_params if isinstance(extra_params, dict) else {}
     out = {}
-    label_map = params.get("label_map")
+    label_map = extra_params.get("label_map")
     if label_map is not None:
         if isinstance(label_map, str):
             try:
@@ -74,7 +73,7 @@ def project_params(extra_params, spec: SpanSpec) -> dict:
             raise ProjectSettingsError(f"extra param label_map maps to {', '.join(map(repr, unknown))}, which the "
                                        f"config's <Labels> does not have: {', '.join(spec.labels)}")
         out["label_map"] = label_map
-    ignore_case = params.get("gazetteer_ignore_case")
+    ignore_case = extra_params.get("gazetteer_ignore_case")
     if ignore_case is not None:
         if not isinstance(ignore_case, bool):
             raise ProjectSettingsError("extra param gazetteer_ignore_case must be true or false")

@@ -123,7 +123,5 @@ def rank_project(client, project_id: int, *, strategy: str | None = None, timeou
         missing, missing_ids = pending.response.total or 0, [task.id for task in pending.items or ()]
     view_id = save_view(client, project_id, VIEW_TITLE, list(TO_RANK), ["tasks:predictions_score"],
                         columns=("id", "predictions_results", "predictions_score"))
-    ml = client.ml.get(id=ml.id)
-    chosen = extra_params_dict(ml.extra_params).get("strategy")
-    return RankReport(project_id, version, unlabelled, current, view_id, chosen or "backend default",
+    return RankReport(project_id, version, unlabelled, current, view_id, params.get("strategy") or "backend default",
                       missing, missing_ids)

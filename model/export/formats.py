@@ -24,9 +24,9 @@ FORMATS = {
     "conll": {"ner"},
 }
 
-#: how messages name each project kind of `FORMATS`, with its article
-KIND_NAMES = {"classification": "a text classification", "ner": "an NER", "llm": "an LLM response",
-              "preference": "a preference pair"}
+#: how messages name each project kind of `FORMATS`: (article, name)
+KIND_NAMES = {"classification": ("a", "text classification"), "ner": ("an", "NER"), "llm": ("an", "LLM response"),
+              "preference": ("a", "preference pair")}
 
 DEFAULT_INSTRUCTIONS = {
     "classification": "Classify the text. Answer with one of these labels: {labels}.",
@@ -84,9 +84,10 @@ def check_format(fmt: str, kind: str | None = None) -> None:
         raise FormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if kind is not None and kind not in FORMATS[fmt]:
         fits = [f for f, kinds in FORMATS.items() if kind in kinds]
-        fit = ", ".join(KIND_NAMES[k].split(" ", 1)[1] for k in sorted(FORMATS[fmt]))
-        raise FormatError(f"format {fmt!r} does not fit {KIND_NAMES.get(kind, kind)} project; it fits {fit} "
-                          f"projects. For this project use: {', '.join(fits)}")
+        article, name = KIND_NAMES.get(kind, ("a", kind))
+        fit = ", ".join(KIND_NAMES[k][1] for k in sorted(FORMATS[fmt]))
+        raise FormatError(f"format {fmt!r} does not fit {article} {name} project; it fits {fit} projects. "
+                          f"For this project use: {', '.join(fits)}")
 
 
 def answer_text(example: Example) -> str:
