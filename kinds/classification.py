@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -70,6 +70,24 @@ def annotator_labels(task: dict, spec: ClassificationSpec, unknown: set | None =
     return out
 
 
+def other_controls_note(tasks: dict, spec: ClassificationSpec, what: str) -> str | None:
+    """Says which answers of a config's further <Choices> controls ``what`` ("exported",
+    "audited") leaves out, counted over finished annotations; None when no annotation holds any."""
+    if not spec.other_controls:
+        return None
+    counts = Counter()
+    for task in tasks.values():
+        for annotation in task.get("annotations") or ():
+            if not annotation.get("was_cancelled"):
+                counts.update({r.get("from_name") for r in annotation.get("result") or () if isinstance(r, dict)}
+                              & set(spec.other_controls))
+    if not counts:
+        return None
+    held = ", ".join(f'<Choices name="{name}"> in {counts[name]}' for name in spec.other_controls if counts[name])
+    return (f'only the labels of <Choices name="{spec.from_name}">, the config\'s first, are {what}: the answers of '
+            f"{held} annotations stay in Label Studio")
+
+
 def zero_shot_version(model_name: str, spec: ClassificationSpec) -> str:
     """Changes whenever the encoder or the label set changes, so Label Studio re-predicts."""
     digest = hashlib.sha1(
@@ -83,6 +101,12 @@ class ClassificationKind(ProjectKind):
     spec_type = ClassificationSpec
     prelabels = True
     trains = True
+
+    def configure(self, registry, project: str, spec: ClassificationSpec, extra_params: dict) -> None:
+        if spec.other_controls:  # Label Studio shows nothing /setup says unless it refuses
+            logger.warning("project %s: the config has %d <Choices> controls over text; labelloop prelabels, "
+                           "learns, audits and exports %r, the first, and leaves %s alone", project,
+                           1 + len(spec.other_controls), spec.from_name, ", ".join(spec.other_controls))
 
     # --- prelabel ------------------------------------------------------------------------------
     def prior_version(self, spec: ClassificationSpec, model_name: str) -> str:
@@ -214,6 +238,8 @@ class ClassificationKind(ProjectKind):
         if unknown:
             result.messages.insert(0, f"annotations use labels that are not in the label config, left out: "
                                       f"{', '.join(sorted(unknown)[:10])}")
+        if note := other_controls_note(tasks, spec, "audited"):
+            result.messages.insert(0, note)
         result.findings += [{"task_id": int(t), "given": None, "suggested": None, "quality": 0.0, "agreement": None,
                              "n_annotators": None, "issues": ["empty_text"], "review": True,
                              "reason": "empty or unintelligible text"}
@@ -238,6 +264,13 @@ class ClassificationKind(ProjectKind):
                 return None, "tied annotators (run labelloop audit to resolve)"
         chosen = tuple(chosen) if isinstance(chosen, (list, tuple)) else (str(chosen),)
         return Example(task["id"], (task.get("data") or {}).get(spec.value_key), labels=chosen), None
+
+    def examples(self, tasks: dict, spec: ClassificationSpec, *, audit: dict | None = None,
+                 exclude_flagged: bool = False):
+        examples, skipped, messages = super().examples(tasks, spec, audit=audit, exclude_flagged=exclude_flagged)
+        if note := other_controls_note(tasks, spec, "exported"):
+            messages.insert(0, note)
+        return examples, skipped, messages
 
     def render_options(self, spec: ClassificationSpec, *, system, instruction) -> RenderOptions:
         return RenderOptions(self.name, tuple(spec.labels), spec.multi_label, system, instruction)

@@ -25,6 +25,7 @@ class ClassificationSpec:
 
     ``from_name``/``to_name`` go into every result; ``value_key`` is the task data field
     (``$text`` -> ``"text"``); ``labels`` are the Choice values in config order.
+    ``other_controls``: further Choices controls over text, which labelloop leaves alone.
     """
 
     from_name: str
@@ -32,6 +33,7 @@ class ClassificationSpec:
     value_key: str
     labels: tuple[str, ...]
     multi_label: bool
+    other_controls: tuple[str, ...] = ()
 
     @property
     def text_key(self) -> str:
@@ -69,7 +71,10 @@ def _classification(interface) -> ClassificationSpec:
     if not value_key:
         raise UnsupportedLabelConfig(f"<Text name=\"{to_name}\"> has no value such as \"$text\"")
     multi = str(control.attr.get("choice", "single")).lower() == "multiple"
-    return ClassificationSpec(from_name, to_name, value_key, labels, multi)
+    texts = {o.name for o in interface.objects if o.tag in _TEXT_OBJECTS}
+    others = tuple(c.name for c in interface.controls
+                   if c.tag == "Choices" and c.name != from_name and any(t in texts for t in c.to_name))
+    return ClassificationSpec(from_name, to_name, value_key, labels, multi, others)
 
 
 # What `labelloop export` reads. Each spec names the control whose results hold the label.

@@ -142,3 +142,44 @@ def test_span_offsets_are_written_as_label_studio_draws_them_and_read_in_either_
     assert labelled_spans([region], spec, text) == labelled_spans([old], spec, text) == [(start, end, "person")]
     # a span past the end of the text is left out
     assert labelled_spans([{**region, "value": {**region["value"], "end": 99}}], spec, text) == []
+
+def test_a_second_choices_control_is_named_where_its_answers_are_left_out(caplog):
+    """labelloop reads one <Choices>; the answers of another are not silently lost: /setup logs it,
+    and export and audit say how many annotations hold answers they leave out."""
+    from labelloop.kinds.classification import ClassificationKind
+
+    config = ("<View><Text name='text' value='$text'/>"
+              "<Choices name='sentiment' toName='text'><Choice value='pos'/><Choice value='neg'/></Choices>"
+              "<Choices name='flag' toName='text'><Choice value='offensive'/></Choices>"
+              "<Image name='img' value='$image'/><Choices name='photo' toName='img'><Choice value='ok'/></Choices>"
+              "</View>")
+    spec = parse_label_config(config)
+    assert (spec.from_name, spec.other_controls) == ("sentiment", ("flag",))
+    assert parse_label_config(load("text_classification")).other_controls == ()
+
+    def task(i, *, flag: bool, cancelled=False):
+        result = [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                   "value": {"choices": ["pos" if i % 2 else "neg"]}}]
+        if flag:
+            result.append({"from_name": "flag", "to_name": "text", "type": "choices",
+                           "value": {"choices": ["offensive"]}})
+        return {"id": i, "data": {"text": f"text number {i} about things"},
+                "annotations": [{"id": i, "completed_by": 1, "result": result, "was_cancelled": cancelled,
+                                 "updated_at": "2026-01-01T00:00:00Z"}]}
+
+    kind = ClassificationKind()
+    tasks = {i: task(i, flag=i < 3) for i in range(20)}
+    tasks[20] = task(20, flag=True, cancelled=True)  # a cancelled annotation is not counted
+    examples, _, messages = kind.examples(tasks, spec)
+    assert len(examples) == 20 and all(len(e.labels) == 1 for e in examples)
+    assert messages[0] == ('only the labels of <Choices name="sentiment">, the config\'s first, are exported: '
+                           'the answers of <Choices name="flag"> in 3 annotations stay in Label Studio')
+    rng = np.random.default_rng(0)
+    result = kind.audit(tasks, spec, embed=lambda texts: rng.normal(size=(len(texts), 8)), n_folds=2)
+    assert any('are audited: the answers of <Choices name="flag"> in 3' in m for m in result.messages)
+    # without answers in the other control there is nothing to say
+    quiet = {i: task(i, flag=False) for i in range(20)}
+    assert kind.examples(quiet, spec)[2] == []
+    with caplog.at_level("WARNING"):
+        kind.configure(None, "7", spec, {})
+    assert "2 <Choices> controls over text" in caplog.text and "'sentiment', the first, and leaves flag" in caplog.text
