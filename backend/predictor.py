@@ -10,6 +10,7 @@ import logging
 from typing import Any, Sequence
 
 from labelloop.model import ranking
+from labelloop.model.augment import synthetic_source
 from labelloop.model.embeddings import get_embedder
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ def predict_tasks(tasks: Sequence[Any], spec, kind, model, model_version: str, *
     ``kind.task_input`` says what the model reads of a task; ``kind.predict`` proposes a value
     and a score per input (lower means ask first; see `labelloop.model.ranking`), and
     ``kind.regions`` turns the value into Label Studio regions. A task without usable input gets
-    an empty result and `UNUSABLE_SCORE` (served last). ``limit`` caps slow model calls (LLM
+    an empty result and `UNUSABLE_SCORE` (served last); a variant from `labelloop augment` gets
+    ``[]``, so its source's label stays its only prelabel. ``limit`` caps slow model calls (LLM
     drafts) over the whole call, for a ``model`` fresh from ``kind.serving_model``; a value of
     None from the kind (not drafted yet, or the endpoint failed) gives ``[]``.
     With ``n_clusters`` > 0, predicted tasks also get one of that many k-means clusters, which
@@ -40,6 +42,11 @@ def predict_tasks(tasks: Sequence[Any], spec, kind, model, model_version: str, *
     predictions: list = [None] * len(tasks)
     usable: list[tuple[int, Any]] = []
     for i, task in enumerate(tasks):
+        if isinstance(task, dict) and synthetic_source(task.get("data")) is not None:
+            # a variant from `labelloop augment` is prelabelled with its source's label; a served
+            # guess beside it (Retrieve Predictions) would hide that, as the refresh knows too
+            predictions[i] = []
+            continue
         model_input, problem = kind.task_input(task, spec, model, max_chars=max_chars)
         if model_input is None:
             task_id = task.get("id") if isinstance(task, dict) else None

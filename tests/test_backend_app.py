@@ -96,6 +96,18 @@ def test_bad_tasks_get_empty_results_and_the_rest_still_predict(client):
     assert min(r["score"] for r in results if r["result"]) < 1.0
 
 
+def test_a_variant_from_augment_gets_no_served_guess_beside_its_source_s_label(client):
+    """Label Studio's Retrieve Predictions sends variants too; their prelabel is their source's label."""
+    tasks = [{"id": 1, "data": {"text": "a fine film"}},
+             {"id": 2, "data": {"text": "a fine flim", "synthetic_of": 1, "synthetic_method": "typos"}},
+             {"id": 3, "data": {"text": "a fine film!", "synthetic_of": ""}},  # no source: the user's own task
+             {"id": 4, "data": {"text": "a fine film?", "synthetic_of": "7"}}]
+    results = predict(client, tasks).get_json()["results"]
+    assert [bool(r) for r in results] == [True, False, True, False]
+    assert results[1] == [] and results[3] == []
+    assert results[0]["result"] and results[2]["result"]
+
+
 def test_malformed_requests_get_400_with_a_reason(client):
     response = client.post("/predict", data="{not json", content_type="application/json")
     assert response.status_code == 400 and "JSON object" in response.get_json()["error"]

@@ -2,6 +2,7 @@
 variants as prelabelled tasks, left alone by the backend's refresh, kept in their source's split."""
 
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from labelloop.backend.config import Settings
@@ -84,6 +85,17 @@ def test_typos_become_prelabelled_tasks_that_stay_with_their_source(ls_client, l
     assert len(in_view) == ranked.unlabelled and not set(in_view) & set(variants)
     for tid in variants:
         assert [p["model_version"] for p in all_tasks(ls_client, project.id)[tid]["predictions"]] == [MODEL_VERSION]
+
+    # Label Studio's Retrieve Predictions over every task sends the variants to /predict too: they
+    # get no served guess beside their source's label
+    response = requests.post(f"{label_studio.url}/api/dm/actions",
+                             params={"id": "retrieve_tasks_predictions", "project": project.id},
+                             json={"selectedItems": {"all": True, "excluded": []}},
+                             headers={"Authorization": f"Token {label_studio.token}"}, timeout=120)
+    assert response.status_code == 200, response.text
+    state = all_tasks(ls_client, project.id)
+    assert all([p["model_version"] for p in state[tid]["predictions"]] == [MODEL_VERSION] for tid in variants)
+    assert all(state[t["id"]]["predictions"] for t in tasks)  # the others were predicted
 
     # a reviewer accepts half of the variants; export keeps each with its source
     accepted = sorted(variants)[::2]
