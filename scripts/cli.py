@@ -477,7 +477,8 @@ def validate(
 @app.command()
 def evaluate(
     split: Path = typer.Option(..., exists=True, dir_okay=False,
-                               help="An exported split, e.g. out/test.jsonl (its manifest.json names the kind)."),
+                               help="An exported split, e.g. out/test.jsonl (its manifest.json names the kind) "
+                                    "or out/test.conll."),
     endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible URL serving the fine-tuned model, "
                                                       "e.g. http://127.0.0.1:8000/v1."),
     model: Optional[str] = typer.Option(None, help="The name the endpoint serves the model as."),
@@ -485,7 +486,8 @@ def evaluate(
                                           help="The endpoint's key. Env: LABELLOOP_EVAL_API_KEY."),
     answers: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                            help="Answers you generated instead: JSONL, line i answers line i "
-                                                "(a JSON string or {\"answer\": ...})."),
+                                                "(a JSON string or {\"answer\": ...}); for a CoNLL split, CoNLL "
+                                                "with the split's tokens and the predicted tags."),
     kind: Optional[str] = typer.Option(None, help="llm, preference, classification or ner; default: the manifest's."),
     name: Optional[str] = typer.Option(None, help="Name of this run (default: the model or the answers file)."),
     out: Optional[Path] = typer.Option(None, help="Folder of the runs (default: <split folder>/evaluations)."),

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Callable
 
 from labelloop.model.evaluation.metrics import (EvaluationError, classification_metrics, generation_metrics,
-                                                ner_metrics, parse_label, parse_spans)
+                                                ner_metrics, parse_label, parse_spans, tag_metrics)
 from labelloop.model.evaluation.report import earlier_runs, write_report
-from labelloop.model.evaluation.split_file import read_split
+from labelloop.model.evaluation.split_file import is_conll, read_conll, read_split
 
 KINDS = ("llm", "preference", "classification", "ner")
 #: what a test split of each project kind is scored as
@@ -116,6 +116,32 @@ def _perplexity(examples, options: EvaluationOptions, step) -> dict:
         return {"unavailable": str(exc)}
 
 
+def _entities(sentence) -> str:
+    """A tagged sentence's entities as a person reads them: ``LOC: New York; PER: Ann``."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return "; ".join(f"{label}: {' '.join(tok for tok, _ in sentence[start:end + 1])}"
+                     for label, start, end in get_entities([tag for _, tag in sentence]))
+
+
+def _conll_scores(split: Path, answers: Path) -> tuple[dict, list[dict]]:
+    """Entity metrics of a token classifier's tags (``answers``, CoNLL over the split's own tokens)."""
+    gold, predicted = read_conll(split), read_conll(answers, what="answers")
+    if len(predicted) != len(gold):
+        raise EvaluationError(f"{answers} has {len(predicted)} sentences for {len(gold)} in the split: sentence i "
+                              "must tag sentence i")
+    for i, (g, p) in enumerate(zip(gold, predicted), 1):
+        if [tok for tok, _ in g] != [tok for tok, _ in p]:
+            first = next((j for j, (a, b) in enumerate(zip(g, p)) if a[0] != b[0]), min(len(g), len(p)))
+            raise EvaluationError(f"sentence {i} of {answers.name} does not have the split's tokens (token {first + 1}: "
+                                  f"{p[first][0] if first < len(p) else 'none'!r} for "
+                                  f"{g[first][0] if first < len(g) else 'none'!r}): tag the split's tokens as they are")
+    metrics = tag_metrics([[tag for _, tag in s] for s in gold], [[tag for _, tag in s] for s in predicted])
+    shown = [{"prompt": " ".join(tok for tok, _ in g), "reference": _entities(g), "answer": _entities(p),
+              "score": float(_entities(g) == _entities(p))} for g, p in zip(gold, predicted)]
+    return metrics, shown
+
+
 def _run_name(options: EvaluationOptions) -> str:
     name = options.name or (options.model if options.endpoint else options.answers.stem)
     return re.sub(r"[^\w.-]+", "_", str(name)).strip("._") or "run"
@@ -129,6 +155,14 @@ def evaluate(split: Path, options: EvaluationOptions, *, step: Callable | None =
         raise EvaluationError("give either --endpoint (with --model) or --answers")
     if options.endpoint and not options.model:
         raise EvaluationError("--endpoint needs --model: the name the endpoint serves the fine-tuned model as")
+    if is_conll(split):
+        if options.answers is None:
+            raise EvaluationError("a CoNLL split is scored from a token classifier's tags: write them as CoNLL (the "
+                                  "split's tokens, one per line, the predicted tag last) and pass --answers; "
+                                  "a chat endpoint is evaluated on an openai-chat export")
+        metrics, shown = _conll_scores(split, Path(options.answers))
+        return _finish(split, options, metrics, shown, task="ner", kind="ner", source=f"the file {options.answers}",
+                       failed=0)
     manifest = _manifest(split)
     kind = options.kind or (manifest or {}).get("kind")
     if kind is None:
@@ -166,7 +200,14 @@ def evaluate(split: Path, options: EvaluationOptions, *, step: Callable | None =
         found = [parse_spans(a, e.text) for a, e in zip(answers, examples)]
         metrics = ner_metrics([e.text for e in examples], truth, found)
         scores = [float(set(t) == set(f)) for t, f in zip(truth, found)]
+    shown = [{"prompt": e.messages[-1].get("content", "") if e.messages else "", "reference": e.reference,
+              "answer": a, "score": s} for e, a, s in zip(examples, answers, scores)]
+    return _finish(split, options, metrics, shown, task=task, kind=kind, source=source, failed=failed)
 
+
+def _finish(split: Path, options: EvaluationOptions, metrics: dict, shown: list[dict], *, task: str, kind: str,
+            source: str, failed: int) -> EvaluationResult:
+    """The run's metadata into ``metrics``, then metrics.json, plots and report.html beside earlier runs."""
     name = _run_name(options)
     root = Path(options.out) if options.out else split.parent / "evaluations"
     directory = root / name
@@ -177,8 +218,6 @@ def evaluate(split: Path, options: EvaluationOptions, *, step: Callable | None =
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     earlier = earlier_runs(root, metrics["split"]["sha256"], exclude=directory)
-    shown = [{"prompt": e.messages[-1].get("content", "") if e.messages else "", "reference": e.reference,
-              "answer": a, "score": s} for e, a, s in zip(examples, answers, scores)]
     report = write_report(directory, metrics, shown, earlier)
     return EvaluationResult(metrics, report, earlier)
 

@@ -97,3 +97,39 @@ def test_an_unreachable_endpoint_is_a_clear_error_and_writes_nothing(tmp_path):
     assert not (tmp_path / "evaluations").exists()
     with pytest.raises(EvaluationError, match="either --endpoint"):
         evaluate(split, EvaluationOptions())
+
+
+def test_a_conll_split_is_scored_from_a_token_classifier_s_tags(tmp_path):
+    """The CoNLL export's test split against a tagger's output over the same tokens."""
+    from labelloop.model.export.formats import conll_block
+    from labelloop.scripts.evaluate import EvaluationOptions, evaluate
+
+    sentences = [("Ann flew to New York 🇺🇸 today", [(0, 3, "PER"), (12, 20, "LOC")]),
+                 ("Cafe\u0301 Bleu opened in Paris", [(0, 10, "ORG"), (21, 26, "LOC")]),
+                 ("nothing here", [])]
+    split = tmp_path / "test.conll"
+    split.write_text("\n".join(conll_block(t, s) for t, s in sentences), encoding="utf-8")
+    # the tagger finds Ann and New York, misses the ORG, tags Paris as PER
+    found = [[(0, 3, "PER"), (12, 20, "LOC")], [(21, 26, "PER")], []]
+    answers = tmp_path / "tagger.conll"
+    answers.write_text("\n".join(conll_block(t, s) for (t, _), s in zip(sentences, found)), encoding="utf-8")
+    result = evaluate(split, EvaluationOptions(answers=answers, bertscore_model=None))
+    m = result.metrics
+    assert (m["task"], m["kind"], m["examples"]) == ("ner", "ner", 3)
+    assert m["entity_precision"] == pytest.approx(2 / 3) and m["entity_recall"] == pytest.approx(2 / 4)
+    assert m["per_label"]["LOC"]["recall"] == pytest.approx(0.5) and m["per_label"]["ORG"]["recall"] == 0.0
+    html = result.report.read_text(encoding="utf-8")
+    assert "LOC: New York" in html and "ORG: Cafe\u0301 Bleu" in html
+
+    # a file over other tokens, a tag that is no BIO tag, or an endpoint: a clear error
+    shifted = tmp_path / "shifted.conll"
+    shifted.write_text(answers.read_text(encoding="utf-8").replace("York\t", "york\t"), encoding="utf-8")
+    with pytest.raises(EvaluationError, match=r"sentence 1 of shifted.conll does not have the split's tokens "
+                                              r"\(token 5: 'york' for 'York'\)"):
+        evaluate(split, EvaluationOptions(answers=shifted))
+    bad = tmp_path / "bad.conll"
+    bad.write_text("Ann\tPERSON\n", encoding="utf-8")
+    with pytest.raises(EvaluationError, match="'PERSON' is not a BIO tag"):
+        evaluate(split, EvaluationOptions(answers=bad))
+    with pytest.raises(EvaluationError, match="scored from a token classifier's tags"):
+        evaluate(split, EvaluationOptions(endpoint="http://127.0.0.1:9/v1", model="m"))

@@ -118,3 +118,17 @@ def test_classification_and_ner_splits_from_answer_files(ls_client, tmp_path):
     assert metrics["task"] == "ner" and metrics["entity_precision"] == pytest.approx(1.0)
     assert metrics["entity_recall"] == pytest.approx((n_entities - len(references[0])) / n_entities)
     assert (result.out_dir / "evaluations" / "ner-answers" / "per_label.png").exists()
+
+    # the same project as CoNLL, scored from a tagger's file over its tokens: here one that tags nothing
+    conll = run_export(ls_client, project.id, tmp_path / "ner-conll", ExportOptions("conll", fractions="0.5,0.25,0.25"),
+                       data_dir=tmp_path / "data")
+    split = conll.out_dir / "test.conll"
+    untagged = tmp_path / "untagged.conll"
+    untagged.write_text("".join(line.rsplit("\t", 1)[0] + "\tO\n" if line else "\n"
+                                for line in split.read_text(encoding="utf-8").split("\n")[:-1]), encoding="utf-8")
+    for answers, recall in ((split, 1.0), (untagged, 0.0)):
+        run = CliRunner().invoke(app, ["evaluate", "--split", str(split), "--answers", str(answers)])
+        assert run.exit_code == 0, run.output
+        metrics = json.loads((conll.out_dir / "evaluations" / answers.stem / "metrics.json").read_text())
+        assert metrics["task"] == "ner" and metrics["examples"] == len(references)
+        assert metrics["entity_recall"] == pytest.approx(recall)

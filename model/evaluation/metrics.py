@@ -195,9 +195,6 @@ def ner_metrics(texts: Sequence[str], references: Sequence[Sequence[tuple]], pre
                 ) -> dict:
     """Entity-level precision, recall and F1 (seqeval, strict IOB2), overall and per label, over
     the tokens and outermost spans that the CoNLL export writes."""
-    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-    from seqeval.scheme import IOB2
-
     from ..export.formats import conll_block
 
     _check_pairs(references, predictions)
@@ -207,13 +204,21 @@ def ner_metrics(texts: Sequence[str], references: Sequence[Sequence[tuple]], pre
     def tags(text, spans):
         return [line.rsplit("\t", 1)[1] for line in conll_block(text, spans).splitlines() if line]
 
-    y_true = [tags(t, s) for t, s in zip(texts, references)]
-    y_pred = [tags(t, s) for t, s in zip(texts, predictions)]
+    return tag_metrics([tags(t, s) for t, s in zip(texts, references)],
+                       [tags(t, s) for t, s in zip(texts, predictions)])
+
+
+def tag_metrics(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]) -> dict:
+    """`ner_metrics` over BIO tags: one list of tags per sentence, the same lengths in both."""
+    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
+
+    _check_pairs(y_true, y_pred)
     report = classification_report(y_true, y_pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
     per_label = {label: {"precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]),
                          "support": int(v["support"])}
                  for label, v in report.items() if not label.endswith(" avg")}
-    return {"examples": len(texts),
+    return {"examples": len(y_true),
             "entity_precision": float(precision_score(y_true, y_pred, mode="strict", scheme=IOB2, zero_division=0)),
             "entity_recall": float(recall_score(y_true, y_pred, mode="strict", scheme=IOB2, zero_division=0)),
             "entity_f1": float(f1_score(y_true, y_pred, mode="strict", scheme=IOB2, zero_division=0)),

@@ -2,8 +2,9 @@
 
 Every JSONL format `labelloop export` writes can be read: ``openai-chat`` and ``messages``
 (the last assistant turn is the reference), ``sharegpt``, ``alpaca``, the preference formats
-(the chosen answer is the reference) and ``classification-jsonl``. CoNLL files hold no prompt;
-export NER projects as ``openai-chat`` to evaluate them.
+(the chosen answer is the reference) and ``classification-jsonl``. A ``conll`` split holds no
+prompt: `read_conll` reads it, and the tags of a token classifier's answers file, as sentences
+of ``(token, tag)``.
 """
 from __future__ import annotations
 
@@ -68,17 +69,59 @@ def _user_text(turns: list[dict], reference_spans: list | None) -> str:
     return user[cuts[0] + 2:] if cuts else user
 
 
+def _lines(path: Path, what: str) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise EvaluationError(f"no {what} file at {path}") from None
+    except UnicodeDecodeError as exc:
+        raise EvaluationError(f"{path} is not UTF-8: {exc}") from None
+
+
+def is_conll(path: str | Path) -> bool:
+    """Whether ``path`` is a CoNLL file: named ``.conll``, or its first line is ``token<TAB>tag``, not JSON."""
+    path = Path(path)
+    if path.suffix == ".conll":
+        return True
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            first = next((line for line in f if line.strip()), "")
+    except OSError:
+        return False
+    return "\t" in first and not first.lstrip().startswith(("{", "[", '"'))
+
+
+def read_conll(path: str | Path, *, what: str = "split") -> list[list[tuple[str, str]]]:
+    """The sentences of a CoNLL file, each a list of ``(token, tag)``: one token per line, the tag
+    in the last tab-separated column, a blank line between sentences."""
+    path = Path(path)
+    lines = _lines(path, what)
+    sentences, current = [], []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            if current:
+                sentences.append(current)
+            current = []
+            continue
+        if "\t" not in line:
+            raise EvaluationError(f"{path.name} line {n} is not token<TAB>tag: {line[:60]!r}")
+        token, tag = line.split("\t", 1)[0], line.rsplit("\t", 1)[1].strip()
+        if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
+            raise EvaluationError(f"{path.name} line {n}: {tag!r} is not a BIO tag (O, B-LABEL or I-LABEL)")
+        current.append((token, tag))
+    if current:
+        sentences.append(current)
+    if not sentences:
+        raise EvaluationError(f"{path} holds no sentences")
+    return sentences
+
+
 def read_split(path: str | Path, *, kind: str, labels=()) -> list[TestExample]:
     """The examples of an exported JSONL split, in file order. ``kind``: ``llm``, ``preference``,
     ``classification`` or ``ner``; ``labels``: the project's labels (for the instruction of a
     ``classification-jsonl`` file)."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise EvaluationError(f"no split file at {path}") from None
-    except UnicodeDecodeError as exc:
-        raise EvaluationError(f"{path} is not UTF-8: {exc}") from None
+    lines = _lines(path, "split")
     examples = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -86,8 +129,8 @@ def read_split(path: str | Path, *, kind: str, labels=()) -> list[TestExample]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise EvaluationError(f"{path.name} line {n} is not JSON ({exc.msg}); CoNLL files cannot be evaluated, "
-                                  "export NER projects as openai-chat instead") from None
+            raise EvaluationError(f"{path.name} line {n} is not JSON ({exc.msg}): a split is JSONL, or CoNLL "
+                                  "(token<TAB>tag lines, named .conll)") from None
         if not isinstance(record, dict):
             raise EvaluationError(f"{path.name} line {n}: expected a JSON object")
         if "text" in record and "label" in record:  # classification-jsonl
