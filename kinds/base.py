@@ -85,8 +85,9 @@ class ProjectKind:
 
     def prelabel_unsupported(self) -> KindNotSupported:
         return self._unsupported("prelabel", "it prelabels text classification (a <Choices> control over a <Text> "
-                                             "object), NER (a <Labels> over a <Text>) and LLM responses (a "
-                                             "<TextArea> answering a <Text>)")
+                                             "object), NER (a <Labels> over a <Text>), LLM responses (a "
+                                             "<TextArea> answering a <Text>) and preference pairs (a <Choices> "
+                                             "naming two answer <Text>s)")
 
     # --- prelabel (backend) -------------------------------------------------------------------
     def configure(self, registry, project: str, spec, extra_params: dict) -> None:

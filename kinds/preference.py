@@ -1,17 +1,128 @@
-"""Preference pairs (Choices naming two answer Texts): exported as chosen/rejected pairs."""
+"""Preference pairs (Choices naming two answer Texts): prelabelled by an LLM judge, exported as
+chosen/rejected pairs.
+
+The judge is the OpenAI-compatible endpoint that drafts LLM responses (``LABELLOOP_LLM_*``). It
+reads the prompt and both answers, in both orders (`labelloop.model.responses.pairs`); the
+prelabel picks the answer it prefers, and the score is how sure it is, so that Label Studio's
+uncertainty stream serves the pairs it cannot call first. Verdicts are kept on disk per model
+version, as drafts are. Nothing is trained from annotations.
+"""
 from __future__ import annotations
 
-from labelloop.label_config.regions import chosen_labels
-from labelloop.label_config.spec import PreferenceSpec
-from labelloop.model.export.formats import Example
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Sequence
 
-from .base import ProjectKind, finished_annotation
+import numpy as np
+
+from labelloop.label_config.regions import choices_result, chosen_labels
+from labelloop.label_config.spec import PreferenceSpec, UnsupportedLabelConfig
+from labelloop.model.export.formats import Example
+from labelloop.model.responses.draft_store import DraftStore
+from labelloop.model.responses.llm import Draft, Drafter
+from labelloop.model.responses.pairs import PAIR_PROMPT
+from labelloop.model.store import VERSION_PREFIX
+
+from .base import ProjectKind, finished_annotation, task_text
+from .responses import ResponseKind, _slug
+
+logger = logging.getLogger(__name__)
+
+_RESPONSES = ResponseKind()  # the endpoint and its cached check are the LLM responses kind's
+
+
+@dataclass(frozen=True)
+class PairInput:
+    """What the judge reads of one task: the prompt, the two answers in the config's order, and
+    the store ``key`` of the three."""
+
+    task_id: object
+    text: str
+    answers: tuple[str, str]
+    key: str
+
+
+class PairJudge:
+    """What serves one preference project for one request or refresh run (``drafted`` and
+    ``progress`` as in `labelloop.kinds.responses.ProjectDrafter`)."""
+
+    def __init__(self, drafter: Drafter, store: DraftStore, *, progress=None):
+        self.drafter = drafter
+        self.store = store
+        self.progress = progress
+        self.drafted = 0
 
 
 class PreferenceKind(ProjectKind):
     name = "preference"
     title = "preference pair"
     spec_type = PreferenceSpec
+    prelabels = True
+
+    # --- settings --------------------------------------------------------------------------------
+    def configure(self, registry, project: str, spec: PreferenceSpec, extra_params: dict) -> None:
+        """Two answers, and an endpoint that answers: `UnsupportedLabelConfig` or `LLMEndpointError`."""
+        if len(spec.answers) != 2:
+            raise UnsupportedLabelConfig(
+                f"the judge compares two answers; <Choices name=\"{spec.from_name}\"> names {len(spec.answers)}")
+        _RESPONSES.check_endpoint(registry.llm)
+
+    # --- prelabel --------------------------------------------------------------------------------
+    def model_version(self, registry, project: str, spec: PreferenceSpec) -> str:
+        digest = hashlib.sha1(json.dumps([registry.llm.model, PAIR_PROMPT]).encode()).hexdigest()[:8]
+        return f"{VERSION_PREFIX}judge-{_slug(registry.llm.model or 'none')}-{digest}"
+
+    def serving_model(self, registry, project: str, spec: PreferenceSpec):
+        version = self.model_version(registry, project, spec)
+        drafter = registry.cached(("llm", registry.llm), lambda: Drafter(registry.llm))
+        store = registry.cached(("verdicts", project, version), lambda: DraftStore(
+            registry.store.project_dir(project) / "verdicts" / f"{version}.jsonl"))
+        return PairJudge(drafter, store), version
+
+    def task_input(self, task, spec: PreferenceSpec, model: PairJudge, *, max_chars: int):
+        """The prompt and both answers; a missing or empty one, or two equal answers, is a reason."""
+        prompt, problem = task_text(task, spec.prompt_key, max_chars=max_chars)
+        if prompt is None:
+            return None, problem
+        answers = []
+        for _, key in spec.answers:
+            answer, problem = task_text(task, key, max_chars=max_chars)
+            if answer is None:
+                return None, problem
+            answers.append(answer)
+        if answers[0].strip() == answers[1].strip():
+            return None, "the two answers are the same"
+        key = hashlib.sha1(json.dumps([prompt, *answers], ensure_ascii=False)
+                           .encode("utf-8", "surrogatepass")).hexdigest()[:20]
+        return PairInput(task.get("id"), prompt, (answers[0], answers[1]), key), None
+
+    def predict(self, inputs: Sequence[PairInput], spec: PreferenceSpec, model: PairJudge, *, strategy: str,
+                limit: int | None = None):
+        """Stored verdicts where they exist, new ones for the rest (at most ``limit`` per `PairJudge`).
+        A value is the choice of the preferred answer, or None (no verdict: not asked yet, or the
+        endpoint failed, which is logged); the score is the judge's confidence."""
+        stored = [model.store.get(x.key) for x in inputs]
+        todo = [i for i, v in enumerate(stored) if v is None]
+        if limit is not None:
+            todo = todo[:max(0, limit - model.drafted)]
+        verdicts = model.drafter.compare_many([(inputs[i].text, *inputs[i].answers) for i in todo],
+                                              progress=model.progress)
+        model.drafted += len(todo)
+        choices = [choice for choice, _ in spec.answers]
+        for i, verdict in zip(todo, verdicts):
+            if verdict.error:
+                logger.warning("task %s gets no verdict: %s", inputs[i].task_id, verdict.error)
+                continue
+            better = choices[0] if verdict.first_better >= 0.5 else choices[1]
+            stored[i] = Draft(better, verdict.confidence, verdict.method)
+            model.store.put(inputs[i].key, stored[i], task_id=inputs[i].task_id)
+        values = [v.text if v is not None else None for v in stored]
+        return values, np.array([v.score if v is not None else 1.0 for v in stored], dtype=float)
+
+    def regions(self, spec: PreferenceSpec, value) -> list[dict]:
+        return [choices_result(spec, [value])]
 
     def example(self, task: dict, spec: PreferenceSpec, *, audit_label=None):
         """The picked answer becomes the chosen response, the other one the rejected response."""

@@ -117,11 +117,13 @@ class SpanSpec:
 @dataclass(frozen=True)
 class PreferenceSpec:
     """Preference pairs: a Choices control whose choices (their ``alias``) name the Text objects
-    holding the candidate answers. ``answers`` maps each choice to its task data field."""
+    holding the candidate answers. ``answers`` maps each choice to its task data field;
+    ``to_name`` is the Text the Choices points at (the prompt)."""
 
     from_name: str
     prompt_key: str
     answers: tuple[tuple[str, str], ...]
+    to_name: str = ""
 
     @property
     def text_key(self) -> str:
@@ -180,7 +182,8 @@ def _spec(interface) -> Spec:
         if control.tag == "Choices":
             answers = [label for label in control.labels if label in texts and label not in targets]
             if len(answers) >= 2 and len(answers) == len(control.labels):
-                return PreferenceSpec(control.name, texts[targets[0]], tuple((a, texts[a]) for a in answers))
+                return PreferenceSpec(control.name, texts[targets[0]], tuple((a, texts[a]) for a in answers),
+                                      targets[0])
     def response(control, target):
         try:
             choices = _classification(interface)

@@ -197,7 +197,7 @@ def prelabel(
     url: Optional[str] = typer.Option(None, help="Label Studio URL. Env: LABEL_STUDIO_URL."),
     api_key: Optional[str] = typer.Option(None, help="Env: LABEL_STUDIO_API_KEY."),
 ):
-    """Prelabel a whole project (LLM drafts included) and import the predictions; resumable."""
+    """Prelabel a whole project (LLM drafts and judge verdicts included) and import the predictions; resumable."""
     from labelloop.backend.config import Settings
 
     from .client import connect
@@ -209,7 +209,7 @@ def prelabel(
         report = prelabel_project(client, project, settings=settings,
                                   progress=lambda total: _step_bars(progress)("tasks prelabelled", total))
     console.print(f"project {project}: {report.imported} predictions of [bold]{report.model_version}[/] imported "
-                  f"({report.new_drafts} new drafts; {report.already_current} tasks were already current"
+                  f"({report.new_drafts} new LLM drafts or verdicts; {report.already_current} tasks were already current"
                   + (f"; {report.variants} augment variants keep their source's label" if report.variants else "")
                   + ")")
     if report.failed or report.unusable:

@@ -47,18 +47,19 @@ def test_setup_returns_a_model_version_without_loading_weights(client):
     assert response.get_json()["model_version"].startswith("labelloop-zeroshot-")
 
 
-@pytest.mark.parametrize("name, kind", [("llm_preference", "preference pair")])
-def test_setup_refuses_kinds_without_a_predictor_naming_the_kind_in_the_status_line(client, name, kind):
-    response = client.post("/setup", json={"project": "1.1", "schema": load(name)})
+def test_setup_refuses_an_unsupported_config_in_the_status_line(client):
+    config = ('<View><Image name="img" value="$image"/><RectangleLabels name="box" toName="img">'
+              '<Label value="cat"/></RectangleLabels></View>')
+    response = client.post("/setup", json={"project": "1.1", "schema": config})
     assert response.status_code == 422
     # Label Studio shows the HTTP reason phrase to the user
     assert "Unsupported label config" in response.status and "<Choices>" in response.status
-    assert f"does not prelabel for {kind}" in response.status
-    assert "<Choices>" in response.get_json()["error"]
+    assert "RectangleLabels" in response.get_json()["error"]
 
 
-def test_setup_of_an_llm_project_without_an_endpoint_says_what_to_set(client):
-    response = client.post("/setup", json={"project": "1.1", "schema": load("llm_fine_tuning")})
+@pytest.mark.parametrize("name", ["llm_fine_tuning", "llm_preference"])
+def test_setup_of_an_llm_project_without_an_endpoint_says_what_to_set(client, name):
+    response = client.post("/setup", json={"project": "1.1", "schema": load(name)})
     assert response.status_code == 502
     assert "LABELLOOP_LLM_MODEL" in response.status  # shown by Label Studio when you connect the model
 

@@ -78,7 +78,7 @@ def test_sft_project_prelabel_rank_edit_audit_export(ls_client, llm_backend, llm
                                       str(elsewhere), "--url", label_studio[0], "--api-key", label_studio[1]])
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())  # Rich wraps lines
-    assert "0 predictions" in output and "0 new drafts; 21 tasks were already current" in output
+    assert "0 predictions" in output and "0 new LLM drafts or verdicts; 21 tasks were already current" in output
     assert draft_lines(elsewhere) == 20 and draft_lines(llm_backend.model_dir) == 0
 
     # 2. rank: the backend refreshes (score order, no clusters: the default), taking the drafts from Label Studio's
@@ -158,3 +158,42 @@ def test_rank_names_the_prompts_the_endpoint_refused(ls_client, llm_backend, llm
     predicted = {t.id: [as_dict(p) for p in t.predictions] for t in projects.iter_tasks(ls_client, project.id)}
     assert predicted.pop(refused) == []
     assert all(p["model_version"] == version and p["result"] for (p,) in predicted.values())
+
+
+def test_preference_pairs_are_prelabelled_by_the_judge_and_the_least_sure_is_served_first(ls_client, llm_backend):
+    """The judge's pick is a prediction an annotator takes or changes; Label Studio's stream asks about the
+    pair the judge is least sure of first."""
+    import requests
+
+    from labelloop.scripts.rank import rank_project
+
+    pairs = [("What is the capital of France?", "Paris.", "I like turtles."),
+             ("How many legs does a spider have?", "Eight.", "Three."),
+             ("What is 2 + 2?", "5", "4"),
+             ("Name a primary colour.", "Red.", "Purple."),
+             ("Say hi", "Hi", "Hi")]  # nothing to choose: no prelabel, served last
+    project = projects.create_project(ls_client, "preference loop", "llm_preference")
+    projects.import_tasks(ls_client, project.id, [{"prompt": p, "answer1": a, "answer2": b} for p, a, b in pairs])
+    projects.connect_backend(ls_client, project.id, llm_backend.url)
+    (ml,) = ls_client.ml.list(project=project.id)
+    assert ml.state == "CO", ml.error_message
+
+    report = rank_project(ls_client, project.id, timeout=240)
+    assert report.model_version.startswith("labelloop-judge-smollm2-") and report.current == report.unlabelled == 5
+    scores = {}
+    for task in projects.iter_tasks(ls_client, project.id):
+        (prediction,) = [as_dict(p) for p in task.predictions]
+        assert prediction["model_version"] == report.model_version and 0.0 <= prediction["score"] <= 1.0
+        scores[task.id] = prediction["score"]
+        if task.data["prompt"] == "Say hi":
+            assert prediction["result"] == [] and prediction["score"] == 1.0
+            continue
+        (region,) = prediction["result"]
+        assert (region["type"], region["from_name"]) == ("choices", "preference")
+        assert region["value"]["choices"][0] in ("answer1", "answer2")
+
+    url, token = llm_backend.env["LABEL_STUDIO_URL"], llm_backend.env["LABEL_STUDIO_API_KEY"]
+    served = requests.get(f"{url}/api/projects/{project.id}/next/", headers={"Authorization": f"Token {token}"},
+                          timeout=30)
+    assert served.status_code == 200, served.text
+    assert scores[served.json()["id"]] == min(scores.values())

@@ -65,11 +65,13 @@ def test_backend_prelabels_every_task(ls_client, backend, name):
 
 
 def test_unsupported_config_is_refused_with_a_clear_message(ls_client, backend):
-    project = projects.create_project(ls_client, "preference project", "llm_preference")
+    project = projects.create_project(ls_client, "image project", '<View><Image name="img" value="$image"/>'
+                                      '<RectangleLabels name="box" toName="img"><Label value="cat"/></RectangleLabels>'
+                                      '</View>')
     with pytest.raises(ApiError) as info:
         projects.connect_backend(ls_client, project.id, backend.url)
     assert "Unsupported label config" in str(info.value.body)
-    assert "<Choices>" in str(info.value.body)
+    assert "<Choices>" in str(info.value.body) and "RectangleLabels" in str(info.value.body)
     assert requests.get(f"{backend.url}/health").status_code == 200
 
 

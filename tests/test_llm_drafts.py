@@ -196,3 +196,53 @@ def test_a_choices_control_next_to_the_textarea_is_prelabelled_too(llm_app):
 def test_messages_digest_changes_with_the_prompt():
     assert messages_digest(user("a")) != messages_digest(user("b"))
     assert messages_digest(user("a")) == messages_digest(user("a"))
+
+
+def test_a_verdict_reads_the_digits_odds_and_cancels_the_judge_s_favourite_position():
+    import math
+
+    from labelloop.model.responses.pairs import judge_pair, one_better
+
+    assert one_better("1", {"1": math.log(0.6), "2": math.log(0.2), "The": math.log(0.1)}) == \
+        (pytest.approx(0.75), "logprobs")
+    # a digit missing from the top tokens gets the lowest listed log-probability, not zero
+    assert one_better("1", {" 1": math.log(0.5), "I": math.log(0.05)})[0] == pytest.approx(0.5 / 0.55)
+    assert one_better("Answer 2 is better", None) == (0.0, "digits")
+    assert one_better("I like both", {"I": -0.1}) is None
+
+    # a judge that always likes the first position a little, and answer "good" a lot
+    def ask(messages):
+        text = messages[0]["content"]
+        p_one = 0.6 + (0.3 if "ANSWER 1:\ngood" in text else -0.5)
+        return "1", {"1": math.log(p_one), "2": math.log(1 - p_one)}
+
+    verdict = judge_pair(ask, "q", "good", "bad")
+    assert verdict.first_better == pytest.approx((0.9 + 1 - 0.1) / 2) and verdict.method == "logprobs"
+    assert judge_pair(ask, "q", "bad", "good").first_better == pytest.approx(1 - verdict.first_better)
+    # a judge that only ever says "1" knows nothing: confidence 0, whatever the order
+    assert judge_pair(lambda m: ("1", None), "q", "a", "b").confidence == 0.0
+
+
+def test_a_preference_project_gets_the_judge_s_pick_scored_by_its_confidence(llm_app, tmp_path):
+    schema = load("llm_preference")
+    setup = llm_app.post("/setup", json={"project": "8.1", "schema": schema})
+    assert setup.status_code == 200 and setup.get_json()["model_version"].startswith("labelloop-judge-smollm2-")
+    pairs = [("What is the capital of France?", "The capital of France is Paris.", "I like turtles."),
+             ("How many legs does a spider have?", "Spiders have eight legs.", "Spiders have three legs.")]
+    tasks = [{"id": i, "data": {"prompt": p, "answer1": a, "answer2": b}} for i, (p, a, b) in enumerate(pairs)]
+    tasks += [{"id": 7, "data": {"prompt": "Say hi", "answer1": "Hi", "answer2": " Hi "}},  # no choice to make
+              {"id": 8, "data": {"prompt": "Say hi", "answer1": "Hi"}}]                     # an answer missing
+    body = llm_app.post("/predict", json={"project": "8.1", "label_config": schema, "tasks": tasks}).get_json()
+    results = body["results"]
+    for r in results[:2]:
+        (region,) = r["result"]
+        assert (region["type"], region["from_name"], region["to_name"]) == ("choices", "preference", "prompt")
+        assert region["value"]["choices"][0] in ("answer1", "answer2")  # the alias, as Label Studio stores it
+        assert 0.0 <= r["score"] <= 1.0 and r["model_version"] == body["model_version"]
+    assert [(r["result"], r["score"]) for r in results[2:]] == [([], 1.0), ([], 1.0)]  # served last
+
+    # verdicts are kept: asking again calls nobody and answers the same
+    store_file, = (tmp_path / "8.1" / "verdicts").glob("*.jsonl")
+    assert len(store_file.read_text().splitlines()) == 2
+    again = llm_app.post("/predict", json={"project": "8.1", "label_config": schema, "tasks": tasks}).get_json()
+    assert again["results"] == results and len(store_file.read_text().splitlines()) == 2

@@ -57,14 +57,17 @@ def test_classification_templates_parse():
     assert multi.multi_label and len(multi.labels) == 5
 
 
-@pytest.mark.parametrize("name, kind", [("llm_preference", "preference pair")])
-def test_kinds_without_a_predictor_refuse_to_prelabel_naming_the_kind(name, kind, tmp_path):
+def test_the_preference_judge_needs_exactly_two_answers(tmp_path):
     from labelloop.backend.registry import ModelRegistry
-    from labelloop.kinds import KindNotSupported, parse
+    from labelloop.kinds import parse
 
-    spec, project_kind = parse(load(name))
-    with pytest.raises(KindNotSupported, match=f"does not prelabel for {kind}.*<Choices> control"):
-        project_kind.model_version(ModelRegistry(str(tmp_path), "default"), "1.1", spec)
+    three = ("<View><Text name='prompt' value='$prompt'/><Text name='a' value='$a'/><Text name='b' value='$b'/>"
+             "<Text name='c' value='$c'/><Choices name='pick' toName='prompt'><Choice value='A' alias='a'/>"
+             "<Choice value='B' alias='b'/><Choice value='C' alias='c'/></Choices></View>")
+    spec, kind = parse(three)
+    assert kind.name == "preference" and spec.to_name == "prompt" and len(spec.answers) == 3
+    with pytest.raises(UnsupportedLabelConfig, match="compares two answers.*names 3"):
+        kind.configure(ModelRegistry(str(tmp_path), "default"), "1.1", spec, {})
 
 
 @pytest.mark.parametrize("config, reason", [

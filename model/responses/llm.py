@@ -311,20 +311,68 @@ class Drafter:
         match = re.search(r"[1-5]", text)
         return ((int(match.group(0)) - 1) / 4.0 if match else 1.0), " ".join(text.split())[:200]
 
-    def draft_many(self, prompts: Sequence[Sequence[dict]], *, progress: Callable[[int], None] | None = None
-                   ) -> list[Draft]:
-        """`draft` for every prompt, ``concurrency`` at a time, in input order."""
-        def one(messages):
+    def first_token(self, messages: Sequence[dict]) -> tuple[str, dict | None]:
+        """A short reply at temperature 0 and its first token's top log-probabilities (None where
+        the endpoint gives none). Raises `LLMEndpointError`."""
+        import openai
+
+        kwargs = dict(model=self.config.model, messages=list(messages), temperature=0.0, max_tokens=4)
+        try:
+            if self._logprobs:
+                try:
+                    choice = self.client.chat.completions.create(**kwargs, logprobs=True, top_logprobs=20).choices[0]
+                except openai.BadRequestError as exc:
+                    if "logprob" not in str(exc).lower():
+                        raise
+                    with self._lock:
+                        self._logprobs = False
+                    choice = self.client.chat.completions.create(**kwargs).choices[0]
+            else:
+                choice = self.client.chat.completions.create(**kwargs).choices[0]
+        except openai.APIError as exc:
+            raise LLMEndpointError(_reason(exc, self.config)) from None
+        content = getattr(choice.logprobs, "content", None) if choice.logprobs is not None else None
+        top = {t.token: t.logprob for t in (content[0].top_logprobs or ())} if content else None
+        return choice.message.content or "", top
+
+    def compare(self, prompt: str, first: str, second: str):
+        """`labelloop.model.responses.pairs.judge_pair` through this endpoint; never raises for the
+        endpoint's failures (see ``Verdict.error``)."""
+        from .pairs import Verdict, judge_pair, pair_messages
+
+        problem = self.too_long(pair_messages(prompt, first, second))
+        if problem:
+            return Verdict(error=problem)
+        try:
+            return judge_pair(self.first_token, prompt, first, second)
+        except LLMEndpointError as exc:
+            return Verdict(error=str(exc))
+
+    def compare_many(self, pairs: Sequence[tuple[str, str, str]], *, progress: Callable[[int], None] | None = None):
+        """`compare` for every ``(prompt, first, second)``, ``concurrency`` at a time, in input order."""
+        from .pairs import Verdict
+
+        return self._each(lambda pair: self.compare(*pair), pairs, progress, lambda error: Verdict(error=error))
+
+    def _each(self, call: Callable, items: Sequence, progress: Callable[[int], None] | None, failed: Callable):
+        """``call(item)`` for every item, ``concurrency`` at a time, in input order; an unexpected
+        exception becomes ``failed(message)`` so that it cannot take the batch down with it."""
+        def one(item):
             try:
-                result = self.draft(messages)
-            except Exception as exc:  # a malformed answer must not take the batch down with it
-                logger.exception("unexpected error while drafting")
-                result = Draft(None, error=f"{type(exc).__name__}: {exc}")
+                result = call(item)
+            except Exception as exc:
+                logger.exception("unexpected error while calling the LLM endpoint")
+                result = failed(f"{type(exc).__name__}: {exc}")
             if progress is not None:
                 progress(1)
             return result
 
-        if not prompts:
+        if not items:
             return []
-        with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(prompts))) as pool:
-            return list(pool.map(one, prompts))
+        with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(items))) as pool:
+            return list(pool.map(one, items))
+
+    def draft_many(self, prompts: Sequence[Sequence[dict]], *, progress: Callable[[int], None] | None = None
+                   ) -> list[Draft]:
+        """`draft` for every prompt, ``concurrency`` at a time, in input order."""
+        return self._each(self.draft, prompts, progress, lambda error: Draft(None, error=error))
