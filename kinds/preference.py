@@ -94,9 +94,13 @@ class PreferenceKind(ProjectKind):
             answers.append(answer)
         if answers[0].strip() == answers[1].strip():
             return None, "the two answers are the same"
-        key = hashlib.sha1(json.dumps([prompt, *answers], ensure_ascii=False)
-                           .encode("utf-8", "surrogatepass")).hexdigest()[:20]
-        return PairInput(task.get("id"), prompt, (answers[0], answers[1]), key), None
+        return PairInput(task.get("id"), prompt, (answers[0], answers[1]), self._key(task["data"], spec)), None
+
+    @staticmethod
+    def _key(data: dict, spec: PreferenceSpec) -> str:
+        """The store key of a pair: its texts as the task holds them (whatever a request cuts)."""
+        texts = [data.get(spec.prompt_key), *(data.get(key) for _, key in spec.answers)]
+        return hashlib.sha1(json.dumps(texts, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
     def predict(self, inputs: Sequence[PairInput], spec: PreferenceSpec, model: PairJudge, *, strategy: str,
                 limit: int | None = None):
@@ -108,7 +112,7 @@ class PreferenceKind(ProjectKind):
         if limit is not None:
             todo = todo[:max(0, limit - model.drafted)]
         verdicts = model.drafter.compare_many([(inputs[i].text, *inputs[i].answers) for i in todo],
-                                              progress=model.progress)
+                                              progress=model.progress) if todo else []
         model.drafted += len(todo)
         choices = [choice for choice, _ in spec.answers]
         for i, verdict in zip(todo, verdicts):
@@ -120,6 +124,18 @@ class PreferenceKind(ProjectKind):
             model.store.put(inputs[i].key, stored[i], task_id=inputs[i].task_id)
         values = [v.text if v is not None else None for v in stored]
         return values, np.array([v.score if v is not None else 1.0 for v in stored], dtype=float)
+
+    def adopt(self, task: dict, prediction: dict, spec: PreferenceSpec, model: PairJudge) -> bool:
+        """A verdict of this version that Label Studio holds (imported by `labelloop prelabel` on
+        another machine, say) goes into this backend's store, so the pair is not judged again."""
+        picked = [c for c in chosen_labels(prediction.get("result"), spec) if c in dict(spec.answers)]
+        data = task.get("data")
+        if not picked or not isinstance(data, dict) or model.store.get(key := self._key(data, spec)) is not None:
+            return False
+        score = prediction.get("score")
+        model.store.put(key, Draft(picked[0], float(score) if isinstance(score, (int, float)) else 0.0, "imported"),
+                        task_id=task.get("id"))
+        return True
 
     def regions(self, spec: PreferenceSpec, value) -> list[dict]:
         return [choices_result(spec, [value])]

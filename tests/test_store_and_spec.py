@@ -186,3 +186,23 @@ def test_a_second_choices_control_is_named_where_its_answers_are_left_out(caplog
     with caplog.at_level("WARNING"):
         kind.configure(None, "7", spec, {})
     assert "2 <Choices> controls over text" in caplog.text and "'sentiment', the first, and leaves flag" in caplog.text
+
+
+def test_a_verdict_imported_into_label_studio_is_adopted_and_not_judged_again(tmp_path):
+    """The backend's refresh takes `labelloop prelabel`'s verdicts from Label Studio instead of asking the judge."""
+    from labelloop.kinds import parse
+    from labelloop.kinds.preference import PairJudge
+    from labelloop.model.responses.draft_store import DraftStore
+
+    spec, kind = parse(load("llm_preference"))
+    judge = PairJudge(None, DraftStore(tmp_path / "verdicts.jsonl"))  # no endpoint: any call would fail
+    task = {"id": 3, "data": {"prompt": "2 + 2?", "answer1": "5", "answer2": "4"}}
+    imported = {"model_version": "v", "score": 0.4,
+                "result": [{"from_name": "preference", "to_name": "prompt", "type": "choices",
+                            "value": {"choices": ["answer2"]}}]}
+    assert kind.adopt(task, imported, spec, judge) and not kind.adopt(task, imported, spec, judge)
+    assert not kind.adopt(task, {"result": []}, spec, judge)
+    pair, _ = kind.task_input(task, spec, judge, max_chars=100)
+    values, scores = kind.predict([pair], spec, judge, strategy="margin")
+    assert values == ["answer2"] and scores.tolist() == [0.4]
+    assert kind.regions(spec, values[0]) == imported["result"]
