@@ -60,7 +60,7 @@ test: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: install $(BENCH_VENV)/.installed
-	for b in outcome predict_throughput active_learning active_learning_bound retrain_latency finetune_cost label_errors export llm_drafts ner load scale augment tuning; do \
+	for b in outcome predict_throughput active_learning active_learning_bound retrain_latency finetune_cost label_errors export llm_drafts preference_judge ner load scale augment tuning; do \
 	  HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/$$b.py || exit 1; done
 	if $(VENV)/bin/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 	  HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/gpu_embedding.py; else echo "no GPU here: bench/gpu_embedding.py skipped"; fi
