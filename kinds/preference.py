@@ -26,7 +26,7 @@ from labelloop.model.responses.pairs import PAIR_PROMPT
 from labelloop.model.store import VERSION_PREFIX
 
 from .base import ProjectKind, finished_annotation, task_text
-from .responses import ResponseKind, _slug
+from .responses import ResponseKind, model_slug
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +72,12 @@ class PreferenceKind(ProjectKind):
     # --- prelabel --------------------------------------------------------------------------------
     def model_version(self, registry, project: str, spec: PreferenceSpec) -> str:
         digest = hashlib.sha1(json.dumps([registry.llm.model, PAIR_PROMPT]).encode()).hexdigest()[:8]
-        return f"{VERSION_PREFIX}judge-{_slug(registry.llm.model or 'none')}-{digest}"
+        return f"{VERSION_PREFIX}judge-{model_slug(registry.llm.model or 'none')}-{digest}"
 
     def serving_model(self, registry, project: str, spec: PreferenceSpec):
         version = self.model_version(registry, project, spec)
-        drafter = registry.cached(("llm", registry.llm), lambda: Drafter(registry.llm))
+        # not the drafts' cache entry: theirs carries an encoder for self-consistency
+        drafter = registry.cached(("judge", registry.llm), lambda: Drafter(registry.llm))
         store = registry.cached(("verdicts", project, version), lambda: DraftStore(
             registry.store.project_dir(project) / "verdicts" / f"{version}.jsonl"))
         return PairJudge(drafter, store), version

@@ -65,7 +65,8 @@ class ProjectDrafter:
         self.drafted = 0
 
 
-def _slug(name: str) -> str:
+def model_slug(name: str) -> str:
+    """A model name as a model version can hold it: its last path part, safe characters only."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name.rstrip("/").split("/")[-1]).strip("-.")[:60] or "model"
 
 
@@ -99,7 +100,7 @@ class ResponseKind(ProjectKind):
         if spec.choices is not None:
             parts.append(_CLASSIFICATION.prior_version(spec.choices, model_name))
         digest = hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:8]
-        return f"{VERSION_PREFIX}llm-{_slug(config.model or 'none')}-{digest}"
+        return f"{VERSION_PREFIX}llm-{model_slug(config.model or 'none')}-{digest}"
 
     def configure(self, registry, project: str, spec: ResponseSpec, extra_params: dict) -> None:
         """Validate the project's overrides, the template's fields and the endpoint; keep the overrides.
