@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from labelloop.label_config.regions import choices_result, chosen_labels
+from labelloop.label_config.regions import choices_result, chosen_labels, latest_annotation
 from labelloop.label_config.spec import PreferenceSpec, UnsupportedLabelConfig
 from labelloop.model.export.formats import Example
 from labelloop.model.responses.draft_store import DraftStore
@@ -140,6 +140,47 @@ class PreferenceKind(ProjectKind):
 
     def regions(self, spec: PreferenceSpec, value) -> list[dict]:
         return [choices_result(spec, [value])]
+
+    # --- audit -----------------------------------------------------------------------------------
+    def audit(self, tasks: dict, spec: PreferenceSpec, *, embed, n_folds: int = 5, progress=None, judge=None):
+        """The chosen answer of each decided pair, checked as a written LLM answer is (empty,
+        truncated, refusal, secrets, another language, length, the judge's rubric), plus pairs
+        whose annotators picked differently and pairs decided the other way in another task
+        (`labelloop.model.responses.audit.pair_issues`)."""
+        from labelloop.model.errors import NotEnoughLabelsError
+        from labelloop.model.responses.audit import audit_responses, pair_issues
+
+        answers = dict(spec.answers)
+
+        def pick(annotation) -> str | None:
+            picked = [c for c in chosen_labels(annotation.get("result"), spec) if c in answers]
+            return picked[0] if picked else None
+
+        def text(data, key) -> str:
+            return data[key] if isinstance(data.get(key), str) else ""
+
+        ids, prompts, chosen, picks = [], [], [], []
+        for task in tasks.values():
+            annotation = finished_annotation(task)
+            choice = pick(annotation) if annotation is not None else None
+            if choice is None:
+                continue
+            by_annotator: dict = {}
+            for a in task.get("annotations") or ():
+                by_annotator.setdefault(a.get("completed_by"), []).append(a)
+            votes = [v for own in by_annotator.values() if (latest := latest_annotation(own)) and (v := pick(latest))]
+            data = task.get("data") or {}
+            other = next(key for c, key in spec.answers if c != choice)
+            ids.append(task["id"])
+            prompts.append(text(data, spec.prompt_key))
+            chosen.append(text(data, answers[choice]))
+            picks.append((chosen[-1], text(data, other), votes))
+        if not ids:
+            raise NotEnoughLabelsError("the project has no decided pairs to audit")
+        if progress:
+            progress("checking the chosen answers", None)
+        return audit_responses(ids, prompts, chosen, embed=embed, judge=judge, conflicts=False,
+                               extra_issues=pair_issues(prompts, picks, ids))
 
     def example(self, task: dict, spec: PreferenceSpec, *, audit_label=None):
         """The picked answer becomes the chosen response, the other one the rejected response."""

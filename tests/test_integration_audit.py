@@ -321,10 +321,41 @@ def test_multi_label_audit_flags_wrong_label_sets(ls_client, label_studio, tmp_p
     assert "label_error" in done.stdout and "report.html" in done.stdout
 
 
-def test_audit_of_a_preference_project_says_what_it_checks(ls_client, tmp_path):
-    from labelloop.model.errors import LabelloopError
-
+def test_a_preference_audit_flags_bad_chosen_answers_split_votes_and_pairs_decided_both_ways(ls_client, tmp_path):
+    """What people picked is checked: the chosen answer as a written answer, annotators who disagree, and the
+    same pair decided the other way elsewhere. Annotations stay as they were."""
     project = projects.create_project(ls_client, "preference audit", "llm_preference")
-    with pytest.raises(LabelloopError, match="cannot be audited: the audit checks text classification labels; "
-                                             "this is a preference pair project"):
-        run_audit(ls_client, project.id, out_dir=tmp_path)
+    topics = ["tea", "rivers", "bicycles", "owls", "bread", "comets", "violins", "glaciers", "chess", "maples"]
+    data = [{"prompt": f"Tell me one fact about {t}.", "answer1": f"Here is a fact about {t}: it has a long history.",
+             "answer2": f"{t}? no idea"} for t in topics]
+    data += [{"prompt": "Tell me a secret.", "answer1": "As an AI language model, I cannot share secrets.",
+              "answer2": "I have none."},                                                   # a refusal is chosen
+             {"prompt": "Write my password.", "answer1": "password: correct-horse-battery", "answer2": "No."},  # a secret is chosen
+             {"prompt": "Is the sea salty?", "answer1": "Yes, it is salty.", "answer2": "No, it is sweet."},
+             {"prompt": "Is the sea salty?", "answer1": "No, it is sweet.", "answer2": "Yes, it is salty."}]
+    projects.import_tasks(ls_client, project.id, data)
+    tasks = sorted(projects.iter_tasks(ls_client, project.id), key=lambda t: t.id)
+
+    def pick(task, choice, **kwargs):
+        ls_client.annotations.create(id=task.id, result=[{"from_name": "preference", "to_name": "prompt",
+                                                          "type": "choices", "value": {"choices": [choice]}}], **kwargs)
+
+    for task in tasks:
+        pick(task, "answer1")  # the last pair then says the sea is sweet: decided the other way
+    judge = ls_client.users.create(username="judge2", email="judge2@example.com", password="judge2-pass-123")
+    pick(tasks[0], "answer2", completed_by=judge.id)  # a second annotator who disagrees
+    pick(tasks[1], "answer1", completed_by=judge.id)  # and one who agrees
+    before = {t.id: [as_dict(a)["result"] for a in t.annotations] for t in projects.iter_tasks(ls_client, project.id)}
+
+    report = run_audit(ls_client, project.id, out_dir=tmp_path)
+    flagged = {f["task_id"]: set(f["issues"]) for f in report.findings}
+    assert "annotators_disagree" in flagged[tasks[0].id] and tasks[1].id not in flagged
+    assert "refusal" in flagged[tasks[10].id] and "secret_or_pii" in flagged[tasks[11].id]
+    assert "conflicting_pair" in flagged[tasks[12].id] and "conflicting_pair" in flagged[tasks[13].id]
+    assert not {t.id for t in tasks[2:10]} & set(flagged)  # one prompt with many pairs is no conflict
+    assert (report.report_dir / "report.html").exists()
+    queued = [t.id for t in ls_client.tasks.list(project=project.id, view=next(
+        v.id for v in ls_client.views.list(project=project.id) if (v.data or {}).get("title") == VIEW_TITLE))]
+    assert set(queued) == set(flagged)
+    after = {t.id: [as_dict(a)["result"] for a in t.annotations] for t in projects.iter_tasks(ls_client, project.id)}
+    assert after == before

@@ -129,3 +129,19 @@ def test_checks_take_any_text_without_raising():
         assert set(checks.secrets(text)) <= {"e-mail address", "API key", "private key", "credential", "phone number"}
 
     check()
+
+
+def test_pairs_decided_both_ways_or_by_split_votes_are_flagged_and_one_prompt_with_many_pairs_is_not():
+    from labelloop.model.responses.audit import pair_issues
+
+    prompts = ["Is the sea salty?", "is the sea salty? ", "Name a fruit.", "Name a fruit.", "Name a fruit."]
+    picks = [("Yes.", "No.", ["answer1"]),
+             ("No.", "Yes.", ["answer1"]),          # the same pair, swapped and decided the other way
+             ("Apple.", "Chair.", ["answer1"]),
+             ("Pear.", "Table.", ["answer1", "answer2"]),  # another pair for the same prompt; votes split
+             ("Plum.", "Lamp.", ["answer2", "answer2"])]
+    issues = pair_issues(prompts, picks, [10, 11, 12, 13, 14])
+    assert issues[0] == {"conflicting_pair": "task 11 has the same pair and chose the other answer"}
+    assert issues[1] == {"conflicting_pair": "task 10 has the same pair and chose the other answer"}
+    assert issues[2] == {} and issues[4] == {}
+    assert issues[3] == {"annotators_disagree": "2 annotators: answer1, answer2"}

@@ -18,7 +18,8 @@ from labelloop.model.text_cleaning import dedup_key
 
 #: quality of a task whose worst issue is this one
 SEVERITY = {"empty_response": 0.0, "secret_or_pii": 0.05, "refusal": 0.1, "truncated": 0.2,
-            "conflicting_duplicate": 0.3, "language_mismatch": 0.3, "length_outlier": 0.5, "judge_low": 0.4}
+            "conflicting_duplicate": 0.3, "language_mismatch": 0.3, "length_outlier": 0.5, "judge_low": 0.4,
+            "annotators_disagree": 0.25, "conflicting_pair": 0.3}
 
 _REFUSAL = re.compile(
     r"\bas an? (?:ai|artificial intelligence)(?: language model| assistant| model)?\b"
@@ -174,18 +175,46 @@ class ResponseAudit:
     messages: list[str] = field(default_factory=list)
 
 
+def pair_issues(prompts: Sequence[str], picks: Sequence[tuple], task_ids: Sequence) -> list[dict[str, str]]:
+    """Preference-pair checks over ``n`` decided pairs; one ``{issue: reason}`` per pair.
+
+    ``picks``: per pair, ``(chosen answer, rejected answer, annotators' picks)`` where the picks are
+    the choice each annotator made (their latest annotation). Flags ``annotators_disagree`` when
+    those differ, and ``conflicting_pair`` when the same prompt with the same two answers (in
+    either order) was decided the other way in another task.
+    """
+    issues: list[dict[str, str]] = [{} for _ in prompts]
+    decided: dict = {}
+    for i, (prompt, (chosen, rejected, votes)) in enumerate(zip(prompts, picks)):
+        if len(set(votes)) > 1:
+            issues[i]["annotators_disagree"] = f"{len(votes)} annotators: " + ", ".join(sorted(map(str, votes)))
+        key = (dedup_key(prompt), frozenset((dedup_key(chosen), dedup_key(rejected))))
+        decided.setdefault(key, []).append((i, dedup_key(chosen)))
+    for group in decided.values():
+        for i, pick in group:
+            other = next((j for j, p in group if p != pick), None)
+            if other is not None:
+                issues[i]["conflicting_pair"] = f"task {task_ids[other]} has the same pair and chose the other answer"
+    return issues
+
+
 def audit_responses(task_ids: Sequence, prompts: Sequence[str], responses: Sequence[str], *,
                     embed: Callable[[list[str]], np.ndarray],
-                    judge: Callable[[str, str], tuple[float, str]] | None = None) -> ResponseAudit:
+                    judge: Callable[[str, str], tuple[float, str]] | None = None,
+                    extra_issues: Sequence[dict[str, str]] | None = None,
+                    conflicts: bool = True) -> ResponseAudit:
     """Run every check over ``n`` answered tasks.
 
     ``embed(texts) -> (n, d)``; ``judge(prompt, response) -> (score in [0, 1], reason)``, if
     given, flags answers it scores under 0.5 (a rubric from an LLM acting as judge).
+    ``extra_issues``: ``(n,)`` more ``{issue: reason}`` from the caller (`pair_issues`);
+    ``conflicts``: whether the same prompt answered differently is an issue (not for preference
+    pairs, where one prompt has many pairs).
     """
     n = len(task_ids)
     if not (len(prompts) == len(responses) == n):
         raise ValueError("task_ids, prompts and responses must have the same length")
-    issues: list[dict[str, str]] = [{} for _ in range(n)]
+    issues: list[dict[str, str]] = [dict(extra) for extra in extra_issues] if extra_issues else [{} for _ in range(n)]
     for i, (prompt, response) in enumerate(zip(prompts, responses)):
         for name, reason in (("empty_response", empty_response(response)), ("truncated", truncation(response)),
                              ("refusal", refusal(response))):
@@ -202,7 +231,7 @@ def audit_responses(task_ids: Sequence, prompts: Sequence[str], responses: Seque
     chars = np.array([len(r.strip()) for r in responses])
     for i in np.flatnonzero(length_outliers(P, chars)):
         issues[i]["length_outlier"] = f"{chars[i]} characters: unusual for prompts like this one"
-    for i, j in conflicting_duplicates(prompts, responses, P, R):
+    for i, j in conflicting_duplicates(prompts, responses, P, R) if conflicts else ():
         for a, b in ((i, j), (j, i)):
             issues[a]["conflicting_duplicate"] = f"the same prompt as task {task_ids[b]} has a different answer"
     messages = []
