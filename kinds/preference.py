@@ -106,8 +106,8 @@ class PreferenceKind(ProjectKind):
     def predict(self, inputs: Sequence[PairInput], spec: PreferenceSpec, model: PairJudge, *, strategy: str,
                 limit: int | None = None):
         """Stored verdicts where they exist, new ones for the rest (at most ``limit`` per `PairJudge`).
-        A value is the choice of the preferred answer, or None (no verdict: not asked yet, or the
-        endpoint failed, which is logged); the score is the judge's confidence."""
+        A value is the choice of the preferred answer ("" for a tie), or None (no verdict: not asked
+        yet, or the endpoint failed, which is logged); the score is the judge's confidence."""
         stored = [model.store.get(x.key) for x in inputs]
         todo = [i for i, v in enumerate(stored) if v is None]
         if limit is not None:
@@ -120,7 +120,8 @@ class PreferenceKind(ProjectKind):
             if verdict.error:
                 logger.warning("task %s gets no verdict: %s", inputs[i].task_id, verdict.error)
                 continue
-            better = choices[0] if verdict.first_better >= 0.5 else choices[1]
+            # a tie (say, "1" in both orders) picks nothing: a preselected answer would be a coin's
+            better = "" if verdict.first_better == 0.5 else choices[0] if verdict.first_better > 0.5 else choices[1]
             stored[i] = Draft(better, verdict.confidence, verdict.method)
             model.store.put(inputs[i].key, stored[i], task_id=inputs[i].task_id)
         values = [v.text if v is not None else None for v in stored]
@@ -139,7 +140,7 @@ class PreferenceKind(ProjectKind):
         return True
 
     def regions(self, spec: PreferenceSpec, value) -> list[dict]:
-        return [choices_result(spec, [value])]
+        return [choices_result(spec, [value])] if value else []
 
     # --- audit -----------------------------------------------------------------------------------
     def audit(self, tasks: dict, spec: PreferenceSpec, *, embed, n_folds: int = 5, progress=None, judge=None):

@@ -206,3 +206,22 @@ def test_a_verdict_imported_into_label_studio_is_adopted_and_not_judged_again(tm
     values, scores = kind.predict([pair], spec, judge, strategy="margin")
     assert values == ["answer2"] and scores.tolist() == [0.4]
     assert kind.regions(spec, values[0]) == imported["result"]
+
+
+def test_a_tie_between_the_two_orders_preselects_no_answer_and_is_asked_first(tmp_path):
+    """A judge that says "1" whatever the order cannot tell: no prelabel, the lowest score."""
+    from labelloop.kinds import parse
+    from labelloop.kinds.preference import PairJudge
+    from labelloop.model.responses.draft_store import DraftStore
+    from labelloop.model.responses.pairs import Verdict
+
+    class FirstSayer:  # the in-process judge object; its verdicts are what a position-biased model gives
+        def compare_many(self, pairs, progress=None):
+            return [Verdict((1.0 + 1.0 - 1.0) / 2, "digits") for _ in pairs]
+
+    spec, kind = parse(load("llm_preference"))
+    judge = PairJudge(FirstSayer(), DraftStore(tmp_path / "verdicts.jsonl"))
+    pair, _ = kind.task_input({"id": 1, "data": {"prompt": "p", "answer1": "a", "answer2": "b"}}, spec, judge,
+                              max_chars=100)
+    values, scores = kind.predict([pair], spec, judge, strategy="margin")
+    assert values == [""] and scores.tolist() == [0.0] and kind.regions(spec, values[0]) == []
