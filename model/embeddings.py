@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -32,6 +34,23 @@ def resolve_model_path(model_name: str | None) -> str:
 
         return str(get_model_path())
     return model_name
+
+
+@contextmanager
+def quiet_loading(path: str):
+    """transformers draws a "Loading weights" bar for every model it loads. For a model already on
+    disk there is nothing to download, and the bar is noise beside labelloop's own progress, so it
+    is off while the model loads; a download from the Hub keeps its bar."""
+    from transformers.utils import logging as hf_logging
+
+    if not os.path.isdir(path) or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def short_model_name(model_name: str | None) -> str:
@@ -75,7 +94,10 @@ class TransformerEncoder:
         self.max_length = max_length
         path = resolve_model_path(model_name)
         self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
-        self.model = model if model is not None else AutoModel.from_pretrained(path)
+        if model is None:
+            with quiet_loading(path):
+                model = AutoModel.from_pretrained(path)
+        self.model = model
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._on_gpu = torch.device(self.device).type == "cuda"
         self.batch_size = batch_size or (GPU_BATCH if self._on_gpu else CPU_BATCH)

@@ -71,7 +71,7 @@ class OnnxEncoder:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         from .embedding_cache import cache_root, encoder_identity
-        from .embeddings import resolve_model_path, short_model_name
+        from .embeddings import quiet_loading, resolve_model_path, short_model_name
 
         self.model_name = model_name
         self.max_length = max_length
@@ -86,7 +86,9 @@ class OnnxEncoder:
         graph = folder / ("model-int8.onnx" if int8 else "model.onnx")
         if not graph.exists():
             logger.info("exporting %s to ONNX%s (once): %s", model_name, " int8" if int8 else "", folder)
-            graph = export_onnx(AutoModel.from_pretrained(path), self.tokenizer, folder, int8=int8)
+            with quiet_loading(path):
+                weights = AutoModel.from_pretrained(path)
+            graph = export_onnx(weights, self.tokenizer, folder, int8=int8)
         options = ort.SessionOptions()
         options.intra_op_num_threads = os.cpu_count() or 1
         self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])

@@ -103,3 +103,14 @@ def test_a_forgotten_embedder_loads_again_and_opens_the_cache_named_now(tmp_path
     second = embeddings.get_embedder("counting", factory=lambda name: CountingEncoder())
     second.embed(["a review"])
     assert second is not first and second.encoder.embedded == ["a review"]  # an empty cache: embedded again
+
+
+def test_loading_a_model_from_disk_draws_no_weights_bar_and_leaves_progress_bars_on(capfd):
+    from transformers.utils import logging as hf_logging
+
+    from labelloop.model.embeddings import TransformerEncoder
+
+    assert hf_logging.is_progress_bar_enabled()
+    TransformerEncoder("default", device="cpu")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # a download from the Hub still shows its bar
