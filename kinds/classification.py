@@ -102,8 +102,12 @@ class ClassificationKind(ProjectKind):
     prelabels = True
     trains = True
 
+    def __init__(self):
+        self._warned: set = set()  # Label Studio calls /setup before every batch: warn once per config
+
     def configure(self, registry, project: str, spec: ClassificationSpec, extra_params: dict) -> None:
-        if spec.other_controls:  # Label Studio shows nothing /setup says unless it refuses
+        if spec.other_controls and (project, spec) not in self._warned:  # /setup's text shows only on refusal
+            self._warned.add((project, spec))
             logger.warning("project %s: the config has %d <Choices> controls over text; labelloop prelabels, "
                            "learns, audits and exports %r, the first, and leaves %s alone", project,
                            1 + len(spec.other_controls), spec.from_name, ", ".join(spec.other_controls))

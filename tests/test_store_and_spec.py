@@ -185,7 +185,9 @@ def test_a_second_choices_control_is_named_where_its_answers_are_left_out(caplog
     assert kind.examples(quiet, spec)[2] == []
     with caplog.at_level("WARNING"):
         kind.configure(None, "7", spec, {})
+        kind.configure(None, "7", spec, {})  # Label Studio's /setup before every batch: said once
     assert "2 <Choices> controls over text" in caplog.text and "'sentiment', the first, and leaves flag" in caplog.text
+    assert caplog.text.count("<Choices> controls over text") == 1
 
 
 def test_a_verdict_imported_into_label_studio_is_adopted_and_not_judged_again(tmp_path):
