@@ -15,7 +15,10 @@ in half of them at random. A judge should prefer the real answer.
    pair) and against chance (0.5); and the shipped judge's share among its more and less
    confident halves, to see whether the score sorts its verdicts.
 
-Usage: python bench/preference_judge.py [--pairs 100] [--seed 0]
+With ``--endpoint`` (and ``--model``, ``--api-key``) it measures that OpenAI-compatible endpoint
+instead of starting SmolLM2: the way to see whether a judge is worth its prelabels.
+
+Usage: python bench/preference_judge.py [--pairs 100] [--seed 0] [--endpoint URL --model NAME [--api-key KEY]]
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,10 +66,10 @@ def pairs_from_conversations(n: int, seed: int) -> list[tuple[str, str, str, boo
     return out
 
 
-def ask_directly(client, pairs, concurrency: int) -> list[tuple[float | None, float | None]]:
+def ask_directly(client, model: str, pairs, concurrency: int) -> list[tuple[float | None, float | None]]:
     """``P(first better)`` from each order's single request, as the product sends them."""
     def one(messages):
-        choice = client.chat.completions.create(model=LLM_MODEL_ALIAS, messages=messages, temperature=0.0,
+        choice = client.chat.completions.create(model=model, messages=messages, temperature=0.0,
                                                 max_tokens=4, logprobs=True, top_logprobs=20).choices[0]
         top = {t.token: t.logprob for t in choice.logprobs.content[0].top_logprobs} if choice.logprobs else None
         verdict = one_better(choice.message.content or "", top)
@@ -81,6 +85,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--endpoint", help="an OpenAI-compatible base URL to judge with (default: SmolLM2 here)")
+    parser.add_argument("--model", default=LLM_MODEL_ALIAS, help="the model name the endpoint serves")
+    parser.add_argument("--api-key", default=os.environ.get("LABELLOOP_LLM_API_KEY", "unused"))
     args = parser.parse_args()
     console = Console()
     pairs = pairs_from_conversations(args.pairs, args.seed)
@@ -88,20 +95,22 @@ def main() -> None:
     concurrency = LLMConfig().concurrency
 
     with tempfile.TemporaryDirectory() as tmp:
-        llm = llm_service(Path(tmp) / "llama.log")
-        with console.status("starting llama.cpp's server"):
-            llm.start(timeout=120)
-        env = {"LABELLOOP_LLM_BASE_URL": llm.url + "/v1", "LABELLOOP_LLM_MODEL": LLM_MODEL_ALIAS,
-               "LABELLOOP_LLM_MAX_INLINE": str(len(pairs))}
+        llm = None if args.endpoint else llm_service(Path(tmp) / "llama.log")
+        base_url = args.endpoint or llm.url + "/v1"
+        with console.status("starting llama.cpp's server") if llm else nullcontext():
+            if llm:
+                llm.start(timeout=120)
+        env = {"LABELLOOP_LLM_BASE_URL": base_url, "LABELLOOP_LLM_MODEL": args.model,
+               "LABELLOOP_LLM_API_KEY": args.api_key, "LABELLOOP_LLM_MAX_INLINE": str(len(pairs))}
         backend = backend_service(Path(tmp) / "models", extra_env=env)
         try:
             with console.status("starting the backend"):
                 backend.start(timeout=180)
-            client = openai.OpenAI(base_url=llm.url + "/v1", api_key="unused")
-            ask_directly(client, pairs[:2], concurrency)  # warm the server
+            client = openai.OpenAI(base_url=base_url, api_key=args.api_key)
+            ask_directly(client, args.model, pairs[:2], concurrency)  # warm the server
             console.log(f"{len(pairs)} pairs directly, {2 * len(pairs)} requests")
             t = time.perf_counter()
-            direct = ask_directly(client, pairs, concurrency)
+            direct = ask_directly(client, args.model, pairs, concurrency)
             direct_rate = len(pairs) / (time.perf_counter() - t)
             requests.post(f"{backend.url}/setup", json={"project": "1.1", "schema": schema},
                           timeout=30).raise_for_status()
@@ -116,7 +125,8 @@ def main() -> None:
             results = response.json()["results"]
         finally:
             backend.stop()
-            llm.stop()
+            if llm:
+                llm.stop()
 
     truth = np.array([real_first for *_, real_first in pairs])
     judged = [i for i, r in enumerate(results) if r and r["result"]]
@@ -130,8 +140,8 @@ def main() -> None:
     boot = [rng.choice(shipped, len(shipped)).mean() for _ in range(1000)]
     high = confidence >= np.median(confidence)
 
-    table = Table(title=f"Preference judge: SmolLM2-135M-Instruct on llama.cpp, {len(pairs)} ChatterBot pairs, "
-                        f"{os.cpu_count()} CPUs")
+    judge = f"{args.model} at {args.endpoint}" if args.endpoint else "SmolLM2-135M-Instruct on llama.cpp"
+    table = Table(title=f"Preference judge: {judge}, {len(pairs)} ChatterBot pairs, {os.cpu_count()} CPUs")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row(f"verdicts/s, direct (2 requests each, concurrency {concurrency})", f"{direct_rate:.2f}")
