@@ -246,3 +246,14 @@ def test_a_preference_project_gets_the_judge_s_pick_scored_by_its_confidence(llm
     assert len(store_file.read_text().splitlines()) == 2
     again = llm_app.post("/predict", json={"project": "8.1", "label_config": schema, "tasks": tasks}).get_json()
     assert again["results"] == results and len(store_file.read_text().splitlines()) == 2
+
+
+def test_the_judge_s_context_check_counts_its_few_reply_tokens_not_a_draft_s(config):
+    """A pair that leaves room for a verdict but not for a 256-token draft is still judged."""
+    from labelloop.model.responses.pairs import pair_messages
+
+    judge = Drafter(dataclasses.replace(config, max_tokens=256, context_tokens=420))
+    pair = ("Which is the better summary? " * 10, "A short, faithful summary. " * 12, "Bananas. " * 12)
+    assert judge.too_long(pair_messages(*pair)) is not None  # no room for a draft's answer
+    verdict = judge.compare(*pair)
+    assert verdict.error is None and 0.0 <= verdict.first_better <= 1.0

@@ -203,6 +203,8 @@ def _reason(exc: Exception, config: LLMConfig) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+VERDICT_TOKENS = 4  # a judge's "1" or "2", with room for a space or a full stop
+
 JUDGE_PROMPT = ("Rate how well the RESPONSE answers the PROMPT: helpful, correct, complete, and in the prompt's "
                 "language. Reply with one digit from 1 (bad) to 5 (excellent), then one short sentence saying why."
                 "\n\nPROMPT:\n{prompt}\n\nRESPONSE:\n{response}")
@@ -249,11 +251,12 @@ class Drafter:
             raise LLMEndpointError(f"the LLM endpoint {self.config.describe()} does not serve model "
                                    f"{self.config.model!r}; it serves: {', '.join(served[:10])}")
 
-    def too_long(self, messages: Sequence[dict]) -> str | None:
-        """Why ``messages`` cannot be drafted (empty, or over the context), or None."""
+    def too_long(self, messages: Sequence[dict], *, answer_tokens: int | None = None) -> str | None:
+        """Why ``messages`` cannot be drafted (empty, or over the context), or None.
+        ``answer_tokens``: the reply's budget (default: ``max_tokens``, a draft's)."""
         if not any(m["content"].strip() for m in messages if m["role"] == "user"):
             return "the prompt is empty"
-        need = estimated_tokens(messages) + self.config.max_tokens
+        need = estimated_tokens(messages) + (self.config.max_tokens if answer_tokens is None else answer_tokens)
         if need > self.config.context_tokens:
             return (f"the prompt needs about {need} tokens with the answer, over the model's context of "
                     f"{self.config.context_tokens} (LABELLOOP_LLM_CONTEXT_TOKENS)")
@@ -316,7 +319,7 @@ class Drafter:
         the endpoint gives none). Raises `LLMEndpointError`."""
         import openai
 
-        kwargs = dict(model=self.config.model, messages=list(messages), temperature=0.0, max_tokens=4)
+        kwargs = dict(model=self.config.model, messages=list(messages), temperature=0.0, max_tokens=VERDICT_TOKENS)
         try:
             if self._logprobs:
                 try:
@@ -340,7 +343,7 @@ class Drafter:
         endpoint's failures (see ``Verdict.error``)."""
         from .pairs import Verdict, judge_pair, pair_messages
 
-        problem = self.too_long(pair_messages(prompt, first, second))
+        problem = self.too_long(pair_messages(prompt, first, second), answer_tokens=VERDICT_TOKENS)
         if problem:
             return Verdict(error=problem)
         try:
