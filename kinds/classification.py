@@ -4,13 +4,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from labelloop.label_config.regions import choices_result, chosen_labels, latest_annotation
+from labelloop.label_config.regions import choices_result, chosen_labels, latest_by_annotator
 from labelloop.label_config.spec import ClassificationSpec
 from labelloop.model import ranking
 from labelloop.model.classification import load_model
@@ -54,14 +54,8 @@ def annotator_labels(task: dict, spec: ClassificationSpec, unknown: set | None =
 
     Labels that are not in the config are left out and added to ``unknown``.
     """
-    by_annotator = defaultdict(list)
-    for annotation in task.get("annotations") or ():
-        by_annotator[annotation.get("completed_by")].append(annotation)
     out = {}
-    for annotator, own in by_annotator.items():
-        latest = latest_annotation(own)
-        if latest is None:
-            continue
+    for annotator, latest in latest_by_annotator(task.get("annotations")).items():
         labels, unknown_here = _known_and_unknown(latest, spec)
         if unknown is not None:
             unknown.update(unknown_here)

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from labelloop.label_config.regions import choices_result, chosen_labels, latest_annotation
+from labelloop.label_config.regions import choices_result, chosen_labels, latest_by_annotator
 from labelloop.label_config.spec import PreferenceSpec, UnsupportedLabelConfig
 from labelloop.model.export.formats import Example
 from labelloop.model.responses.draft_store import DraftStore
@@ -98,6 +98,12 @@ class PreferenceKind(ProjectKind):
         return PairInput(task.get("id"), prompt, (answers[0], answers[1]), self._key(task["data"], spec)), None
 
     @staticmethod
+    def _pick(annotation: dict | None, spec: PreferenceSpec) -> str | None:
+        """The answer an annotation or prediction picks (its choice alias), or None."""
+        picked = [c for c in chosen_labels((annotation or {}).get("result"), spec) if c in dict(spec.answers)]
+        return picked[0] if picked else None
+
+    @staticmethod
     def _key(data: dict, spec: PreferenceSpec) -> str:
         """The store key of a pair: its texts as the task holds them (whatever a request cuts)."""
         texts = [data.get(spec.prompt_key), *(data.get(key) for _, key in spec.answers)]
@@ -130,12 +136,12 @@ class PreferenceKind(ProjectKind):
     def adopt(self, task: dict, prediction: dict, spec: PreferenceSpec, model: PairJudge) -> bool:
         """A verdict of this version that Label Studio holds (imported by `labelloop prelabel` on
         another machine, say) goes into this backend's store, so the pair is not judged again."""
-        picked = [c for c in chosen_labels(prediction.get("result"), spec) if c in dict(spec.answers)]
+        picked = self._pick(prediction, spec)
         data = task.get("data")
-        if not picked or not isinstance(data, dict) or model.store.get(key := self._key(data, spec)) is not None:
+        if picked is None or not isinstance(data, dict) or model.store.get(key := self._key(data, spec)) is not None:
             return False
         score = prediction.get("score")
-        model.store.put(key, Draft(picked[0], float(score) if isinstance(score, (int, float)) else 0.0, "imported"),
+        model.store.put(key, Draft(picked, float(score) if isinstance(score, (int, float)) else 0.0, "imported"),
                         task_id=task.get("id"))
         return True
 
@@ -153,23 +159,16 @@ class PreferenceKind(ProjectKind):
 
         answers = dict(spec.answers)
 
-        def pick(annotation) -> str | None:
-            picked = [c for c in chosen_labels(annotation.get("result"), spec) if c in answers]
-            return picked[0] if picked else None
-
         def text(data, key) -> str:
             return data[key] if isinstance(data.get(key), str) else ""
 
         ids, prompts, chosen, picks = [], [], [], []
         for task in tasks.values():
-            annotation = finished_annotation(task)
-            choice = pick(annotation) if annotation is not None else None
+            choice = self._pick(finished_annotation(task), spec)
             if choice is None:
                 continue
-            by_annotator: dict = {}
-            for a in task.get("annotations") or ():
-                by_annotator.setdefault(a.get("completed_by"), []).append(a)
-            votes = [v for own in by_annotator.values() if (latest := latest_annotation(own)) and (v := pick(latest))]
+            votes = [v for latest in latest_by_annotator(task.get("annotations")).values()
+                     if (v := self._pick(latest, spec)) is not None]
             data = task.get("data") or {}
             other = next(key for c, key in spec.answers if c != choice)
             ids.append(task["id"])
@@ -189,12 +188,11 @@ class PreferenceKind(ProjectKind):
         if annotation is None:
             return None, None
         data = task.get("data") or {}
-        answers = dict(spec.answers)
-        picked = [choice for choice in chosen_labels(annotation.get("result"), spec) if choice in answers]
-        if not picked:
+        picked = self._pick(annotation, spec)
+        if picked is None:
             return None, "no preferred answer chosen"
-        other = next(key for choice, key in spec.answers if choice != picked[0])
-        chosen, rejected = data.get(answers[picked[0]]), data.get(other)
+        other = next(key for choice, key in spec.answers if choice != picked)
+        chosen, rejected = data.get(dict(spec.answers)[picked]), data.get(other)
         if not isinstance(chosen, str):
             return None, "empty response"
         if not isinstance(rejected, str):

@@ -17,14 +17,13 @@ import hashlib
 import json
 import logging
 import threading
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from labelloop.label_config.regions import labelled_spans, latest_annotation, span_result
+from labelloop.label_config.regions import labelled_spans, latest_by_annotator, span_result
 from labelloop.label_config.spec import SpanSpec, UnsupportedLabelConfig
 from labelloop.model import ranking
 from labelloop.model.errors import NotEnoughLabelsError
@@ -85,16 +84,10 @@ def annotator_spans(task: dict, spec: SpanSpec, problems: list | None = None) ->
     """``{annotator: spans}`` from each annotator's latest submitted annotation (one that marks
     no span says the text has none). Spans that do not fit the text go to ``problems``."""
     text = (task.get("data") or {}).get(spec.value_key)
-    by_annotator = defaultdict(list)
-    for annotation in task.get("annotations") or ():
-        if isinstance(annotation, dict):
-            by_annotator[annotation.get("completed_by")].append(annotation)
-    out = {}
-    for annotator, own in by_annotator.items():
-        latest = latest_annotation(own, allow_empty=True)
-        if latest is not None and isinstance(text, str):
-            out[annotator] = labelled_spans(latest.get("result"), spec, text, problems=problems)
-    return out
+    if not isinstance(text, str):
+        return {}
+    return {annotator: labelled_spans(latest.get("result"), spec, text, problems=problems)
+            for annotator, latest in latest_by_annotator(task.get("annotations"), allow_empty=True).items()}
 
 
 class SpanKind(ProjectKind):

@@ -27,6 +27,16 @@ def latest_annotation(annotations, *, allow_empty: bool = False) -> dict | None:
     return max(usable, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id", 0)))
 
 
+def latest_by_annotator(annotations, *, allow_empty: bool = False) -> dict:
+    """``{annotator id: that annotator's latest_annotation}``, for annotators who have one."""
+    own: dict = {}
+    for annotation in annotations or ():
+        if isinstance(annotation, dict):
+            own.setdefault(annotation.get("completed_by"), []).append(annotation)
+    latest = {who: latest_annotation(theirs, allow_empty=allow_empty) for who, theirs in own.items()}
+    return {who: annotation for who, annotation in latest.items() if annotation is not None}
+
+
 def choices_result(spec: ClassificationSpec, chosen: Sequence[str]) -> dict:
     """One result region that picks ``chosen`` in the spec's Choices control."""
     return {"from_name": spec.from_name, "to_name": spec.to_name, "type": "choices",
