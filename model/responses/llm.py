@@ -262,12 +262,31 @@ class Drafter:
                     f"{self.config.context_tokens} (LABELLOOP_LLM_CONTEXT_TOKENS)")
         return None
 
-    def _complete(self, messages, *, temperature: float, logprobs: bool):
+    def _complete(self, messages, *, temperature: float, logprobs: bool, max_tokens: int | None = None,
+                  top_logprobs: int = 1):
         kwargs = dict(model=self.config.model, messages=list(messages), temperature=temperature,
-                      max_tokens=self.config.max_tokens)
+                      max_tokens=self.config.max_tokens if max_tokens is None else max_tokens)
         if logprobs:
-            kwargs.update(logprobs=True, top_logprobs=1)  # llama.cpp returns none without top_logprobs
+            kwargs.update(logprobs=True, top_logprobs=top_logprobs)  # llama.cpp returns none without top_logprobs
         return self.client.chat.completions.create(**kwargs).choices[0]
+
+    def _complete_with_logprobs(self, messages, *, temperature: float, max_tokens: int | None = None,
+                                top_logprobs: int = 1):
+        """`_complete` asking for log-probabilities while the endpoint accepts them; its first
+        refusal turns them off for this endpoint (drafts then score by self-consistency, verdicts
+        by the digit written)."""
+        import openai
+
+        try:
+            return self._complete(messages, temperature=temperature, logprobs=self._logprobs, max_tokens=max_tokens,
+                                  top_logprobs=top_logprobs)
+        except openai.BadRequestError as exc:
+            if not self._logprobs or "logprob" not in str(exc).lower():
+                raise
+            with self._lock:
+                self._logprobs = False
+            logger.info("the LLM endpoint refuses logprobs; going on without them")
+            return self._complete(messages, temperature=temperature, logprobs=False, max_tokens=max_tokens)
 
     def draft(self, messages: Sequence[dict]) -> Draft:
         """One answer with its score; never raises for the endpoint's failures (see ``Draft.error``)."""
@@ -277,15 +296,7 @@ class Drafter:
         if problem:
             return Draft(None, error=problem)
         try:
-            try:
-                choice = self._complete(messages, temperature=self.config.temperature, logprobs=self._logprobs)
-            except openai.BadRequestError as exc:
-                if not self._logprobs or "logprob" not in str(exc).lower():
-                    raise
-                with self._lock:
-                    self._logprobs = False
-                logger.info("the LLM endpoint refuses logprobs; scoring by self-consistency instead")
-                choice = self._complete(messages, temperature=self.config.temperature, logprobs=False)
+            choice = self._complete_with_logprobs(messages, temperature=self.config.temperature)
             text = choice.message.content or ""
             content = getattr(choice.logprobs, "content", None) if choice.logprobs is not None else None
             score = logprob_score([t.logprob for t in content]) if content else None
@@ -319,19 +330,8 @@ class Drafter:
         the endpoint gives none). Raises `LLMEndpointError`."""
         import openai
 
-        kwargs = dict(model=self.config.model, messages=list(messages), temperature=0.0, max_tokens=VERDICT_TOKENS)
         try:
-            if self._logprobs:
-                try:
-                    choice = self.client.chat.completions.create(**kwargs, logprobs=True, top_logprobs=20).choices[0]
-                except openai.BadRequestError as exc:
-                    if "logprob" not in str(exc).lower():
-                        raise
-                    with self._lock:
-                        self._logprobs = False
-                    choice = self.client.chat.completions.create(**kwargs).choices[0]
-            else:
-                choice = self.client.chat.completions.create(**kwargs).choices[0]
+            choice = self._complete_with_logprobs(messages, temperature=0.0, max_tokens=VERDICT_TOKENS, top_logprobs=20)
         except openai.APIError as exc:
             raise LLMEndpointError(_reason(exc, self.config)) from None
         content = getattr(choice.logprobs, "content", None) if choice.logprobs is not None else None
